@@ -1,0 +1,69 @@
+"""The values that flow between stages: a source file and the article read from it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+# Namespace of digest's path-derived entry ids. Never change it: every entry id
+# of every installation is derived from it.
+ID_NAMESPACE = uuid.UUID("6f1c8a52-3b7e-5d0a-9e43-2c1f0d8b7a61")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """An article file found under ARTICLES_DIR, before it is read."""
+
+    key: str  # path relative to ARTICLES_DIR, with forward slashes: the article's identity
+    path: str  # absolute path on disk
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Article:
+    """One article, read and validated. Dates are timezone-aware."""
+
+    key: str
+    id: str
+    slug: str
+    title: str
+    published: datetime
+    updated: datetime | None  # an explicit `updated` header; otherwise the store decides
+    author: str | None
+    tags: tuple[str, ...]
+    summary: str  # plain text
+    body_html: str  # sanitized HTML; links may be relative to the article page
+    draft: bool
+    content_hash: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """An article as published: what feeds, pages and the digest show."""
+
+    key: str
+    id: str
+    slug: str
+    url: str  # absolute URL of the article page
+    title: str
+    published: datetime
+    updated: datetime
+    author: str
+    tags: tuple[str, ...]
+    summary: str
+
+
+def entry_id(key: str, explicit: str | None) -> str:
+    """The permanent entry id: an explicit id, else one derived from the path alone.
+
+    It never depends on the site URL, title, date or text, so readers never
+    see an article as new again after any of those change.
+    """
+    if explicit:
+        if ":" in explicit:
+            return explicit  # already an IRI (tag:, urn:, https:)
+        return "urn:uuid:" + str(uuid.uuid5(ID_NAMESPACE, "id:" + explicit))
+    return "urn:uuid:" + str(uuid.uuid5(ID_NAMESPACE, "path:" + key))

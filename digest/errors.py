@@ -1,0 +1,86 @@
+"""The one error tree of digest.
+
+Every failure a user can act on is a :class:`DigestError` with a message that
+says what happened (naming the file, setting or address) and a hint that says
+what to do. Third-party exceptions are wrapped once, where they enter our code,
+with ``raise SomeError(...) from exc``.
+
+    DigestError
+    ├── ConfigError        a setting is missing or malformed
+    ├── ArticleError       one article file cannot be read or is invalid
+    ├── StoreError         the state store cannot be opened or migrated
+    ├── OutputError        the output folder cannot be written
+    ├── TemplateError      a Jinja2 template is missing or broken
+    ├── MailError          composing or delivering the digest failed
+    │   ├── SMTPConfigError    authentication / TLS / connection settings are wrong
+    │   └── SubscriberError    an address is invalid
+    ├── ScheduleError      the scheduler cannot start
+    └── ServeError         the web server cannot start
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DigestError(Exception):
+    """Base class: a message for the user plus an optional hint on what to do."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(DigestError):
+    """A setting is missing or has a value of the wrong form."""
+
+    exit_code = 2
+
+
+class ArticleError(DigestError):
+    """One article file cannot be published; the others still are."""
+
+    def __init__(self, path: Path | str, reason: str, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {reason}", hint)
+        self.path = str(path)
+        self.reason = reason
+
+
+class StoreError(DigestError):
+    """The state store cannot be reached, opened or migrated."""
+
+
+class OutputError(DigestError):
+    """The output folder cannot be written."""
+
+
+class TemplateError(DigestError):
+    """A template cannot be found or rendered."""
+
+
+class MailError(DigestError):
+    """Composing or delivering mail failed."""
+
+
+class SMTPConfigError(MailError):
+    """The SMTP settings are wrong: stop the whole run, retrying cannot help."""
+
+    exit_code = 2
+
+
+class SubscriberError(MailError):
+    """A subscriber address or import file is invalid."""
+
+
+class ScheduleError(DigestError):
+    """The scheduler cannot start or run."""
+
+
+class ServeError(DigestError):
+    """The web server cannot start."""

@@ -1,0 +1,65 @@
+"""Markdown with YAML front matter (the Jekyll / Hugo / Pelican convention).
+
+    ---
+    title: Hello
+    date: 2024-05-01
+    tags: [news, local]
+    ---
+    The body, in CommonMark.
+
+Front-matter keys: title, date, updated, author, tags, summary, id, slug, draft.
+"""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import yaml
+from markdown_it import MarkdownIt
+
+from digest.errors import ArticleError
+from digest.html import sanitize
+from digest.reading import Fields
+
+_FRONT = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+_md = MarkdownIt("commonmark", {"html": True, "linkify": False, "typographer": False}) \
+    .enable(["table", "strikethrough"])
+
+
+def parse(key: str, text: str) -> Fields:
+    text = text.lstrip("\n")
+    match = _FRONT.match(text)
+    if not match:
+        raise ArticleError(key, "no YAML front matter",
+                           "start the file with a '---' line, then 'date: YYYY-MM-DD' and "
+                           "'title: ...', then another '---' line")
+    try:
+        headers = yaml.safe_load(match.group(1) or "") or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 2}" if mark is not None else ""
+        raise ArticleError(key, f"front matter is not valid YAML{where}",
+                           "check quotes and colons; quote titles that contain ': '") from None
+    if not isinstance(headers, dict):
+        raise ArticleError(key, "front matter is not a set of 'key: value' lines",
+                           "write one 'key: value' per line between the '---' lines")
+    body = text[match.end():]
+    html = sanitize(_md.render(body))
+    tokens = _md.parse(body)
+    lead = ""
+    first_heading = None
+    for i, token in enumerate(tokens):
+        if token.type == "heading_open" and first_heading is None and i + 1 < len(tokens):
+            first_heading = _plain(tokens[i + 1].content)
+        if token.type == "paragraph_open" and not lead and i + 1 < len(tokens):
+            lead = _plain(_md.renderInline(tokens[i + 1].content))
+    if not lead and not headers.get("summary") and not headers.get("title"):
+        raise ArticleError(key, "has no text", "write at least one paragraph below the front matter")
+    return Fields(headers={str(k).lower(): v for k, v in headers.items()}, lead=lead,
+                  body_html=html, first_heading=first_heading)
+
+
+def _plain(html: str) -> str:
+    return " ".join(unescape(_TAG.sub("", html)).split())
