@@ -67,3 +67,8 @@ def entry_id(key: str, explicit: str | None) -> str:
             return explicit  # already an IRI (tag:, urn:, https:)
         return "urn:uuid:" + str(uuid.uuid5(ID_NAMESPACE, "id:" + explicit))
     return "urn:uuid:" + str(uuid.uuid5(ID_NAMESPACE, "path:" + key))
+
+
+def article_path(slug: str) -> str:
+    """Where an article's page lives inside the output folder (and under BASE_URL)."""
+    return f"articles/{slug}.html"
