@@ -18,7 +18,7 @@ import contextlib
 import fcntl
 import os
 import shutil
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import TracebackType
 
 from digest.errors import OutputError
@@ -42,8 +42,7 @@ def current_generation(output_dir: Path) -> Path | None:
 
 def safe_relpath(relpath: str) -> str:
     """Refuse any output path that could leave the output folder."""
-    pure = PurePosixPath(relpath)
-    if (not relpath or pure.is_absolute() or "\\" in relpath or "\x00" in relpath
+    if (not relpath or relpath[0] == "/" or "\\" in relpath or "\x00" in relpath
             or any(part in ("..", ".", "") for part in relpath.split("/"))):
         raise OutputError(f"refusing to write {relpath!r}: it would leave the output folder",
                           "rename the article so its slug has no '..' or leading '/'")
@@ -122,9 +121,8 @@ class Generation:
         """Carry a file over from the previous generation unchanged. False if there is none."""
         if self.previous is None:
             return False
-        old = self.previous / relpath
         try:
-            _link(old, self._prepare(relpath))
+            _link(f"{self.previous}/{relpath}", self._prepare(relpath))
         except FileNotFoundError:
             return False
         self.kept += 1
@@ -152,7 +150,7 @@ class Generation:
         self.committed = True
         self._prune(keep={final.name, moved, self.previous.name if self.previous else ""})
 
-    def _prepare(self, relpath: str) -> Path:
+    def _prepare(self, relpath: str) -> str:
         return _prepare(self.path, relpath, self._dirs)
 
     def _cleanup_partials(self) -> None:
@@ -178,11 +176,14 @@ def place(root: Path, previous: Path | None, relpath: str, data: bytes,
     """
     target = _prepare(root, relpath, _made_dirs if made is None else made)
     if previous is not None:
-        old = previous / relpath
+        old = f"{previous}/{relpath}"
         try:
-            if old.stat().st_size == len(data) and old.read_bytes() == data:
-                _link(old, target)
-                return False
+            if os.stat(old).st_size == len(data):
+                with open(old, "rb") as handle:
+                    same = handle.read() == data
+                if same:
+                    _link(old, target)
+                    return False
         except OSError:
             pass
     try:
@@ -194,17 +195,17 @@ def place(root: Path, previous: Path | None, relpath: str, data: bytes,
     return True
 
 
-def _prepare(root: Path, relpath: str, made: set[str]) -> Path:
+def _prepare(root: Path, relpath: str, made: set[str]) -> str:
+    """The target path for relpath under root (checked), with its folder created."""
     safe_relpath(relpath)
-    parent = relpath.rpartition("/")[0]
-    key = f"{root}/{parent}"
-    if key not in made:
-        (root / parent).mkdir(parents=True, exist_ok=True)
-        made.add(key)
-    return root / relpath
+    parent = f"{root}/{relpath.rpartition('/')[0]}"
+    if parent not in made:
+        os.makedirs(parent, exist_ok=True)
+        made.add(parent)
+    return f"{root}/{relpath}"
 
 
-def _link(source: Path, target: Path) -> None:
+def _link(source: str, target: str) -> None:
     try:
         os.link(source, target)
     except FileNotFoundError:

@@ -452,10 +452,14 @@ def _clash(key: str, entry_id: str, slug: str, ids: dict[str, str],
 
 
 def _signature(config: str, chunk: list[Entry], extra: str) -> str:
+    """What a listing page shows, hashed: equal signatures mean byte-identical pages."""
     digest = hashlib.blake2b(config.encode(), digest_size=16)
     digest.update(extra.encode())
-    for entry in chunk:
-        digest.update(repr(entry).encode("utf-8", "surrogatepass"))
+    for e in chunk:
+        # Canonical text, not repr(): a date read back from the store has another tzinfo type.
+        fields = (e.key, e.id, e.slug, e.url, e.title, e.published.isoformat(),
+                  e.updated.isoformat(), e.author, "\x1f".join(e.tags), e.summary)
+        digest.update("\x1e".join(fields).encode("utf-8", "surrogatepass") + b"\x1d")
     return digest.hexdigest()
 
 
