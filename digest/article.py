@@ -67,3 +67,7 @@ def entry_id(key: str, explicit: str | None) -> str:
             return explicit  # already an IRI (tag:, urn:, https:)
         return "urn:uuid:" + str(uuid.uuid5(ID_NAMESPACE, "id:" + explicit))
     return "urn:uuid:" + str(uuid.uuid5(ID_NAMESPACE, "path:" + key))
+
+
+def article_path(slug: str) -> str:
+    return f"articles/{slug}.html"
