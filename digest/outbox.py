@@ -127,7 +127,8 @@ class Outbox:
             return _open_edition(conn)
 
     def open_or_create(self, articles: Iterable[StoredArticle], now: datetime,
-                       message_id: Callable[[str, str], str], force: bool = False) -> tuple[Edition | None, bool]:
+                       message_id: Callable[[str, str], str], force: bool = False
+                       ) -> tuple[Edition | None, bool]:
         """Resume the open edition, or create the next one; (edition, created).
 
         None when there is nothing to send (no due article and not `force`).
