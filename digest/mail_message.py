@@ -31,7 +31,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 from urllib.parse import quote, urlsplit
 
 from digest.errors import ConfigError
-from digest.mail_render import RECIPIENT_SLOT, UNSUBSCRIBE_SLOT, RenderedDigest
+from digest.mail_render import RECIPIENT_SLOT, UNSUBSCRIBE_SLOT, RenderedDigest, one_line
 from digest.settings import Settings
 
 # SMTP policy (CRLF, 78-column folding) that leaves raw headers as we fold them.
@@ -85,8 +85,8 @@ def sender_domain(settings: Settings) -> str:
 def list_id(settings: Settings) -> str:
     """RFC 2919 List-Id value: the site title as phrase, digest.<site host> as id."""
     host = (urlsplit(settings.site_url).hostname or "localhost").lower()
-    phrase = formataddr((settings.site_title, "x@x.x")).rsplit(" <", 1)[0] \
-        if settings.site_title else ""
+    title = one_line(settings.site_title)
+    phrase = formataddr((title, "x@x.x")).rsplit(" <", 1)[0] if title else ""
     return f"{phrase} <digest.{host}>".strip()
 
 
@@ -125,10 +125,11 @@ class MessageFactory:
         return OutgoingMessage(self.sender, personal.address, personal.message_id, data)
 
     def _personal_headers(self, personal: Personal) -> bytes:
-        if personal.name is None:
+        name = one_line(personal.name) if personal.name else None
+        if not name:
             to = f"To: {personal.address}\r\n"
-        elif _SAFE_NAME.match(personal.name) and len(personal.name) + len(personal.address) < 60:
-            to = f"To: {personal.name} <{personal.address}>\r\n"
+        elif _SAFE_NAME.match(name) and len(name) + len(personal.address) < 60:
+            to = f"To: {name} <{personal.address}>\r\n"
         else:
             to = POLICY.header_factory("To", str(_to_address(personal))).fold(policy=POLICY)
         return (f"{to}Date: {format_datetime(personal.date)}\r\n"
@@ -156,7 +157,8 @@ class MessageFactory:
 
     def _message(self, text: str, body: str, personal: Personal | None) -> EmailMessage:
         message = EmailMessage(policy=POLICY)
-        message["From"] = self.settings.digest_from
+        name, address = parseaddr(self.settings.digest_from or "")
+        message["From"] = Address(display_name=one_line(name), addr_spec=address)
         message["Subject"] = self.rendered.subject
         message.set_raw("List-Id", list_id(self.settings))
         message.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
@@ -176,7 +178,7 @@ class MessageFactory:
 
 def _to_address(personal: Personal) -> Address:
     username, domain = personal.address.rsplit("@", 1)
-    return Address(display_name=personal.name or "", username=username, domain=domain)
+    return Address(display_name=one_line(personal.name or ""), username=username, domain=domain)
 
 
 class _QuotedPrintable:

@@ -212,19 +212,32 @@ class Outbox:
     # -- deliveries -----------------------------------------------------------------
 
     def claim(self, edition_id: int, now: datetime, limit: int) -> list[Delivery]:
-        """Claim up to `limit` deliveries for this sender (possibly none: others took them).
+        """Claim up to `limit` deliveries for this sender (none: nothing left to claim).
 
         Recipients who unsubscribed since the edition was made are marked
         skipped here and not returned.
         """
-        with self.store.engine.connect() as conn:
-            dead = _dead_owners(conn, edition_id)
-            candidates = [row[0] for row in conn.execute(
-                sa.select(deliveries.c.recipient)
-                .where(deliveries.c.edition_id == edition_id, _claimable(now, dead))
-                .order_by(deliveries.c.recipient).limit(limit))]
-        if not candidates:
-            return []
+        return self.claim_batch(edition_id, now, limit)[0]
+
+    def claim_batch(self, edition_id: int, now: datetime, limit: int
+                    ) -> tuple[list[Delivery], int]:
+        """Like claim(), also saying how many claimed rows were skipped (unsubscribed)."""
+        while True:
+            with self.store.engine.connect() as conn:
+                dead = _dead_owners(conn, edition_id)
+                candidates = [row[0] for row in conn.execute(
+                    sa.select(deliveries.c.recipient)
+                    .where(deliveries.c.edition_id == edition_id, _claimable(now, dead))
+                    .order_by(deliveries.c.recipient).limit(limit))]
+            if not candidates:
+                return [], 0
+            claimed, skipped = self._claim(edition_id, now, candidates, dead)
+            if claimed or skipped:
+                return claimed, skipped
+            # Another sender claimed these between our look and our update: look again.
+
+    def _claim(self, edition_id: int, now: datetime, candidates: list[str],
+               dead: list[str]) -> tuple[list[Delivery], int]:
         until = stamp(now + self.lease)
         with self.store.transaction() as conn:
             conn.execute(
@@ -249,8 +262,9 @@ class Outbox:
                                     deliveries.c.recipient.in_(gone))
                              .values(status=SKIPPED, claimed_by=None, claimed_until=None,
                                      updated_at=stamp(now), reply="unsubscribed"))
-        return [Delivery(edition_id, r.recipient, r.name, r.message_id, r.attempts)
-                for r in rows if r.status == "subscribed"]
+        claimed = [Delivery(edition_id, r.recipient, r.name, r.message_id, r.attempts)
+                   for r in rows if r.status == "subscribed"]
+        return claimed, len(gone)
 
     def renew(self, edition_id: int, now: datetime) -> int:
         """Extend the lease on this sender's claimed rows; how many are still ours."""

@@ -59,7 +59,9 @@ class RetryPolicy:
     first_delay: float = 2.0
     factor: float = 2.0
     max_delay: float = 60.0
-    defer_for: timedelta = timedelta(minutes=10)  # a deferred delivery waits this long
+    # A deferred delivery is tried again once this has passed (by this run, if it
+    # is still going, or by a later one).
+    defer_for: timedelta = timedelta(minutes=10)
     max_total_attempts: int = 15  # over all runs; then the delivery fails for good
 
     def delay(self, attempt: int) -> float:
@@ -253,8 +255,13 @@ class _Run:
                     self.stopped = True
                     break
                 if not claimed:
-                    claimed = self.outbox.claim(self.edition.id, self.clock(), self.batch)
+                    claimed, skipped = self.outbox.claim_batch(self.edition.id, self.clock(),
+                                                               self.batch)
+                    self.skipped += skipped
+                    done += skipped
                     if not claimed:
+                        if skipped:
+                            continue
                         break
                 delivery = claimed[0]
                 self._deliver_one(delivery)

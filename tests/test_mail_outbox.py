@@ -1,5 +1,7 @@
 """The outbox in the state store, on SQLite and PostgreSQL: editions, claims, concurrency."""
 
+# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
+
 from __future__ import annotations
 
 import subprocess

@@ -1,5 +1,7 @@
 """Subscriber list and address import, on SQLite and PostgreSQL."""
 
+# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
+
 from __future__ import annotations
 
 from datetime import timedelta
