@@ -312,14 +312,10 @@ class Outbox:
     def _settle(self, delivery: Delivery, now: datetime, attempts: int, *, status: str,
                 reply: str | None, until: str | None = None) -> bool:
         with self.store.transaction() as conn:
-            done = conn.execute(
-                deliveries.update()
-                .where(deliveries.c.edition_id == delivery.edition_id,
-                       deliveries.c.recipient == delivery.recipient,
-                       deliveries.c.claimed_by == self.owner, deliveries.c.status == SENDING)
-                .values(status=status, claimed_by=None, claimed_until=until,
-                        attempts=deliveries.c.attempts + attempts, updated_at=stamp(now),
-                        reply=reply)).rowcount
+            done = conn.execute(_SETTLE, {
+                "p_edition": delivery.edition_id, "p_recipient": delivery.recipient,
+                "p_owner": self.owner, "p_status": status, "p_until": until,
+                "p_attempts": attempts, "p_now": stamp(now), "p_reply": reply}).rowcount
         if not done:
             log.warning("delivery of edition %d to %s was taken over by another sender",
                         delivery.edition_id, delivery.recipient)
@@ -340,6 +336,20 @@ class Outbox:
                  .order_by(deliveries.c.recipient))
         with self.store.engine.connect() as conn:
             return [Failure(r, reply or "") for r, reply in conn.execute(query)]
+
+
+# Built once, so the statement that runs after every message is compiled once and cached.
+_SETTLE = (
+    deliveries.update()
+    .where(deliveries.c.edition_id == sa.bindparam("p_edition"),
+           deliveries.c.recipient == sa.bindparam("p_recipient"),
+           deliveries.c.claimed_by == sa.bindparam("p_owner"),
+           deliveries.c.status == SENDING)
+    .values(status=sa.bindparam("p_status"), claimed_by=None,
+            claimed_until=sa.bindparam("p_until", type_=sa.Text),
+            attempts=deliveries.c.attempts + sa.bindparam("p_attempts", type_=sa.Integer),
+            updated_at=sa.bindparam("p_now"), reply=sa.bindparam("p_reply", type_=sa.Text))
+)
 
 
 def history(store: Store, limit: int = 20) -> list[EditionSummary]:
