@@ -70,4 +70,5 @@ def entry_id(key: str, explicit: str | None) -> str:
 
 
 def article_path(slug: str) -> str:
+    """Where an article's page lives inside the output folder (and under BASE_URL)."""
     return f"articles/{slug}.html"

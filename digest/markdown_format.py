@@ -24,6 +24,17 @@ from digest.reading import Fields
 
 _FRONT = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text, so digest parses them and names bad ones."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
 _md = MarkdownIt("commonmark", {"html": True, "linkify": False, "typographer": False}) \
     .enable(["table", "strikethrough"])
 
@@ -36,7 +47,7 @@ def parse(key: str, text: str) -> Fields:
                            "start the file with a '---' line, then 'date: YYYY-MM-DD' and "
                            "'title: ...', then another '---' line")
     try:
-        headers = yaml.safe_load(match.group(1) or "") or {}
+        headers = yaml.load(match.group(1) or "", Loader=_Loader) or {}  # noqa: S506
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 2}" if mark is not None else ""

@@ -28,9 +28,11 @@ SUFFIXES = TEXT_SUFFIXES + MARKDOWN_SUFFIXES
 HEADLINE_MAX = 100
 SUMMARY_MAX = 400
 
-_ABBREVIATIONS = frozenset(
-    ["mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "inc", "ltd", "co", "corp", "gov", "gen", "rep", "sen", "no", "fig", "approx", "dept", "est", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "e.g", "i.e", "u.s", "u.k", "u.n"]
-)
+_ABBREVIATIONS = frozenset((
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "inc", "ltd", "co", "corp",
+    "gov", "gen", "rep", "sen", "no", "fig", "approx", "dept", "est", "jan", "feb", "mar", "apr",
+    "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "e.g", "i.e", "u.s", "u.k", "u.n",
+))
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])")
 _SLUG_SAFE = re.compile(r"^[A-Za-z0-9._~/-]+$")
 
@@ -152,7 +154,7 @@ def first_sentence(text: str) -> str:
     text = " ".join(text.split())
     for match in _SENTENCE_END.finditer(text):
         word = text[: match.start()].rsplit(" ", 1)[-1].lower().strip("(\"'“‘")
-        if word in _ABBREVIATIONS or len(word) <= 1 or "." in word:
+        if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()) or "." in word:
             continue
         return text[: match.end()]
     return text

@@ -240,8 +240,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("SITE_TIMEZONE", "site_timezone", "UTC",
          "time zone of article dates written without one (IANA name)", _zone),
     Spec("FEED_ID", "feed_id", "",
-         "permanent id of the feed (default: derived from the first BASE_URL; set it before "
-         "moving the site)", _optional_text),
+         "permanent id of the feed (default: made from BASE_URL at the first publish and kept "
+         "in the state store)", _optional_text),
     Spec("ARTICLES_DIR", "articles_dir", "articles", "folder of article files", _path),
     Spec("OUTPUT_DIR", "output_dir", "public", "folder the site and feeds are written to", _path),
     Spec("TEMPLATES_DIR", "templates_dir", "templates",

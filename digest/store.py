@@ -187,6 +187,13 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(meta.c.value).where(meta.c.name == name)).scalar()
 
+    def get_meta_many(self, names: Iterable[str]) -> dict[str, str | None]:
+        wanted = list(names)
+        with self.engine.connect() as conn:
+            found: dict[str, str] = dict(conn.execute(sa.select(meta.c.name, meta.c.value)
+                                      .where(meta.c.name.in_(wanted))).all())
+        return {name: found.get(name) for name in wanted}
+
     def set_meta(self, values: dict[str, str], conn: Connection | None = None) -> None:
         if conn is None:
             with self.transaction() as own:

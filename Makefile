@@ -1,0 +1,35 @@
+# The commands the README promises. `make demo` and `make test` each set up
+# everything they need (a virtual environment in .venv) on a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint install bench clean
+
+$(BIN)/digest: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/digest
+
+install: $(BIN)/digest
+
+# Publish the sample articles in articles/ to public/ and say where the feed is.
+demo: install
+	@test -f .env || cp .env.example .env
+	$(BIN)/digest publish
+	@echo "feed: public/feed.atom  site: public/index.html  (serve it: $(BIN)/digest serve)"
+
+# The whole test suite (PostgreSQL tests run when a server listens on 127.0.0.1:5432).
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check digest tests bench
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/bench_publish.py
+
+clean:
+	rm -rf $(VENV) public .public.generations digest.sqlite3* .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,187 @@
+"""Write the site atomically: build a new generation, then swap one symlink.
+
+``OUTPUT_DIR`` (say ``public``) is a symlink to a folder in the hidden sibling
+``.public.generations/``. A publish builds the next generation beside the
+current one; files it did not change are hard links to the current ones (same
+bytes, same mtime, so ETag and Last-Modified stay stable), changed files are
+written anew. Only when everything is written does ``os.replace`` swap the
+symlink. A crash or error at any point before that leaves the previous output
+exactly as it was; the half-built generation is removed by the next run.
+
+One generation before the current one is kept, so a web server that is in the
+middle of a request on the old tree finishes it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+
+from digest.errors import OutputError
+
+_PARTIAL = ".partial"
+
+
+def generations_dir(output_dir: Path) -> Path:
+    return output_dir.parent / f".{output_dir.name}.generations"
+
+
+def current_generation(output_dir: Path) -> Path | None:
+    """The folder OUTPUT_DIR currently shows, if any."""
+    if output_dir.is_symlink():
+        target = output_dir.parent / os.readlink(output_dir)
+        return target if target.is_dir() else None
+    if output_dir.is_dir():
+        return output_dir
+    return None
+
+
+def safe_relpath(relpath: str) -> str:
+    """Refuse any output path that could leave the output folder."""
+    pure = PurePosixPath(relpath)
+    if (not relpath or pure.is_absolute() or "\\" in relpath or "\x00" in relpath
+            or any(part in ("..", ".", "") for part in relpath.split("/"))):
+        raise OutputError(f"refusing to write {relpath!r}: it would leave the output folder",
+                          "rename the article so its slug has no '..' or leading '/'")
+    return relpath
+
+
+class Generation:
+    """A new version of the output folder under construction.
+
+    Use as a context manager: on a clean exit call :meth:`commit`; leaving the
+    block without committing discards the partial folder.
+    """
+
+    def __init__(self, output_dir: Path) -> None:
+        self.output_dir = output_dir
+        self.root = generations_dir(output_dir)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.root / "lock", "a")  # noqa: SIM115 - held until close
+        except OSError as exc:
+            raise OutputError(f"cannot create {self.root} ({exc.strerror})",
+                              "check that the folder of OUTPUT_DIR is writable") from exc
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # one publisher at a time
+        self.previous = current_generation(output_dir)
+        self._cleanup_partials()
+        number = 1 + max((_number(p.name) for p in self.root.iterdir()), default=0)
+        self.name = f"g{number:06d}"
+        self.path = self.root / (self.name + _PARTIAL)
+        self.path.mkdir()
+        self._dirs: set[str] = {""}
+        self.written = 0  # files written with new bytes
+        self.kept = 0  # files carried over unchanged
+        self.bytes_written = 0
+        self.committed = False
+
+    def __enter__(self) -> Generation:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if not self.committed:
+            shutil.rmtree(self.path, ignore_errors=True)
+        self._lock.close()
+
+    def previous_bytes(self, relpath: str) -> bytes | None:
+        if self.previous is None:
+            return None
+        try:
+            return (self.previous / relpath).read_bytes()
+        except OSError:
+            return None
+
+    def has_previous(self, relpath: str) -> bool:
+        return self.previous is not None and (self.previous / relpath).is_file()
+
+    def write(self, relpath: str, data: bytes) -> bool:
+        """Place `data` at relpath; reuse the previous file when identical. True if changed."""
+        target = self._prepare(relpath)
+        if self.previous is not None:
+            old = self.previous / relpath
+            try:
+                if old.stat().st_size == len(data) and old.read_bytes() == data:
+                    self._link(old, target)
+                    self.kept += 1
+                    return False
+            except OSError:
+                pass
+        try:
+            with open(target, "wb") as handle:
+                handle.write(data)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.output_dir / relpath} ({exc.strerror})",
+                              "check free disk space and permissions of OUTPUT_DIR") from exc
+        self.written += 1
+        self.bytes_written += len(data)
+        return True
+
+    def keep(self, relpath: str) -> bool:
+        """Carry a file over from the previous generation unchanged. False if there is none."""
+        if self.previous is None:
+            return False
+        old = self.previous / relpath
+        try:
+            self._link(old, self._prepare(relpath))
+        except FileNotFoundError:
+            return False
+        self.kept += 1
+        return True
+
+    def commit(self) -> None:
+        """Make the new generation the one OUTPUT_DIR shows, atomically."""
+        try:
+            os.sync()
+            final = self.root / self.name
+            os.rename(self.path, final)
+            link_tmp = self.output_dir.parent / f".{self.output_dir.name}.swap"
+            if link_tmp.is_symlink() or link_tmp.exists():
+                link_tmp.unlink()
+            os.symlink(os.path.relpath(final, self.output_dir.parent), link_tmp)
+            moved = ""
+            if self.output_dir.exists() and not self.output_dir.is_symlink():
+                # First publish over a plain folder: move it aside (kept one round), then link.
+                moved = f"g000000-original-{self.name}"
+                os.rename(self.output_dir, self.root / moved)
+            os.replace(link_tmp, self.output_dir)
+        except OSError as exc:
+            raise OutputError(f"cannot switch {self.output_dir} to the new output ({exc})",
+                              "check permissions of the folder that holds OUTPUT_DIR") from exc
+        self.committed = True
+        self._prune(keep={final.name, moved, self.previous.name if self.previous else ""})
+
+    def _prepare(self, relpath: str) -> Path:
+        safe_relpath(relpath)
+        parent = relpath.rpartition("/")[0]
+        if parent not in self._dirs:
+            (self.path / parent).mkdir(parents=True, exist_ok=True)
+            self._dirs.add(parent)
+        return self.path / relpath
+
+    @staticmethod
+    def _link(source: Path, target: Path) -> None:
+        try:
+            os.link(source, target)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            shutil.copy2(source, target)  # file systems without hard links
+
+    def _cleanup_partials(self) -> None:
+        for path in self.root.iterdir():
+            if path.name.endswith(_PARTIAL):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _prune(self, keep: set[str]) -> None:
+        for path in self.root.iterdir():
+            if path.is_dir() and path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _number(name: str) -> int:
+    digits = name[1:7]
+    return int(digits) if name.startswith("g") and digits.isdigit() else 0

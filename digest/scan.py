@@ -1,0 +1,79 @@
+"""Find article files under ARTICLES_DIR: stat only, nothing is read.
+
+Hidden files and folders (``.git``, ``.DS_Store``) and files of other types
+are passed over. A symlink may point anywhere inside the articles folder; one
+that leads outside it, or loops, is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from digest.article import SourceFile
+from digest.errors import ArticleError
+from digest.reading import SUFFIXES
+
+
+@dataclass(frozen=True)
+class Scan:
+    files: tuple[SourceFile, ...]  # sorted by key
+    problems: tuple[ArticleError, ...]
+
+
+def scan(root: Path) -> Scan:
+    """Every article file under root, sorted by key, with its size and mtime."""
+    if not root.is_dir():
+        raise ArticleError(root, "the articles folder does not exist",
+                           "create it, or point ARTICLES_DIR at your articles")
+    real_root = os.path.realpath(root)
+    files: list[SourceFile] = []
+    problems: list[ArticleError] = []
+    _walk(str(root), "", real_root, files, problems, set())
+    files.sort(key=lambda f: f.key)
+    return Scan(tuple(files), tuple(problems))
+
+
+def _walk(folder: str, prefix: str, real_root: str, files: list[SourceFile],
+          problems: list[ArticleError], seen_dirs: set[str]) -> None:
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        problems.append(ArticleError(prefix or ".", f"cannot list folder ({exc.strerror})",
+                                     "check its permissions"))
+        return
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") or (name.startswith("_") and not _is_article_name(name)):
+            continue
+        key = prefix + name
+        try:
+            is_link = entry.is_symlink()
+            if is_link:
+                target = os.path.realpath(entry.path)
+                if os.path.commonpath([target, real_root]) != real_root:
+                    if _is_article_name(name) or os.path.isdir(entry.path):
+                        problems.append(ArticleError(
+                            key, "is a symlink that leads outside the articles folder",
+                            "copy the file into the articles folder instead of linking it"))
+                    continue
+            info = os.stat(entry.path) if is_link else entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            problems.append(ArticleError(key, f"cannot read ({exc.strerror})",
+                                         "check that the file exists and is readable"))
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            real = os.path.realpath(entry.path)
+            if real in seen_dirs:
+                continue
+            seen_dirs.add(real)
+            _walk(entry.path, key + "/", real_root, files, problems, seen_dirs)
+        elif stat.S_ISREG(info.st_mode) and _is_article_name(name):
+            files.append(SourceFile(key=key, path=entry.path, size=info.st_size,
+                                    mtime_ns=info.st_mtime_ns))
+
+
+def _is_article_name(name: str) -> bool:
+    return name.lower().endswith(SUFFIXES)

@@ -1,0 +1,121 @@
+"""The CLI as a user runs it: subprocesses, exit codes, messages without tracebacks."""
+
+from __future__ import annotations
+
+import os
+import pty
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from digest.settings import ENV_NAMES
+from tests.conftest import REPO, copy_sample, digest_cli, write
+
+
+def test_publish_sample_articles_like_the_readme(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "articles", tmp_path / "articles")
+    shutil.copy(REPO / ".env.example", tmp_path / ".env")
+    result = digest_cli("publish", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "published 4 articles: 4 new, 0 updated, 1 draft -> public/" in result.stdout
+    assert (tmp_path / "public" / "feed.atom").is_file()
+    again = digest_cli("publish", cwd=tmp_path)
+    assert "nothing changed" in again.stdout
+
+
+def test_problems_exit_3_with_one_line_each_and_no_traceback(site: Path) -> None:
+    copy_sample(site)
+    write(site / "articles" / "broken.txt", b"\xff\xfe")
+    result = digest_cli("publish", cwd=site)
+    assert result.returncode == 3
+    assert "problem: broken.txt: invalid UTF-8" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "published 1 article:" in result.stdout
+
+
+def test_check_reports_everything_and_writes_nothing(site: Path) -> None:
+    copy_sample(site)
+    write(site / "articles" / "nodate.txt", "Hello.\n")
+    write(site / "articles" / "empty.md", "")
+    result = digest_cli("check", cwd=site)
+    assert result.returncode == 3
+    assert "nodate.txt" in result.stderr and "empty.md" in result.stderr
+    assert "2 problems" in result.stdout
+    assert sorted(p.name for p in site.iterdir()) == ["articles"]
+    (site / "articles" / "nodate.txt").unlink()
+    (site / "articles" / "empty.md").unlink()
+    assert digest_cli("check", cwd=site).returncode == 0
+
+
+def test_bad_setting_names_the_setting_and_the_form(site: Path) -> None:
+    write(site / ".env", "FEED_MAX_ITEMS=lots\n")
+    result = digest_cli("publish", cwd=site)
+    assert result.returncode == 2
+    assert "FEED_MAX_ITEMS='lots' is not a whole number" in result.stderr
+    assert "hint:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_environment_overrides_dotenv(site: Path) -> None:
+    copy_sample(site)
+    write(site / ".env", "SITE_TITLE=From dotenv\nBASE_URL=https://a.example/\n")
+    digest_cli("publish", cwd=site, env={"SITE_TITLE": "From environment"})
+    feed = (site / "public" / "feed.atom").read_text()
+    assert "<title>From environment</title>" in feed
+    assert "https://a.example/feed.atom" in feed
+
+
+def test_debug_shows_the_traceback(site: Path) -> None:
+    result = digest_cli("--debug", "publish", cwd=site, env={"BASE_URL": "not a url"})
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+def test_unreachable_database_is_a_clear_error(site: Path) -> None:
+    result = digest_cli("publish", cwd=site,
+                        env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    assert result.returncode == 1
+    assert "cannot open the state store postgresql" in result.stderr
+    assert "check DATABASE_URL" in result.stderr
+
+
+def test_password_in_database_url_is_not_printed(site: Path) -> None:
+    result = digest_cli("publish", cwd=site,
+                        env={"DATABASE_URL": "postgresql://user:hunter2secret@127.0.0.1:1/x"})
+    assert result.returncode == 1
+    assert "hunter2secret" not in result.stderr + result.stdout
+
+
+def test_progress_bar_on_large_folders(site: Path) -> None:
+    for n in range(600):
+        write(site / "articles" / f"a{n:04d}.txt", f"date 2024-01-01 Article {n}. Body.\n")
+    # A progress bar is drawn only on a terminal: give the command one.
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    env["PYTHONPATH"] = str(REPO)
+    process = subprocess.run([sys.executable, "-m", "digest", "publish"], cwd=site, env=env,
+                             stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120,
+                             check=False)
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    assert process.returncode == 0
+    assert b"reading" in screen and b"100%" in screen
+    assert "published 600 articles" in process.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["publish"], ["check"]])
+def test_help(command: list[str], tmp_path: Path) -> None:
+    result = digest_cli(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "Usage:" in result.stdout

@@ -1,0 +1,65 @@
+"""The state store on SQLite and PostgreSQL: migrations and article records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from digest.errors import StoreError
+from digest.migrations import MIGRATIONS
+from digest.store import Store, StoredArticle, resolve_url
+
+T = datetime(2024, 3, 20, 8, 30, tzinfo=UTC)
+
+
+def record(key: str, **changes: object) -> StoredArticle:
+    values: dict[str, object] = dict(
+        key=key, entry_id=f"urn:x:{key}", slug=key, size=10, mtime_ns=2**62, content_hash="h",
+        first_seen=T, last_changed=T, published=T, updated=T, title="Tïtle ✓", author="",
+        tags=("a", "b c"), summary="S", status="published")
+    values.update(changes)
+    return StoredArticle(**values)  # type: ignore[arg-type]
+
+
+def test_migrations_apply_once_in_order(store: Store) -> None:
+    assert store.applied_migrations() == [m.name for m in MIGRATIONS]
+    assert store.migrate() == []
+
+
+def test_articles_round_trip(store: Store) -> None:
+    store.save_articles([record("a"), record("b", status="draft")], [], {"k": "v"})
+    loaded = store.load_articles()
+    assert loaded["a"] == record("a")
+    assert loaded["b"].status == "draft"
+    assert store.get_meta("k") == "v"
+    store.save_articles([record("a", title="New")], ["b"])
+    loaded = store.load_articles()
+    assert set(loaded) == {"a"} and loaded["a"].title == "New"
+
+
+def test_a_failed_save_changes_nothing(store: Store) -> None:
+    store.save_articles([record("a")], [])
+    with pytest.raises(StoreError):
+        store.save_articles([record("b"), record("b")], [])  # duplicate key: rolled back
+    assert set(store.load_articles()) == {"a"}
+
+
+def test_refuses_a_schema_from_a_newer_version(store: Store) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO schema_migrations (name, applied_at) "
+                             "VALUES ('9999_future', 'x')"))
+    with pytest.raises(StoreError, match="9999_future"):
+        store.migrate()
+
+
+def test_relative_sqlite_path_is_resolved_against_the_project(tmp_path: Path) -> None:
+    assert resolve_url("sqlite:///state.sqlite3", tmp_path) == \
+        f"sqlite:///{tmp_path / 'state.sqlite3'}"
+
+
+def test_bad_url_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="not a database URL"):
+        Store.open("nonsense", tmp_path)
