@@ -1,3 +1,5 @@
 from digest.cli import main
 
-main()
+# Guarded: reader processes are started with "spawn" and import this module again.
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,7 @@ middle of a request on the old tree finishes it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -72,7 +73,7 @@ class Generation:
         self.name = f"g{number:06d}"
         self.path = self.root / (self.name + _PARTIAL)
         self.path.mkdir()
-        self._dirs: set[str] = {""}
+        self._dirs: set[str] = set()
         self.written = 0  # files written with new bytes
         self.kept = 0  # files carried over unchanged
         self.bytes_written = 0
@@ -100,25 +101,22 @@ class Generation:
 
     def write(self, relpath: str, data: bytes) -> bool:
         """Place `data` at relpath; reuse the previous file when identical. True if changed."""
-        target = self._prepare(relpath)
-        if self.previous is not None:
-            old = self.previous / relpath
-            try:
-                if old.stat().st_size == len(data) and old.read_bytes() == data:
-                    self._link(old, target)
-                    self.kept += 1
-                    return False
-            except OSError:
-                pass
-        try:
-            with open(target, "wb") as handle:
-                handle.write(data)
-        except OSError as exc:
-            raise OutputError(f"cannot write {self.output_dir / relpath} ({exc.strerror})",
-                              "check free disk space and permissions of OUTPUT_DIR") from exc
-        self.written += 1
-        self.bytes_written += len(data)
-        return True
+        changed = place(self.path, self.previous, relpath, data, self._dirs)
+        self.count(changed, len(data))
+        return changed
+
+    def count(self, changed: bool, nbytes: int) -> None:
+        """Account for a file another process placed with :func:`place`."""
+        if changed:
+            self.written += 1
+            self.bytes_written += nbytes
+        else:
+            self.kept += 1
+
+    def discard(self, relpath: str) -> None:
+        """Remove a file placed earlier in this generation."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.path / safe_relpath(relpath)).unlink()
 
     def keep(self, relpath: str) -> bool:
         """Carry a file over from the previous generation unchanged. False if there is none."""
@@ -126,7 +124,7 @@ class Generation:
             return False
         old = self.previous / relpath
         try:
-            self._link(old, self._prepare(relpath))
+            _link(old, self._prepare(relpath))
         except FileNotFoundError:
             return False
         self.kept += 1
@@ -155,21 +153,7 @@ class Generation:
         self._prune(keep={final.name, moved, self.previous.name if self.previous else ""})
 
     def _prepare(self, relpath: str) -> Path:
-        safe_relpath(relpath)
-        parent = relpath.rpartition("/")[0]
-        if parent not in self._dirs:
-            (self.path / parent).mkdir(parents=True, exist_ok=True)
-            self._dirs.add(parent)
-        return self.path / relpath
-
-    @staticmethod
-    def _link(source: Path, target: Path) -> None:
-        try:
-            os.link(source, target)
-        except OSError as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
-            shutil.copy2(source, target)  # file systems without hard links
+        return _prepare(self.path, relpath, self._dirs)
 
     def _cleanup_partials(self) -> None:
         for path in self.root.iterdir():
@@ -180,6 +164,53 @@ class Generation:
         for path in self.root.iterdir():
             if path.is_dir() and path.name not in keep:
                 shutil.rmtree(path, ignore_errors=True)
+
+
+_made_dirs: set[str] = set()
+
+
+def place(root: Path, previous: Path | None, relpath: str, data: bytes,
+          made: set[str] | None = None) -> bool:
+    """Write `data` to root/relpath, or hard-link the previous generation's identical file.
+
+    A free function so reader processes can fill a generation in parallel.
+    Returns True when new bytes were written, False when the old file was reused.
+    """
+    target = _prepare(root, relpath, _made_dirs if made is None else made)
+    if previous is not None:
+        old = previous / relpath
+        try:
+            if old.stat().st_size == len(data) and old.read_bytes() == data:
+                _link(old, target)
+                return False
+        except OSError:
+            pass
+    try:
+        with open(target, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        raise OutputError(f"cannot write {relpath} in {root} ({exc.strerror})",
+                          "check free disk space and permissions of OUTPUT_DIR") from exc
+    return True
+
+
+def _prepare(root: Path, relpath: str, made: set[str]) -> Path:
+    safe_relpath(relpath)
+    parent = relpath.rpartition("/")[0]
+    key = f"{root}/{parent}"
+    if key not in made:
+        (root / parent).mkdir(parents=True, exist_ok=True)
+        made.add(key)
+    return root / relpath
+
+
+def _link(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        shutil.copy2(source, target)  # file systems without hard links
 
 
 def _number(name: str) -> int:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +25,7 @@ from digest import __version__, feeds, site, templates
 from digest.article import ID_NAMESPACE, Article, Entry, SourceFile, article_path
 from digest.errors import ArticleError, OutputError
 from digest.html import absolutize
-from digest.output import Generation, current_generation
+from digest.output import Generation, current_generation, place
 from digest.reading import read_article
 from digest.scan import scan
 from digest.settings import Settings
@@ -143,79 +146,92 @@ def publish(settings: Settings, store: Store, now: datetime,
             output_dir=settings.output_dir,
         )
 
-    stored = store.load_articles()
-    config_same = meta["scan_fingerprint"] is not None and \
-        meta["scan_fingerprint"].split(":", 1)[0] == config
-    problems = list(found.problems)
-    bodies: dict[str, str] = {}
-    current: dict[str, StoredArticle] = {}
-    changed: list[StoredArticle] = []
-    new = updated = 0
-    total = len(found.files)
-    for done, source in enumerate(found.files, 1):
-        if progress and (done % 100 == 0 or done == total):
-            progress("read", done, total)
-        old = stored.get(source.key)
-        if old is not None and old.size == source.size and old.mtime_ns == source.mtime_ns:
-            current[source.key] = old
-            continue
-        try:
-            article = _read(source, settings)
-        except ArticleError as exc:
-            problems.append(exc)
-            if old is not None:
-                current[source.key] = old  # keep the last good version published
-            continue
-        problems.extend(ArticleError(source.key, w, "fix the file") for w in article.warnings)
-        bodies[source.key] = article.body_html
-        record = _remember(article, source, old, now)
-        current[source.key] = record
-        changed.append(record)
-        if old is None:
-            new += record.status == "published"
-        elif old.content_hash != record.content_hash or old.status != record.status:
-            updated += record.status == "published"
-
-    # Scheduled articles that came due since the last run.
-    for key, record in list(current.items()):
-        if record.status == "scheduled" and record.published <= now:
-            current[key] = replace(record, status="published")
-            changed.append(current[key])
-            new += 1
-
-    winners, duplicates = _drop_duplicate_records(current)
-    problems.extend(duplicates)
-    removed = [key for key in stored if key not in current]
-    published = sorted((r for r in winners.values() if r.status == "published"),
-                       key=lambda r: (r.published, r.key))
-    entries = [entry_of(r, settings) for r in published]
-
-    sources = {f.key: f for f in found.files}
-
-    def body_of(entry: Entry) -> str | None:
-        """The article's HTML; None when its file is broken now (the last good record stays)."""
-        if entry.key not in bodies:
-            try:
-                bodies[entry.key] = _read(sources[entry.key], settings).body_html
-            except ArticleError:
-                return None
-        return bodies[entry.key]
-
-    signatures: dict[str, str] = json.loads(meta["page_signatures"] or "{}")
-    new_signatures: dict[str, str] = {}
     with Generation(settings.output_dir) as gen:
+        stored = store.load_articles()
+        config_same = meta["scan_fingerprint"] is not None and \
+            meta["scan_fingerprint"].split(":", 1)[0] == config
+        problems = list(found.problems)
+        current: dict[str, StoredArticle] = {}
+        changed: list[StoredArticle] = []
+        pages_written: dict[str, str] = {}  # key -> page path written while reading
+        tasks: list[tuple[SourceFile, StoredArticle | None]] = []
+        for source in found.files:
+            old = stored.get(source.key)
+            if (config_same and old is not None and old.size == source.size
+                    and old.mtime_ns == source.mtime_ns):
+                current[source.key] = old
+            else:
+                tasks.append((source, old))
+        job = _Job(settings, now, gen.path, gen.previous)
+        new = updated = 0
+        for done, (source, old, outcome) in enumerate(_process_all(job, tasks), 1):
+            if progress and (done % 100 == 0 or done == len(tasks)):
+                progress("read", done, len(tasks))
+            if isinstance(outcome, ArticleError):
+                problems.append(outcome)
+                if old is not None:
+                    current[source.key] = old  # keep the last good version published
+                continue
+            record, warnings, page, nbytes = outcome
+            problems.extend(ArticleError(source.key, w, "fix the file") for w in warnings)
+            gen.count(page is not None and nbytes >= 0, nbytes)
+            if page is not None:
+                pages_written[source.key] = page
+            current[source.key] = record
+            if record != old:
+                changed.append(record)
+            if old is None:
+                new += record.status == "published"
+            elif old.content_hash != record.content_hash or old.status != record.status:
+                updated += record.status == "published"
+
+        # Scheduled articles that came due since the last run.
+        for key, record in list(current.items()):
+            if record.status == "scheduled" and record.published <= now:
+                current[key] = replace(record, status="published")
+                changed.append(current[key])
+                new += 1
+
+        winners, duplicates = _drop_duplicate_records(current)
+        problems.extend(duplicates)
+        removed = [key for key in stored if key not in current]
+        published = sorted((r for r in winners.values() if r.status == "published"),
+                           key=lambda r: (r.published, r.key))
+        entries = [entry_of(r, settings) for r in published]
+        sources = {f.key: f for f in found.files}
+        bodies: dict[str, str | None] = {}
+
+        def body_of(entry: Entry) -> str | None:
+            """The article's HTML; None when its file is broken now (its last good record stays)."""
+            if entry.key not in bodies:
+                try:
+                    bodies[entry.key] = _read(sources[entry.key], settings).body_html
+                except ArticleError:
+                    bodies[entry.key] = None
+            return bodies[entry.key]
+
+        # Pages of duplicates written while reading: drop them, and rewrite a winner's page
+        # that a loser with the same slug may have overwritten.
+        clobbered = set()
+        for key, page in pages_written.items():
+            if key not in winners:
+                gen.discard(page)
+                clobbered.add(page)
         info = site_info(settings)
-        unchanged_keys = {k for k, r in stored.items() if current.get(k) == r} if config_same \
-            else set()
         for done, entry in enumerate(entries, 1):
             path = article_path(entry.slug)
             if progress and (done % 100 == 0 or done == len(entries)):
                 progress("write", done, len(entries))
-            if entry.key in unchanged_keys and entry.key not in bodies and gen.keep(path):
+            if entry.key in pages_written and path not in clobbered:
+                continue
+            if entry.key not in pages_written and gen.keep(path):
                 continue
             body = body_of(entry)
             if body is not None or not gen.keep(path):
                 gen.write(path, site.article_page(env, info, entry, body or ""))
+
+        signatures: dict[str, str] = json.loads(meta["page_signatures"] or "{}")
+        new_signatures: dict[str, str] = {}
         _write_listings(settings, feed_meta(settings, fid), env, gen, entries, body_of,
                         signatures, new_signatures, config)
         for name in site.STATIC_FILES:
@@ -239,6 +255,72 @@ def publish(settings: Settings, store: Store, now: datetime,
         problems=tuple(problems), files_written=written, files_kept=kept,
         bytes_written=nbytes, nothing_changed=False, output_dir=settings.output_dir,
     )
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a reader process needs to read articles and write their pages (picklable)."""
+
+    settings: Settings
+    now: datetime
+    new_root: Path
+    previous_root: Path | None
+
+
+_Outcome = ArticleError | tuple[StoredArticle, tuple[str, ...], str | None, int]
+_worker: dict[str, object] = {}
+
+PARALLEL_FROM = 2000  # files to read before it pays to start reader processes
+
+
+def _process_all(job: _Job, tasks: list[tuple[SourceFile, StoredArticle | None]]
+                 ) -> Iterator[tuple[SourceFile, StoredArticle | None, _Outcome]]:
+    """Read, remember and render each task; in parallel processes when there are many."""
+    workers = min(os.cpu_count() or 1, 4)
+    if len(tasks) < PARALLEL_FROM or workers < 2:
+        _init_worker(job)
+        for source, old in tasks:
+            yield source, old, _process_one((source, old))
+        return
+    # "spawn", not "fork": the scheduler and web server run threads in this process.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(job,)) as pool:
+        chunk = max(50, len(tasks) // (workers * 8))
+        for (source, old), outcome in zip(tasks, pool.map(_process_one, tasks, chunksize=chunk),
+                                          strict=True):
+            yield source, old, outcome
+
+
+def _init_worker(job: _Job) -> None:
+    _worker["job"] = job
+    _worker["env"] = templates.environment(job.settings.templates_dir)
+    _worker["site"] = site_info(job.settings)
+
+
+def _process_one(task: tuple[SourceFile, StoredArticle | None]) -> _Outcome:
+    """One article: read it, make its record, and write its page if it is published.
+
+    Returns the record, the reader's warnings, the page path written (or None)
+    and the bytes written (-1 when an identical previous page was linked).
+    """
+    source, old = task
+    job = _worker["job"]
+    assert isinstance(job, _Job)
+    try:
+        article = _read(source, job.settings)
+        record = _remember(article, source, old, job.now)
+        if record.status != "published":
+            return record, article.warnings, None, 0
+        env = _worker["env"]
+        info = _worker["site"]
+        assert isinstance(env, jinja2.Environment) and isinstance(info, site.SiteInfo)
+        page = article_path(record.slug)
+        data = site.article_page(env, info, entry_of(record, job.settings), article.body_html)
+        changed = place(job.new_root, job.previous_root, page, data)
+    except ArticleError as exc:
+        return exc
+    return record, article.warnings, page, len(data) if changed else -1
 
 
 def _write_listings(settings: Settings, meta: feeds.FeedMeta, env: jinja2.Environment,

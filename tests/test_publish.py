@@ -280,3 +280,27 @@ def test_settings_change_rebuilds_everything(site: Path) -> None:
 
 def _settings(site: Path) -> Settings:
     return make_settings(site)
+
+
+def test_parallel_readers_give_the_same_output_as_one(site: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from digest import publish as publishing
+
+    for n in range(40):
+        article(site, f"a{n:02d}.txt", f"2024-01-{1 + n % 28:02d}", f"Article {n}. Text.")
+    article(site, "dup.txt", "2024-01-01", "Same slug as a00.", slug="a00")
+    serial, settings = run(site)
+    serial_files = {p.relative_to(settings.output_dir.resolve()): p.read_bytes()
+                    for p in settings.output_dir.resolve().rglob("*") if p.is_file()}
+    other = site / "again"
+    (other / "articles").mkdir(parents=True)
+    for path in (site / "articles").iterdir():
+        (other / "articles" / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setattr(publishing, "PARALLEL_FROM", 5)
+    parallel, settings2 = run(other)
+    assert parallel.published == serial.published == 40
+    assert [p.message for p in parallel.problems] == [p.message for p in serial.problems]
+    parallel_files = {p.relative_to(settings2.output_dir.resolve()): p.read_bytes()
+                      for p in settings2.output_dir.resolve().rglob("*") if p.is_file()}
+    assert parallel_files == serial_files
+    assert b"Article 0" in parallel_files[Path("articles/a00.html")]

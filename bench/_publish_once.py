@@ -1,0 +1,47 @@
+"""Run one publish in this process and print its timing and peak memory as JSON.
+
+Used by bench_publish.py so that interpreter start-up is measured apart.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+start_import = time.perf_counter()
+from digest.publish import publish  # noqa: E402
+from digest.settings import load_settings  # noqa: E402
+from digest.store import Store  # noqa: E402
+
+imported = time.perf_counter() - start_import
+
+
+def main() -> None:
+    base = Path(sys.argv[1])
+    settings = load_settings({"BASE_URL": "https://bench.example/", "DATABASE_URL": "sqlite:///state.sqlite3"},
+                             base)
+    store = Store.open(settings.database_url, base)
+    start = time.perf_counter()
+    report = publish(settings, store, datetime(2026, 1, 1, tzinfo=UTC))
+    elapsed = time.perf_counter() - start
+    store.close()
+    print(json.dumps({
+        "seconds": elapsed,
+        "import_seconds": imported,
+        # This process plus the largest reader process (their peaks may not coincide).
+        "peak_rss_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                        + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024,
+        "files_written": report.files_written,
+        "files_kept": report.files_kept,
+        "bytes_written": report.bytes_written,
+        "published": report.published,
+        "nothing_changed": report.nothing_changed,
+    }))
+
+
+if __name__ == "__main__":
+    main()
