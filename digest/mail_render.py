@@ -28,8 +28,8 @@ import css_inline
 
 from digest.article import article_path
 from digest.errors import TemplateError
-from digest.mail_templates import render_template, template_environment
 from digest.settings import Settings
+from digest.templates import environment, render
 
 RECIPIENT_SLOT = "zzdigestrecipientslotzz"
 UNSUBSCRIBE_SLOT = "zzdigestunsubscribeslotzz"
@@ -84,7 +84,7 @@ def subject_line(settings: Settings, content: DigestContent) -> str:
 
 def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
     """Render the text and HTML bodies (CSS inlined) of an edition."""
-    env = template_environment(settings)
+    env = environment(settings.templates_dir)
     zone = settings.digest_timezone
     subject = subject_line(settings, content)
     articles: list[dict[str, Any]] = [
@@ -108,8 +108,8 @@ def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
         "unsubscribe_url": UNSUBSCRIBE_SLOT,
         "unsubscribe_mailto": settings.unsubscribe_mailto,
     }
-    text = render_template(env, TEXT_TEMPLATE, context)
-    html = render_template(env, HTML_TEMPLATE, context)
+    text = render(env, TEXT_TEMPLATE, context)
+    html = render(env, HTML_TEMPLATE, context)
     try:
         inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         html = inliner.inline(html)

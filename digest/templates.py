@@ -1,7 +1,9 @@
-"""The Jinja2 environment: TEMPLATES_DIR first, then the templates shipped with digest.
+"""The one Jinja2 environment: TEMPLATES_DIR first, then the templates shipped with digest.
 
-Autoescaping is on for HTML and XML; undefined variables are errors, so a
-typo in a template fails the publish instead of printing an empty string.
+Site pages, feeds' stylesheet and the digest mail all come from here.
+Autoescaping is on for HTML and XML; undefined variables are errors, so a typo
+in a template fails the publish or send instead of printing an empty string,
+and the error names the template file and line.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import jinja2
@@ -33,19 +36,38 @@ def environment(templates_dir: Path | None) -> jinja2.Environment:
 
 
 def render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
-    """Render one template, turning Jinja2's errors into a TemplateError naming the file."""
+    """Render template `name`; any failure is a TemplateError naming file and line."""
     try:
-        return env.get_template(name).render(context)
+        template = env.get_template(name)
     except jinja2.TemplateNotFound as exc:
-        raise TemplateError(f"template {exc.name} not found",
-                            "restore it in TEMPLATES_DIR or remove the setting to use the "
-                            "built-in templates") from exc
+        raise TemplateError(f"template {name} not found",
+                            "put it in TEMPLATES_DIR or remove the broken override") from exc
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"template {exc.filename or name}, line {exc.lineno}: {exc.message}",
-                            "fix the template syntax") from exc
+        where = f"{exc.filename or name}, line {exc.lineno}"
+        raise TemplateError(f"{where}: {exc.message}",
+                            "fix the template syntax (see the Jinja2 documentation)") from exc
+    try:
+        return template.render(context)
     except jinja2.TemplateError as exc:
-        raise TemplateError(f"template {name}: {exc}",
-                            "check the variable names the template uses (see README)") from exc
+        line = _template_line(exc.__traceback__, template.filename)
+        where = f"{template.filename or name}" + (f", line {line}" if line else "")
+        hint = ("use only the variables listed in the built-in template's header comment"
+                if isinstance(exc, jinja2.UndefinedError) else "fix the template")
+        raise TemplateError(f"{where}: {exc.message or exc}", hint) from exc
+    except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+        line = _template_line(exc.__traceback__, template.filename)
+        where = f"{template.filename or name}" + (f", line {line}" if line else "")
+        raise TemplateError(f"{where}: {type(exc).__name__}: {exc}", "fix the template") from exc
+
+
+def _template_line(tb: TracebackType | None, filename: str | None) -> int | None:
+    """The last line of the template that ran before the error (Jinja2 maps frames)."""
+    line = None
+    while tb is not None:
+        if filename and tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def fingerprint(env: jinja2.Environment) -> str:
