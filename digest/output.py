@@ -187,8 +187,7 @@ def place(root: Path, previous: Path | None, relpath: str, data: bytes,
         except OSError:
             pass
     try:
-        with open(target, "wb") as handle:
-            handle.write(data)
+        _write_new(target, data)
     except OSError as exc:
         raise OutputError(f"cannot write {relpath} in {root} ({exc.strerror})",
                           "check free disk space and permissions of OUTPUT_DIR") from exc
@@ -205,8 +204,23 @@ def _prepare(root: Path, relpath: str, made: set[str]) -> str:
     return f"{root}/{relpath}"
 
 
+def _write_new(target: str, data: bytes) -> None:
+    """Write a new file. Never write into an existing one: it may be a hard link that the
+    current (published) generation shares."""
+    try:
+        handle = open(target, "xb")  # noqa: SIM115
+    except FileExistsError:
+        os.unlink(target)
+        handle = open(target, "xb")  # noqa: SIM115
+    with handle:
+        handle.write(data)
+
+
 def _link(source: str, target: str) -> None:
     try:
+        os.link(source, target)
+    except FileExistsError:
+        os.unlink(target)
         os.link(source, target)
     except FileNotFoundError:
         raise

@@ -8,6 +8,7 @@ that never reached the output folder.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -18,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import jinja2
 
@@ -32,6 +34,8 @@ from digest.settings import Settings
 from digest.store import Store, StoredArticle, iso
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
+T = TypeVar("T")
+R = TypeVar("R")
 
 _META_KEYS = ("feed_id", "scan_fingerprint", "next_due", "page_signatures", "problems", "published_count")
 
@@ -146,7 +150,8 @@ def publish(settings: Settings, store: Store, now: datetime,
             output_dir=settings.output_dir,
         )
 
-    with Generation(settings.output_dir) as gen:
+    with contextlib.ExitStack() as stack:
+        gen = stack.enter_context(Generation(settings.output_dir))
         stored = store.load_articles()
         config_same = meta["scan_fingerprint"] is not None and \
             meta["scan_fingerprint"].split(":", 1)[0] == config
@@ -162,9 +167,11 @@ def publish(settings: Settings, store: Store, now: datetime,
                 current[source.key] = old
             else:
                 tasks.append((source, old))
-        job = _Job(settings, now, gen.path, gen.previous)
+        job = _Job(settings, now, gen.path, gen.previous, feed_meta(settings, fid))
+        workers = stack.enter_context(_Workers(job))
         new = updated = 0
-        for done, (source, old, outcome) in enumerate(_process_all(job, tasks), 1):
+        outcomes = workers.map(_process_one, tasks, PARALLEL_FROM)
+        for done, ((source, old), outcome) in enumerate(zip(tasks, outcomes, strict=True), 1):
             if progress and (done % 100 == 0 or done == len(tasks)):
                 progress("read", done, len(tasks))
             if isinstance(outcome, ArticleError):
@@ -232,7 +239,7 @@ def publish(settings: Settings, store: Store, now: datetime,
 
         signatures: dict[str, str] = json.loads(meta["page_signatures"] or "{}")
         new_signatures: dict[str, str] = {}
-        _write_listings(settings, feed_meta(settings, fid), env, gen, entries, body_of,
+        _write_listings(settings, job.meta, env, gen, workers, entries, body_of,
                         signatures, new_signatures, config)
         for name in site.STATIC_FILES:
             gen.write(name, site.static_file(env, name))
@@ -265,31 +272,48 @@ class _Job:
     now: datetime
     new_root: Path
     previous_root: Path | None
+    meta: feeds.FeedMeta
 
 
 _Outcome = ArticleError | tuple[StoredArticle, tuple[str, ...], str | None, int]
 _worker: dict[str, object] = {}
 
-PARALLEL_FROM = 2000  # files to read before it pays to start reader processes
+PARALLEL_FROM = 2000  # articles to read before it pays to start reader processes
+PARALLEL_PAGES_FROM = 40  # archive pages to render before it pays
 
 
-def _process_all(job: _Job, tasks: list[tuple[SourceFile, StoredArticle | None]]
-                 ) -> Iterator[tuple[SourceFile, StoredArticle | None, _Outcome]]:
-    """Read, remember and render each task; in parallel processes when there are many."""
-    workers = min(os.cpu_count() or 1, 4)
-    if len(tasks) < PARALLEL_FROM or workers < 2:
-        _init_worker(job)
-        for source, old in tasks:
-            yield source, old, _process_one((source, old))
-        return
-    # "spawn", not "fork": the scheduler and web server run threads in this process.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(job,)) as pool:
-        chunk = max(50, len(tasks) // (workers * 8))
-        for (source, old), outcome in zip(tasks, pool.map(_process_one, tasks, chunksize=chunk),
-                                          strict=True):
-            yield source, old, outcome
+class _Workers:
+    """Runs a function over many items: inline, or in a pool of processes started lazily.
+
+    Processes are started with "spawn", not "fork": the scheduler and the web
+    server run threads in this process, and forking those is unsafe.
+    """
+
+    def __init__(self, job: _Job) -> None:
+        self.job = job
+        self.count = min(os.cpu_count() or 1, 4)
+        self._pool: ProcessPoolExecutor | None = None
+        self._inline_ready = False
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def map(self, function: Callable[[T], R], items: list[T], parallel_from: int) -> Iterator[R]:
+        if self._pool is None and (len(items) < parallel_from or self.count < 2):
+            if not self._inline_ready:
+                _init_worker(self.job)
+                self._inline_ready = True
+            return map(function, items)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                self.count, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker, initargs=(self.job,))
+        chunk = max(1, min(200, len(items) // (self.count * 8)))
+        return self._pool.map(function, items, chunksize=chunk)
 
 
 def _init_worker(job: _Job) -> None:
@@ -324,53 +348,82 @@ def _process_one(task: tuple[SourceFile, StoredArticle | None]) -> _Outcome:
 
 
 def _write_listings(settings: Settings, meta: feeds.FeedMeta, env: jinja2.Environment,
-                    gen: Generation,
-                    entries: list[Entry], body_of: Callable[[Entry], str | None],
-                    old_signatures: dict[str, str], new_signatures: dict[str, str],
-                    config: str) -> None:
+                    gen: Generation, workers: _Workers, entries: list[Entry],
+                    body_of: Callable[[Entry], str | None], old_signatures: dict[str, str],
+                    new_signatures: dict[str, str], config: str) -> None:
     """Front page, feeds, and the fixed archive pages (HTML and Atom) of older entries."""
     size = settings.feed_max_items
     info = site_info(settings)
     complete = len(entries) // size  # archive pages hold only full chunks, oldest first
-
-    def archive_url(number: int, ext: str) -> str:
-        return settings.url(f"archive/{number}.{ext}")
-
+    pages: list[_ArchivePage] = []
     for number in range(1, complete + 1):
         chunk = entries[(number - 1) * size: number * size]
-        has_newer = number < complete
-        signature = _signature(config, chunk, str(has_newer))
-        html_path, atom_path = f"archive/{number}.html", f"archive/{number}.atom"
-        if old_signatures.get(html_path) == signature and gen.keep(html_path) \
-                and gen.keep(atom_path):
-            new_signatures[html_path] = signature
+        page = _ArchivePage(number, tuple(chunk), has_newer=number < complete)
+        signature = _signature(config, chunk, str(page.has_newer))
+        new_signatures[page.html_path] = signature
+        if old_signatures.get(page.html_path) == signature and gen.keep(page.html_path) \
+                and gen.keep(page.atom_path):
             continue
-        new_signatures[html_path] = signature
-        page = site.PageInfo(
-            number=number,
-            older_url=archive_url(number - 1, "html") if number > 1 else None,
-            newer_url=archive_url(number + 1, "html") if has_newer else info.url,
-        )
-        gen.write(html_path, site.index_page(env, info, chunk[::-1], page))
-        links = feeds.ArchiveLinks(
-            prev_archive=archive_url(number - 1, "atom") if number > 1 else None,
-            next_archive=archive_url(number + 1, "atom") if has_newer else None,
-            current=meta.atom_url,
-        )
-        items = [feeds.FeedItem(e, None) for e in chunk[::-1]]
-        gen.write(atom_path, feeds.atom(meta, items, archive_url(number, "atom"), links,
-                                        stylesheet="../feed.xsl"))
+        pages.append(page)
+    for placed in workers.map(_render_archive, pages, PARALLEL_PAGES_FROM):
+        for changed, nbytes in placed:
+            gen.count(changed, nbytes)
 
     newest = entries[::-1][:size]
     front = site.PageInfo(number=0, newer_url=None,
-                          older_url=archive_url(complete, "html") if complete else None)
+                          older_url=_archive_url(settings, complete, "html") if complete else None)
     gen.write("index.html", site.index_page(env, info, newest, front))
     bodies = [(e, body_of(e)) for e in newest]
     items = [feeds.FeedItem(e, None if b is None else absolutize(b, e.url)) for e, b in bodies]
-    links = feeds.ArchiveLinks(prev_archive=archive_url(complete, "atom") if complete else None)
+    links = feeds.ArchiveLinks(
+        prev_archive=_archive_url(settings, complete, "atom") if complete else None)
     gen.write("feed.atom", feeds.atom(meta, items, meta.atom_url, links, stylesheet="feed.xsl"))
     gen.write("feed.rss", feeds.rss(meta, items))
     gen.write("feed.json", feeds.json_feed(meta, items))
+
+
+@dataclass(frozen=True)
+class _ArchivePage:
+    number: int  # 1 is the oldest
+    entries: tuple[Entry, ...]  # oldest first
+    has_newer: bool
+
+    @property
+    def html_path(self) -> str:
+        return f"archive/{self.number}.html"
+
+    @property
+    def atom_path(self) -> str:
+        return f"archive/{self.number}.atom"
+
+
+def _archive_url(settings: Settings, number: int, ext: str) -> str:
+    return settings.url(f"archive/{number}.{ext}")
+
+
+def _render_archive(page: _ArchivePage) -> list[tuple[bool, int]]:
+    """Write one archive page as HTML and as an RFC 5005 Atom archive document."""
+    job = _worker["job"]
+    env = _worker["env"]
+    info = _worker["site"]
+    assert isinstance(job, _Job) and isinstance(env, jinja2.Environment)
+    assert isinstance(info, site.SiteInfo)
+    settings, n = job.settings, page.number
+    newest_first = page.entries[::-1]
+    html = site.index_page(env, info, newest_first, site.PageInfo(
+        number=n,
+        older_url=_archive_url(settings, n - 1, "html") if n > 1 else None,
+        newer_url=_archive_url(settings, n + 1, "html") if page.has_newer else info.url,
+    ))
+    links = feeds.ArchiveLinks(
+        prev_archive=_archive_url(settings, n - 1, "atom") if n > 1 else None,
+        next_archive=_archive_url(settings, n + 1, "atom") if page.has_newer else None,
+        current=job.meta.atom_url,
+    )
+    atom = feeds.atom(job.meta, [feeds.FeedItem(e, None) for e in newest_first],
+                      _archive_url(settings, n, "atom"), links, stylesheet="../feed.xsl")
+    return [(place(job.new_root, job.previous_root, path, data), len(data))
+            for path, data in ((page.html_path, html), (page.atom_path, atom))]
 
 
 def _read(source: SourceFile, settings: Settings) -> Article:

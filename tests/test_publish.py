@@ -304,3 +304,17 @@ def test_parallel_readers_give_the_same_output_as_one(site: Path,
                       for p in settings2.output_dir.resolve().rglob("*") if p.is_file()}
     assert parallel_files == serial_files
     assert b"Article 0" in parallel_files[Path("articles/a00.html")]
+
+
+def test_rewriting_a_page_never_writes_into_the_published_generation(site: Path) -> None:
+    from digest.output import Generation
+
+    _, settings = run(site)
+    out = settings.output_dir
+    published = (out / "index.html").read_bytes()
+    with Generation(out) as gen:
+        assert gen.keep("index.html")  # a hard link to the published file
+        gen.write("index.html", b"new bytes")
+        assert (out / "index.html").read_bytes() == published
+        gen.commit()
+    assert (out / "index.html").read_bytes() == b"new bytes"
