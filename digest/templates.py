@@ -31,6 +31,9 @@ def environment(templates_dir: Path | None) -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Each publish or send makes a new environment, so edits still take effect; within
+        # one, checking the template files' mtimes at every render would double its cost.
+        auto_reload=False,
     )
     return env
 
