@@ -152,6 +152,7 @@ def publish(settings: Settings, store: Store, now: datetime,
         )
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(store.exclusive("publish"))  # one publisher per shared store
         gen = stack.enter_context(Generation(settings.output_dir))
         stored = store.load_articles()
         config_same = meta["scan_fingerprint"] is not None and \

@@ -8,6 +8,7 @@ goes through SQLAlchemy Core so one code path serves both databases.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -148,6 +149,28 @@ class Store:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise StoreError(f"state store error: {reason}",
                              "check that the database is reachable and not full") from exc
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold a lock named `name` across every process that shares this store.
+
+        PostgreSQL: a session advisory lock on a dedicated connection (released
+        by the server if the process dies). SQLite: nothing to do here, since a
+        SQLite store is local and the output folder has its own file lock.
+        """
+        if self.dialect != "postgresql":
+            yield
+            return
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big",
+                             signed=True)
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
 
     # -- schema ----------------------------------------------------------------
 

@@ -63,3 +63,29 @@ def test_relative_sqlite_path_is_resolved_against_the_project(tmp_path: Path) ->
 def test_bad_url_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="not a database URL"):
         Store.open("nonsense", tmp_path)
+
+
+def test_exclusive_lock_serializes_holders(store: Store, tmp_path: Path) -> None:
+    import threading
+    import time
+
+    other = Store.open(store.engine.url.render_as_string(hide_password=False), tmp_path)
+    order: list[str] = []
+    try:
+        with store.exclusive("publish"):
+            thread = threading.Thread(target=lambda: _hold(other, order))
+            thread.start()
+            time.sleep(0.3)
+            order.append("first done")
+        thread.join(10)
+    finally:
+        other.close()
+    if store.dialect == "postgresql":
+        assert order == ["first done", "second"]
+    else:
+        assert order == ["second", "first done"]  # SQLite: local, the output lock serializes
+
+
+def _hold(store: Store, order: list[str]) -> None:
+    with store.exclusive("publish"):
+        order.append("second")
