@@ -1,0 +1,252 @@
+"""Published files as ready-to-send HTTP representations, cached while unchanged on disk.
+
+:class:`OutputFiles` answers "what is at this URL path?" with a
+:class:`StaticFile`, a :class:`Redirect` (a folder asked for without its
+trailing slash) or ``None`` (not found, or refused).
+
+Small files are held in memory with their gzip form, ETag and prepared header
+lists. Each request costs one ``lstat`` of the path under the output folder;
+the cached value is used only while that still shows the same regular file
+(device, inode, size and modification time), so a file changed on disk, or a
+new generation swapped in with a changed file, is served fresh at the next
+request, while files hard-linked unchanged into a new generation keep their
+cache entry and ETag. Anything else goes the slow way: resolve the output
+folder's symlink and the path again, check it stays inside, then read.
+
+Larger files are not held: their representation carries the metadata and
+the request streams them from disk after checking the open file is the same.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from urllib.parse import quote
+
+from digest.serve_paths import INDEX, relative_path, resolve_inside
+from digest.serve_types import content_type, is_compressible
+
+Headers = list[tuple[bytes, bytes]]
+Version = tuple[int, int, int, int]
+
+MAX_CACHED_FILE = 1 << 20
+CACHE_BUDGET = 64 << 20
+_GZIP_MIN = 256
+_CACHE_CONTROL = b"no-cache"
+
+
+def version_of(st: os.stat_result) -> Version:
+    """What must stay equal for a cached file to still be current."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """A folder asked for without the trailing slash: send the client to `location`."""
+
+    location: bytes
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class StaticFile:
+    """One version of one published file, with everything a response needs."""
+
+    relative: str
+    real_path: str
+    version: Version
+    content_type: str
+    etag: bytes
+    gzip_etag: bytes | None
+    last_modified: bytes
+    mtime: int
+    size: int
+    body: bytes | None
+    gzip_body: bytes | None
+    headers: Headers = field(repr=False)
+    gzip_headers: Headers | None = field(repr=False)
+    not_modified_headers: Headers = field(repr=False)
+    gzip_not_modified_headers: Headers | None = field(repr=False)
+
+    @property
+    def compressible(self) -> bool:
+        return self.gzip_body is not None
+
+    @property
+    def in_memory(self) -> bool:
+        return self.body is not None
+
+    def matches_etag(self, tag: bytes) -> bool:
+        """Weak comparison (RFC 9110 8.8.3.2) with either of this file's tags."""
+        if tag.startswith(b"W/"):
+            tag = tag[2:]
+        return tag == self.etag or (self.gzip_etag is not None and tag == self.gzip_etag)
+
+
+class OutputFiles:
+    """The published output folder as seen by the web server."""
+
+    def __init__(
+        self,
+        output_dir: str,
+        *,
+        max_cached_file: int = MAX_CACHED_FILE,
+        cache_budget: int = CACHE_BUDGET,
+    ) -> None:
+        self._root = output_dir
+        self._max_cached_file = max_cached_file
+        self._budget = cache_budget
+        self._cache: dict[str, StaticFile] = {}
+        self._cached_bytes = 0
+
+    @property
+    def root(self) -> str:
+        return self._root
+
+    def find(self, path: str, raw_path: bytes | None = None) -> StaticFile | Redirect | None:
+        """What the (percent-decoded) URL `path` names; None when not found or refused."""
+        relative = relative_path(path, raw_path)
+        if relative is None:
+            return None
+        cached = self._cache.get(relative)
+        if cached is not None:
+            try:
+                st = os.lstat(os.path.join(self._root, relative))
+            except (OSError, ValueError):
+                self._forget(relative)
+                return None
+            if stat.S_ISREG(st.st_mode) and version_of(st) == cached.version:
+                return cached
+        return self._load(relative)
+
+    def is_current(self, item: StaticFile, st: os.stat_result) -> bool:
+        """True when `st` (of an open file) is the version `item` describes."""
+        return version_of(st) == item.version
+
+    def _forget(self, relative: str) -> None:
+        old = self._cache.pop(relative, None)
+        if old is not None:
+            self._cached_bytes -= _weight(old)
+
+    def _load(self, relative: str) -> StaticFile | Redirect | None:
+        self._forget(relative)
+        real = resolve_inside(self._root, relative)
+        if real is None:
+            return None
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                return self._folder(relative)
+            if not stat.S_ISREG(st.st_mode):
+                return None
+            if st.st_size > self._max_cached_file:
+                return _build(relative, real, st, None, os.pread(fd, 1024, 0))
+            body = _read_all(fd, st.st_size)
+            if body is None or version_of(os.fstat(fd)) != version_of(st):
+                return None  # changed while being read; the next request tries again
+        finally:
+            os.close(fd)
+        item = _build(relative, real, st, body, body)
+        self._remember(item)
+        return item
+
+    def _folder(self, relative: str) -> Redirect | None:
+        if relative == INDEX or relative.endswith("/" + INDEX):
+            return None  # "/x/" asked for x/index.html, and that is a folder
+        return Redirect(quote("/" + relative + "/").encode("ascii"))
+
+    def _remember(self, item: StaticFile) -> None:
+        weight = _weight(item)
+        if weight > self._budget:
+            return
+        while self._cache and self._cached_bytes + weight > self._budget:
+            oldest = next(iter(self._cache))
+            self._forget(oldest)
+        self._cache[item.relative] = item
+        self._cached_bytes += weight
+
+
+def _weight(item: StaticFile) -> int:
+    return len(item.body or b"") + len(item.gzip_body or b"") + 512
+
+
+def _read_all(fd: int, size: int) -> bytes | None:
+    """Exactly `size` bytes from the start of `fd`, or None if the file is not that long."""
+    chunks = []
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, size - offset, offset)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        offset += len(chunk)
+    if os.pread(fd, 1, offset):
+        return None
+    return b"".join(chunks)
+
+
+def _gzip(body: bytes, media_type: str) -> bytes | None:
+    """The gzip form when the type is compressible and compression pays."""
+    if len(body) < _GZIP_MIN or not is_compressible(media_type):
+        return None
+    packed = gzip.compress(body, compresslevel=6, mtime=0)
+    return packed if len(packed) < len(body) else None
+
+
+def _build(
+    relative: str,
+    real: str,
+    st: os.stat_result,
+    body: bytes | None,
+    head: bytes,
+) -> StaticFile:
+    name = relative.rsplit("/", 1)[-1]
+    media_type = content_type(name, head)
+    gzip_body = _gzip(body, media_type) if body is not None else None
+    if body is not None:
+        tag = hashlib.blake2b(body, digest_size=12).hexdigest()
+    else:
+        tag = f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"
+    etag = f'"{tag}"'.encode("ascii")
+    gzip_etag = f'"{tag}-gz"'.encode("ascii") if gzip_body is not None else None
+    mtime = int(st.st_mtime)
+    last_modified = formatdate(mtime, usegmt=True).encode("ascii")
+    vary = [(b"vary", b"Accept-Encoding")] if gzip_body is not None else []
+    common = [(b"last-modified", last_modified), (b"cache-control", _CACHE_CONTROL), *vary]
+    kind = [(b"content-type", media_type.encode("ascii")), (b"x-content-type-options", b"nosniff")]
+    headers = [*kind, (b"content-length", str(st.st_size).encode()), (b"etag", etag), *common]
+    not_modified = [(b"etag", etag), *common]
+    gzip_headers = gzip_not_modified = None
+    if gzip_body is not None and gzip_etag is not None:
+        gzip_headers = [
+            *kind,
+            (b"content-encoding", b"gzip"),
+            (b"content-length", str(len(gzip_body)).encode()),
+            (b"etag", gzip_etag),
+            *common,
+        ]
+        gzip_not_modified = [(b"etag", gzip_etag), *common]
+    return StaticFile(
+        relative=relative,
+        real_path=real,
+        version=version_of(st),
+        content_type=media_type,
+        etag=etag,
+        gzip_etag=gzip_etag,
+        last_modified=last_modified,
+        mtime=mtime,
+        size=st.st_size,
+        body=body,
+        gzip_body=gzip_body,
+        headers=headers,
+        gzip_headers=gzip_headers,
+        not_modified_headers=not_modified,
+        gzip_not_modified_headers=gzip_not_modified,
+    )
