@@ -69,6 +69,9 @@ class DigestApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if not self._routes:
+                await self.static(scope, receive, send)
+                return
             for route in self._routes:
                 match, _ = route.matches(scope)
                 if match is not Match.NONE:
@@ -126,6 +129,7 @@ def build_server(app: DigestApp) -> uvicorn.Server:
         log_config=None,
         access_log=False,
         server_header=False,
+        proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return uvicorn.Server(config)

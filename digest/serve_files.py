@@ -19,6 +19,7 @@ the request streams them from disk after checking the open file is the same.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import os
@@ -35,6 +36,7 @@ Version = tuple[int, int, int, int]
 
 MAX_CACHED_FILE = 1 << 20
 CACHE_BUDGET = 64 << 20
+_MAX_URLS = 4096
 _GZIP_MIN = 256
 _CACHE_CONTROL = b"no-cache"
 
@@ -56,6 +58,7 @@ class StaticFile:
     """One version of one published file, with everything a response needs."""
 
     relative: str
+    path: str
     real_path: str
     version: Version
     content_type: str
@@ -101,6 +104,10 @@ class OutputFiles:
         self._budget = cache_budget
         self._cache: dict[str, StaticFile] = {}
         self._cached_bytes = 0
+        # URL path -> cached file, for paths already checked by relative_path().
+        self._by_url: dict[str, StaticFile] = {}
+        # URL paths found current on disk during the running event-loop iteration.
+        self._checked: set[str] = set()
 
     @property
     def root(self) -> str:
@@ -108,13 +115,54 @@ class OutputFiles:
 
     def find(self, path: str, raw_path: bytes | None = None) -> StaticFile | Redirect | None:
         """What the (percent-decoded) URL `path` names; None when not found or refused."""
+        item = self._by_url.get(path)
+        if item is not None and (raw_path is None or b"%" not in raw_path):
+            if path in self._checked:
+                return item
+            try:
+                st = os.lstat(item.path)
+            except (OSError, ValueError):
+                st = None
+            if (
+                st is not None
+                and st.st_mtime_ns == item.version[3]
+                and st.st_ino == item.version[1]
+                and st.st_size == item.version[2]
+                and st.st_dev == item.version[0]
+                and stat.S_ISREG(st.st_mode)
+            ):
+                self._mark_checked(path)
+                return item
+        found = self._find(path, raw_path)
+        if isinstance(found, StaticFile) and self._cache.get(found.relative) is found:
+            if len(self._by_url) >= _MAX_URLS:
+                self._by_url.clear()
+            self._by_url[path] = found
+            self._mark_checked(path)
+        return found
+
+    def _mark_checked(self, path: str) -> None:
+        """Remember that `path` was found current on disk during this event-loop iteration.
+
+        Requests handled in the same iteration arrived before that check was
+        made, so one ``lstat`` can answer for all of them; the set is emptied
+        at the next iteration, and every later request checks the disk again.
+        """
+        if not self._checked:
+            try:
+                asyncio.get_running_loop().call_soon(self._checked.clear)
+            except RuntimeError:
+                return  # not inside an event loop: check every time
+        self._checked.add(path)
+
+    def _find(self, path: str, raw_path: bytes | None) -> StaticFile | Redirect | None:
         relative = relative_path(path, raw_path)
         if relative is None:
             return None
         cached = self._cache.get(relative)
         if cached is not None:
             try:
-                st = os.lstat(os.path.join(self._root, relative))
+                st = os.lstat(cached.path)
             except (OSError, ValueError):
                 self._forget(relative)
                 return None
@@ -126,10 +174,15 @@ class OutputFiles:
         """True when `st` (of an open file) is the version `item` describes."""
         return version_of(st) == item.version
 
+    def _path(self, relative: str) -> str:
+        return os.path.join(self._root, relative)
+
     def _forget(self, relative: str) -> None:
         old = self._cache.pop(relative, None)
         if old is not None:
             self._cached_bytes -= _weight(old)
+            self._by_url.clear()
+            self._checked.clear()
 
     def _load(self, relative: str) -> StaticFile | Redirect | None:
         self._forget(relative)
@@ -147,13 +200,13 @@ class OutputFiles:
             if not stat.S_ISREG(st.st_mode):
                 return None
             if st.st_size > self._max_cached_file:
-                return _build(relative, real, st, None, os.pread(fd, 1024, 0))
+                return _build(relative, self._path(relative), real, st, None, os.pread(fd, 1024, 0))
             body = _read_all(fd, st.st_size)
             if body is None or version_of(os.fstat(fd)) != version_of(st):
                 return None  # changed while being read; the next request tries again
         finally:
             os.close(fd)
-        item = _build(relative, real, st, body, body)
+        item = _build(relative, self._path(relative), real, st, body, body)
         self._remember(item)
         return item
 
@@ -202,6 +255,7 @@ def _gzip(body: bytes, media_type: str) -> bytes | None:
 
 def _build(
     relative: str,
+    path: str,
     real: str,
     st: os.stat_result,
     body: bytes | None,
@@ -218,11 +272,14 @@ def _build(
     gzip_etag = f'"{tag}-gz"'.encode("ascii") if gzip_body is not None else None
     mtime = int(st.st_mtime)
     last_modified = formatdate(mtime, usegmt=True).encode("ascii")
-    vary = [(b"vary", b"Accept-Encoding")] if gzip_body is not None else []
-    common = [(b"last-modified", last_modified), (b"cache-control", _CACHE_CONTROL), *vary]
+    # A 304 repeats what caches need (RFC 9110 15.4.5): ETag, Cache-Control, Vary.
+    cache = [(b"cache-control", _CACHE_CONTROL)]
+    if gzip_body is not None:
+        cache.append((b"vary", b"Accept-Encoding"))
+    common = [(b"last-modified", last_modified), *cache]
     kind = [(b"content-type", media_type.encode("ascii")), (b"x-content-type-options", b"nosniff")]
     headers = [*kind, (b"content-length", str(st.st_size).encode()), (b"etag", etag), *common]
-    not_modified = [(b"etag", etag), *common]
+    not_modified = [(b"etag", etag), *cache]
     gzip_headers = gzip_not_modified = None
     if gzip_body is not None and gzip_etag is not None:
         gzip_headers = [
@@ -232,9 +289,10 @@ def _build(
             (b"etag", gzip_etag),
             *common,
         ]
-        gzip_not_modified = [(b"etag", gzip_etag), *common]
+        gzip_not_modified = [(b"etag", gzip_etag), *cache]
     return StaticFile(
         relative=relative,
+        path=path,
         real_path=real,
         version=version_of(st),
         content_type=media_type,

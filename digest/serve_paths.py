@@ -31,12 +31,9 @@ def relative_path(path: str, raw_path: bytes | None = None) -> str | None:
     if raw_path is not None and b"%" in raw_path and _ENCODED_SEPARATOR.search(raw_path):
         return None
     relative = path[1:]
-    if "//" in relative:
-        relative = "/".join(part for part in relative.split("/") if part) + (
-            "/" if relative.endswith("/") else ""
-        )
-        if relative == "/":
-            relative = ""
+    if "//" in path:
+        parts = [part for part in path.split("/") if part]
+        relative = "/".join(parts) + ("/" if parts and path.endswith("/") else "")
     if not relative or relative.endswith("/"):
         relative += INDEX
     return relative

@@ -120,7 +120,9 @@ class StaticApp:
             return
         found = self.files.find(scope["path"], scope.get("raw_path"))
         method = scope["method"]
-        if found is None:
+        if type(found) is StaticFile and (method == "GET" or method == "HEAD"):
+            await self._file(scope, send, found)
+        elif found is None:
             await self._fixed(scope, send, 404, _NOT_FOUND_HEADERS, NOT_FOUND_PAGE)
         elif method != "GET" and method != "HEAD":
             await self._fixed(scope, send, 405, _NOT_ALLOWED_HEADERS, _NOT_ALLOWED_BODY)
@@ -130,8 +132,6 @@ class StaticApp:
                 location += b"?" + scope["query_string"]
             headers = [(b"location", location), (b"content-length", b"0")]
             await self._fixed(scope, send, 301, headers, b"")
-        else:
-            await self._file(scope, send, found)
 
     async def _fixed(
         self, scope: Scope, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
