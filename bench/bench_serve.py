@@ -205,19 +205,61 @@ def wait_until_up(server: Server, feed: bytes) -> str:
         return etag
 
 
-def wrk(url: str, headers: Sequence[str], seconds: int, connections: int) -> tuple[float, str]:
-    """Requests/second reported by wrk (one thread, on CPU 1), plus any error summary."""
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (nginx's workers), from /proc."""
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return pids
+    for child in children:
+        pids += process_tree(int(child))
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process tree so far."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    rate: float
+    cpu_us: float  # server CPU microseconds per request
+    problems: str
+
+
+def measure(server: Server, url: str, headers: Sequence[str], seconds: int,
+            connections: int) -> Measurement:
+    before = cpu_seconds(server.process.pid)
+    rate, requests, problems = wrk(url, headers, seconds, connections)
+    used = cpu_seconds(server.process.pid) - before
+    return Measurement(rate, used / max(requests, 1) * 1e6, problems)
+
+
+def wrk(
+    url: str, headers: Sequence[str], seconds: int, connections: int
+) -> tuple[float, int, str]:
+    """Requests/second and request count reported by wrk (one thread, on CPU 1), and errors."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
     for header in headers:
         command += ["-H", header]
     result = subprocess.run(pinned(1, [*command, url]), capture_output=True, text=True,
                             timeout=seconds + 30, check=True)
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    if not match:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
+    count = re.search(r"(\d+) requests in", result.stdout)
+    if not rate or not count:
         raise SystemExit(f"cannot read wrk output:\n{result.stdout}{result.stderr}")
     problems = [line.strip() for line in result.stdout.splitlines()
                 if line.strip().startswith(("Socket errors", "Non-2xx"))]
-    return float(match.group(1)), "; ".join(problems)
+    return float(rate.group(1)), int(count.group(1)), "; ".join(problems)
 
 
 @contextlib.contextmanager
@@ -271,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"-d{args.duration}s x {args.rounds} rounds; one worker each; access log "
                   f"{'on' if args.access_log else 'off'}; servers on CPU 0, wrk on CPU 1: "
                   f"{'yes' if pinned(0, []) else 'no (no taskset)'}", flush=True)
-            rates: dict[tuple[str, str], list[float]] = {}
+            results: dict[tuple[str, str], list[Measurement]] = {}
             for round_number in range(args.rounds):
                 for scenario in scenarios:
                     # Alternate who goes first, so drift in machine load hits both alike.
@@ -281,28 +323,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                         url = server.url + scenario.path
                         if args.warmup > 0:
                             wrk(url, headers, args.warmup, args.connections)
-                        rate, problems = wrk(url, headers, args.duration, args.connections)
-                        if problems:
-                            print(f"  {server.name}, {scenario.name}: {problems}",
+                        result = measure(server, url, headers, args.duration, args.connections)
+                        if result.problems:
+                            print(f"  {server.name}, {scenario.name}: {result.problems}",
                                   file=sys.stderr)
-                        rates.setdefault((scenario.name, server.name), []).append(rate)
-    print_table(scenarios, rates)
+                        results.setdefault((scenario.name, server.name), []).append(result)
+    print_table(scenarios, results)
     return 0
 
 
-def print_table(scenarios: Sequence[Scenario], rates: dict[tuple[str, str], list[float]]) -> None:
-    """Median req/s per server, and the median and range of the per-round ratios."""
+def print_table(
+    scenarios: Sequence[Scenario], results: dict[tuple[str, str], list[Measurement]]
+) -> None:
+    """Medians of req/s and server CPU per request, and the per-round req/s ratios.
+
+    The CPU column (from /proc) is steadier than req/s on a machine shared
+    with other work: nginx CPU / digest CPU is the ratio a quiet machine gives.
+    """
     width = max(len(s.name) for s in scenarios)
-    print(f"{'scenario':<{width}}  {'nginx req/s':>11}  {'digest req/s':>12}  "
-          f"{'ratio':>5}  ratio per round")
+    print(f"{'scenario':<{width}}  {'nginx req/s':>11}  {'digest req/s':>12}  {'ratio':>5}  "
+          f"{'per round':<16}  {'CPU us/req nginx':>16}  {'digest':>6}  {'ratio':>5}")
     for scenario in scenarios:
-        nginx = rates[(scenario.name, "nginx")]
-        digest = rates[(scenario.name, "digest")]
-        ratios = [d / n for d, n in zip(digest, nginx, strict=True)]
+        nginx = results[(scenario.name, "nginx")]
+        digest = results[(scenario.name, "digest")]
+        ratios = [d.rate / n.rate for d, n in zip(digest, nginx, strict=True)]
         per_round = " ".join(f"{r:.0%}" for r in ratios)
-        print(f"{scenario.name:<{width}}  {statistics.median(nginx):>11,.0f}  "
-              f"{statistics.median(digest):>12,.0f}  {statistics.median(ratios):>5.0%}  "
-              f"{per_round}")
+        nginx_cpu = statistics.median(m.cpu_us for m in nginx)
+        digest_cpu = statistics.median(m.cpu_us for m in digest)
+        print(f"{scenario.name:<{width}}  {statistics.median(m.rate for m in nginx):>11,.0f}  "
+              f"{statistics.median(m.rate for m in digest):>12,.0f}  "
+              f"{statistics.median(ratios):>5.0%}  {per_round:<16}  "
+              f"{nginx_cpu:>16.1f}  {digest_cpu:>6.1f}  {nginx_cpu / digest_cpu:>5.0%}")
 
 
 if __name__ == "__main__":

@@ -129,6 +129,8 @@ def build_server(app: DigestApp) -> uvicorn.Server:
         log_config=None,
         access_log=False,
         server_header=False,
+        # X-Forwarded-For is not trusted (it costs a middleware per request): behind
+        # a reverse proxy the access log shows the proxy's address.
         proxy_headers=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )

@@ -5,13 +5,17 @@
 trailing slash) or ``None`` (not found, or refused).
 
 Small files are held in memory with their gzip form, ETag and prepared header
-lists. Each request costs one ``lstat`` of the path under the output folder;
-the cached value is used only while that still shows the same regular file
-(device, inode, size and modification time), so a file changed on disk, or a
-new generation swapped in with a changed file, is served fresh at the next
-request, while files hard-linked unchanged into a new generation keep their
-cache entry and ETag. Anything else goes the slow way: resolve the output
-folder's symlink and the path again, check it stays inside, then read.
+lists. Before a cached file is served, one ``lstat`` of its path under the
+output folder (following the folder's symlink to the current generation) must
+still show the same regular file: device, inode, size and modification time.
+That check is made once per file per event-loop iteration and shared by the
+requests handled until the next iteration starts; each of those was read from
+its connection before the check was made (a request read later is queued
+behind the reset), so a file changed on disk, or a new generation swapped in with a changed file, is
+served fresh to every request that arrives after the change, while files
+hard-linked unchanged into a new generation keep their cache entry and ETag.
+Anything not cached goes the slow way: resolve the output folder's symlink and
+the path again, check it stays inside, then read.
 
 Larger files are not held: their representation carries the metadata and
 the request streams them from disk after checking the open file is the same.
@@ -144,9 +148,9 @@ class OutputFiles:
     def _mark_checked(self, path: str) -> None:
         """Remember that `path` was found current on disk during this event-loop iteration.
 
-        Requests handled in the same iteration arrived before that check was
-        made, so one ``lstat`` can answer for all of them; the set is emptied
-        at the next iteration, and every later request checks the disk again.
+        The reset is queued behind the requests already read, so every request
+        that uses the mark was read before the ``lstat`` behind it; requests
+        read later run after the reset and check the disk again.
         """
         if not self._checked:
             try:
