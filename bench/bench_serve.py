@@ -312,7 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"feed.atom: {len(feed):,} bytes; wrk -t1 -c{args.connections} "
                   f"-d{args.duration}s x {args.rounds} rounds; one worker each; access log "
                   f"{'on' if args.access_log else 'off'}; servers on CPU 0, wrk on CPU 1: "
-                  f"{'yes' if pinned(0, []) else 'no (no taskset)'}", flush=True)
+                  f"{'yes' if pinned(0, []) else 'no (no taskset)'}; "
+                  f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
             results: dict[tuple[str, str], list[Measurement]] = {}
             for round_number in range(args.rounds):
                 for scenario in scenarios:
@@ -329,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   file=sys.stderr)
                         results.setdefault((scenario.name, server.name), []).append(result)
     print_table(scenarios, results)
+    print(f"load average after: {os.getloadavg()[0]:.2f} (other work on the machine skews "
+          "req/s; compare the CPU columns then)")
     return 0
 
 
