@@ -526,3 +526,19 @@ def test_serve_runs_until_a_signal_and_stops_cleanly(site: Site, stop: signal.Si
     assert process.returncode == 0, text
     assert "http=" in text and "returned" in text
     assert '"GET /feed.json HTTP/1.1" 200' in text
+
+
+def test_serve_reports_a_failed_start_up_as_serve_error(site: Site) -> None:
+    @asynccontextmanager
+    async def broken(app: Starlette) -> AsyncIterator[None]:
+        raise RuntimeError("the store cannot be opened")
+        yield  # pragma: no cover
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ServeError) as caught:
+        serve(_settings(site.base, port), lifespan=broken)
+    assert "start-up" in caught.value.message
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))  # the port was released
