@@ -79,6 +79,7 @@ def site_info(settings: Settings) -> site.SiteInfo:
         language=settings.site_language, url=settings.site_url,
         atom_url=settings.url("feed.atom"), rss_url=settings.url("feed.rss"),
         json_url=settings.url("feed.json"),
+        subscribe_url=settings.url("subscribe") if settings.subscribe_form else None,
     )
 
 
@@ -523,7 +524,7 @@ def _config_fingerprint(settings: Settings, env: jinja2.Environment, fid: str) -
         __version__, settings.site_url, settings.site_title, settings.site_subtitle,
         settings.site_author, settings.site_language, str(settings.site_timezone),
         fid, str(settings.feed_max_items), str(settings.max_article_bytes),
-        str(settings.articles_dir), templates.fingerprint(env),
+        str(settings.articles_dir), templates.fingerprint(env), str(settings.subscribe_form),
     ]
     return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).hexdigest()
 

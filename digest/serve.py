@@ -1,7 +1,9 @@
 """`digest serve`: the published output (and, later, a few dynamic routes) over HTTP.
 
 :func:`create_app` builds the ASGI application from :class:`Settings`;
-:func:`serve` runs it on uvicorn until SIGINT or SIGTERM. Routes passed in
+:func:`serve` runs it on uvicorn until SIGINT or SIGTERM (in the main
+thread), or until a ``stop`` event is set (in any thread: this is how
+``digest run --serve`` runs it beside the scheduler). Routes passed in
 (Starlette routes, e.g. the subscription endpoints) are tried first; every
 other request is answered from the output folder by
 :class:`digest.serve_static.StaticApp`.
@@ -18,7 +20,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -199,8 +201,15 @@ def serve(
     routes: Sequence[BaseRoute] = (),
     *,
     lifespan: Lifespan[Starlette] | None = None,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[tuple[str, int]], None] | None = None,
 ) -> None:
-    """Serve the output folder on settings.serve_host:serve_port until SIGINT or SIGTERM."""
+    """Serve the output folder on settings.serve_host:serve_port.
+
+    Runs in the calling thread until SIGINT or SIGTERM (main thread only) or
+    until `stop` is set, then shuts down gracefully and returns. `on_ready` is
+    called with the bound (host, port) once requests are answered.
+    """
     config = ServeConfig.from_settings(settings)
     if not config.output_dir.is_dir():
         logger.warning("%s does not exist yet; pages will be 404 until the first publish",
@@ -211,6 +220,10 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     logger.info("serving %s on http://%s:%d/ (%s)", config.output_dir, shown, port,
                 implementation())
+    finished = threading.Event()
+    if stop is not None or on_ready is not None:
+        threading.Thread(target=_watch, args=(server, stop, finished, on_ready, (host, port)),
+                         name="digest-serve-watch", daemon=True).start()
     try:
         with _return_on_signals():
             server.run(sockets=[sock])
@@ -220,4 +233,20 @@ def serve(
             "see the log lines above for the reason",
         ) from exc
     finally:
+        finished.set()
         sock.close()
+
+
+def _watch(server: uvicorn.Server, stop: threading.Event | None, finished: threading.Event,
+           on_ready: Callable[[tuple[str, int]], None] | None, address: tuple[str, int]) -> None:
+    """Report readiness once, then ask the server to exit when `stop` is set."""
+    while not finished.is_set():
+        if on_ready is not None and server.started:
+            on_ready(address)
+            on_ready = None
+        if stop is not None and stop.is_set():
+            server.should_exit = True
+            return
+        if stop is None and on_ready is None:
+            return
+        finished.wait(0.05)

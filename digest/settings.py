@@ -60,6 +60,7 @@ class Settings:
     misfire_grace_time: float = 3600.0
     serve_host: str = "127.0.0.1"
     serve_port: int = 8080
+    subscribe_form: bool = False
 
     @property
     def site_url(self) -> str:
@@ -169,6 +170,16 @@ def _optional_rate(name: str, value: str, base: Path) -> float | None:
         raise ConfigError(f"{name}={value!r} is not a positive number",
                           f"set {name} to messages per second (e.g. 10), or leave it empty")
     return rate
+
+
+def _flag(name: str, value: str, base: Path) -> bool:
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r} is not on or off",
+                      f"set {name} to on or off (also: yes/no, true/false, 1/0)")
 
 
 def _zone(name: str, value: str, base: Path) -> ZoneInfo:
@@ -289,6 +300,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("SERVE_HOST", "serve_host", "127.0.0.1", "address `digest serve` listens on", _text),
     Spec("SERVE_PORT", "serve_port", "8080", "port `digest serve` listens on",
          _int_parser(1, 65535)),
+    Spec("SUBSCRIBE_FORM", "subscribe_form", "off",
+         "on: the index page has a subscribe form and `digest serve` takes sign-ups (double "
+         "opt-in by mail; needs DIGEST_FROM and SMTP)", _flag),
 )
 
 ENV_NAMES = frozenset(spec.env for spec in SPECS)

@@ -3,7 +3,8 @@
 Templates (TEMPLATES_DIR, falling back to the built-in ones):
 
 * ``index.html``   gets ``site``, ``entries`` (newest first) and ``page``
-  (``number``: 0 for the front page; ``older_url`` / ``newer_url``);
+  (``number``: 0 for the front page; ``older_url`` / ``newer_url``); the front
+  page shows a subscribe form when ``site.subscribe_url`` is set (SUBSCRIBE_FORM);
 * ``article.html`` gets ``site``, ``entry`` and ``body`` (sanitized HTML);
 * ``style.css`` and ``feed.xsl`` are copied as they are.
 """
@@ -32,6 +33,7 @@ class SiteInfo:
     atom_url: str
     rss_url: str
     json_url: str
+    subscribe_url: str | None = None  # the sign-up form's target; None: no form
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,43 @@
+"""Command: serve (the published site, unsubscribe links and the sign-up form over HTTP)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import click
+
+from digest.cli_support import Context, now, pass_ctx
+from digest.mailer import SMTPMailer
+from digest.serve_site import serve_site
+from digest.signup import check_signup_settings
+
+
+@click.command()
+@click.option("--host", help="Address to listen on (default: SERVE_HOST, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="Port to listen on (default: SERVE_PORT, 8080; 0: any free port).")
+@pass_ctx
+def serve(ctx: Context, host: str | None, port: int | None) -> None:
+    """Serve OUTPUT_DIR over HTTP, with one-click unsubscribe and the sign-up form.
+
+    Answers GET/HEAD for the published files (ETag, gzip), POST
+    /unsubscribe for the digest's List-Unsubscribe links, and, with
+    SUBSCRIBE_FORM=on, /subscribe and /confirm (double opt-in). Needs
+    SECRET_KEY. Runs until Ctrl-C or SIGTERM; logs one line per request.
+    """
+    settings = ctx.settings
+    if host is not None:
+        settings = dataclasses.replace(settings, serve_host=host)
+    if port is not None:
+        settings = dataclasses.replace(settings, serve_port=port)
+    check_signup_settings(settings)
+    if not ctx.quiet:
+        for name in ("digest.serve", "digest.signup"):
+            if not logging.getLogger(name).isEnabledFor(logging.INFO):
+                logging.getLogger(name).setLevel(logging.INFO)
+    with ctx.store() as store:
+        serve_site(settings, store, lambda: SMTPMailer(settings), now)
+
+
+COMMANDS: list[click.Command] = [serve]
