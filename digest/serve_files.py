@@ -19,6 +19,12 @@ the path again, check it stays inside, then read.
 
 Larger files are not held: their representation carries the metadata and
 the request streams them from disk after checking the open file is the same.
+
+A feed that names an XSL stylesheet (``<?xml-stylesheet ...?>``, as
+``feed.atom`` does) also gets *browser* header lists that label it
+``application/xml``: browsers show ``application/atom+xml`` as plain text and
+apply the stylesheet only to XML types. Feed readers get the registered type;
+both variants carry ``Vary: Accept``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from email.utils import formatdate
 from urllib.parse import quote
 
 from digest.serve_paths import INDEX, relative_path, resolve_inside
-from digest.serve_types import content_type, is_compressible
+from digest.serve_types import ATOM, RSS, content_type, is_compressible
 
 Headers = list[tuple[bytes, bytes]]
 Version = tuple[int, int, int, int]
@@ -43,6 +49,9 @@ CACHE_BUDGET = 64 << 20
 _MAX_URLS = 4096
 _GZIP_MIN = 256
 _CACHE_CONTROL = b"no-cache"
+_STYLESHEET = b"<?xml-stylesheet"
+_STYLESHEET_SNIFF = 1024
+_BROWSER_TYPE = b"application/xml"
 
 
 def version_of(st: os.stat_result) -> Version:
@@ -77,6 +86,9 @@ class StaticFile:
     gzip_headers: Headers | None = field(repr=False)
     not_modified_headers: Headers = field(repr=False)
     gzip_not_modified_headers: Headers | None = field(repr=False)
+    # Feeds with an XSL stylesheet, for browsers: the same, labelled application/xml.
+    browser_headers: Headers | None = field(default=None, repr=False)
+    browser_gzip_headers: Headers | None = field(default=None, repr=False)
 
     @property
     def compressible(self) -> bool:
@@ -276,10 +288,14 @@ def _build(
     gzip_etag = f'"{tag}-gz"'.encode("ascii") if gzip_body is not None else None
     mtime = int(st.st_mtime)
     last_modified = formatdate(mtime, usegmt=True).encode("ascii")
+    styled = media_type in (ATOM, RSS) and _STYLESHEET in head[:_STYLESHEET_SNIFF]
     # A 304 repeats what caches need (RFC 9110 15.4.5): ETag, Cache-Control, Vary.
     cache = [(b"cache-control", _CACHE_CONTROL)]
-    if gzip_body is not None:
-        cache.append((b"vary", b"Accept-Encoding"))
+    vary = [b"Accept-Encoding"] if gzip_body is not None else []
+    if styled:
+        vary.append(b"Accept")
+    if vary:
+        cache.append((b"vary", b", ".join(vary)))
     common = [(b"last-modified", last_modified), *cache]
     kind = [(b"content-type", media_type.encode("ascii")), (b"x-content-type-options", b"nosniff")]
     headers = [*kind, (b"content-length", str(st.st_size).encode()), (b"etag", etag), *common]
@@ -294,6 +310,10 @@ def _build(
             *common,
         ]
         gzip_not_modified = [(b"etag", gzip_etag), *cache]
+    browser = browser_gzip = None
+    if styled:
+        browser = _relabel(headers, _BROWSER_TYPE)
+        browser_gzip = _relabel(gzip_headers, _BROWSER_TYPE) if gzip_headers else None
     return StaticFile(
         relative=relative,
         path=path,
@@ -311,4 +331,10 @@ def _build(
         gzip_headers=gzip_headers,
         not_modified_headers=not_modified,
         gzip_not_modified_headers=gzip_not_modified,
+        browser_headers=browser,
+        browser_gzip_headers=browser_gzip,
     )
+
+
+def _relabel(headers: Headers, media_type: bytes) -> Headers:
+    return [(name, media_type if name == b"content-type" else value) for name, value in headers]

@@ -85,6 +85,29 @@ def accepts_gzip(value: bytes) -> bool:
     return star_q is not None and star_q > 0
 
 
+def prefers_html(value: bytes) -> bool:
+    """True for a browser's Accept: text/html wanted, no feed type named (q > 0)."""
+    html = feed = False
+    for part in value.lower().split(b","):
+        kind, _, params = part.partition(b";")
+        kind = kind.strip()
+        q = 1.0
+        for param in params.split(b";"):
+            key, _, number = param.partition(b"=")
+            if key.strip() == b"q":
+                try:
+                    q = float(number.strip())
+                except ValueError:
+                    q = 0.0
+        if q <= 0:
+            continue
+        if kind in (b"text/html", b"application/xhtml+xml"):
+            html = True
+        elif kind in (b"application/atom+xml", b"application/rss+xml"):
+            feed = True
+    return html and not feed
+
+
 def not_modified(item: StaticFile, if_none_match: bytes | None, since: bytes | None) -> bool:
     """RFC 9110 13.2.2: If-None-Match decides when present, else If-Modified-Since."""
     if if_none_match is not None:
@@ -114,6 +137,7 @@ class StaticApp:
     def __init__(self, files: OutputFiles) -> None:
         self.files = files
         self._accepts: dict[bytes, bool] = {}
+        self._browsers: dict[bytes, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -143,7 +167,7 @@ class StaticApp:
         log_access(scope, status, len(body))
 
     async def _file(self, scope: Scope, send: Send, item: StaticFile) -> None:
-        if_none_match = since = accept = None
+        if_none_match = since = accept = media = None
         for name, value in scope["headers"]:
             if name == b"if-none-match":
                 if_none_match = value if if_none_match is None else if_none_match + b"," + value
@@ -151,6 +175,11 @@ class StaticApp:
                 since = value
             elif name == b"accept-encoding":
                 accept = value
+            elif name == b"accept":
+                media = value
+        headers, gzip_headers = item.headers, item.gzip_headers
+        if item.browser_headers is not None and media is not None and self._browser(media):
+            headers, gzip_headers = item.browser_headers, item.browser_gzip_headers
         use_gzip = (
             item.gzip_headers is not None and accept is not None and self._gzip_ok(accept)
         )
@@ -167,17 +196,26 @@ class StaticApp:
             log_access(scope, 304, 0)
             return
         if item.body is None:
-            await self._stream(scope, send, item)
+            await self._stream(scope, send, item, headers)
             return
-        if use_gzip and item.gzip_headers is not None and item.gzip_body is not None:
-            headers, body = item.gzip_headers, item.gzip_body
+        if use_gzip and gzip_headers is not None and item.gzip_body is not None:
+            headers, body = gzip_headers, item.gzip_body
         else:
-            headers, body = item.headers, item.body
+            body = item.body
         if scope["method"] == "HEAD":
             body = b""
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         log_access(scope, 200, len(body))
+
+    def _browser(self, accept: bytes) -> bool:
+        known = self._browsers.get(accept)
+        if known is None:
+            known = prefers_html(accept)
+            if len(self._browsers) >= _ACCEPT_CACHE_SIZE:
+                self._browsers.clear()
+            self._browsers[accept] = known
+        return known
 
     def _gzip_ok(self, accept: bytes) -> bool:
         known = self._accepts.get(accept)
@@ -188,7 +226,9 @@ class StaticApp:
             self._accepts[accept] = known
         return known
 
-    async def _stream(self, scope: Scope, send: Send, item: StaticFile) -> None:
+    async def _stream(
+        self, scope: Scope, send: Send, item: StaticFile, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         """Send a file too large to keep in memory, if it is still the version described."""
         try:
             fd = os.open(item.real_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -199,7 +239,7 @@ class StaticApp:
             if not self.files.is_current(item, os.fstat(fd)):
                 await self._fixed(scope, send, 404, _NOT_FOUND_HEADERS, NOT_FOUND_PAGE)
                 return
-            await send({"type": "http.response.start", "status": 200, "headers": item.headers})
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
             if scope["method"] == "HEAD":
                 await send({"type": "http.response.body", "body": b""})
                 log_access(scope, 200, 0)

@@ -221,7 +221,7 @@ def test_polling_an_unchanged_feed_gets_304_with_the_same_etag(web: Running) -> 
         assert again.content == b""
         assert again.headers["etag"] == etag
         assert again.headers["cache-control"] == "no-cache"
-        assert again.headers["vary"] == "Accept-Encoding"
+        assert again.headers["vary"] == "Accept-Encoding, Accept"  # styled feed: see below
 
 
 def test_weak_and_listed_etags_match(web: Running) -> None:
@@ -315,13 +315,13 @@ def test_gzip_for_clients_that_accept_it(web: Running) -> None:
     with web.client.stream("GET", "/feed.atom", headers={"Accept-Encoding": "gzip"}) as response:
         wire = b"".join(response.iter_raw())
     assert response.headers["content-encoding"] == "gzip"
-    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.headers["vary"] == "Accept-Encoding, Accept"
     assert len(wire) == int(response.headers["content-length"]) < len(ATOM)
     assert gzip.decompress(wire) == ATOM
 
     plain = web.client.get("/feed.atom", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in plain.headers
-    assert plain.headers["vary"] == "Accept-Encoding"
+    assert plain.headers["vary"] == "Accept-Encoding, Accept"
     assert plain.content == ATOM
     refused = web.client.get("/feed.atom", headers={"Accept-Encoding": "gzip;q=0, br"})
     assert "content-encoding" not in refused.headers
@@ -332,6 +332,32 @@ def test_gzip_for_clients_that_accept_it(web: Running) -> None:
     )
     assert polled.status_code == 304
     assert polled.headers["etag"] == gzip_tag
+
+
+BROWSER_ACCEPT = ("text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,"
+                  "image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+def test_a_styled_feed_is_xml_for_browsers_and_atom_for_readers(web: Running, encoding: str) -> None:
+    """Browsers show application/atom+xml as text; only an XML type gets the XSL applied."""
+    browser = web.client.get("/feed.atom", headers={"Accept": BROWSER_ACCEPT,
+                                                     "Accept-Encoding": encoding})
+    assert browser.headers["content-type"] == "application/xml"
+    assert browser.content == ATOM
+    for accept in ("application/atom+xml, application/xml;q=0.9, */*;q=0.1", "*/*", None):
+        headers = {"Accept-Encoding": encoding} | ({"Accept": accept} if accept else {})
+        reader = web.client.get("/feed.atom", headers=headers)
+        assert reader.headers["content-type"] == "application/atom+xml", accept
+        assert reader.headers["etag"] == browser.headers["etag"]
+        assert "Accept" in reader.headers["vary"]
+    polled = web.client.get("/feed.atom", headers={"Accept": BROWSER_ACCEPT,
+                                                    "Accept-Encoding": encoding,
+                                                    "If-None-Match": browser.headers["etag"]})
+    assert polled.status_code == 304
+    unstyled = web.client.get("/feed.rss", headers={"Accept": BROWSER_ACCEPT})
+    assert unstyled.headers["content-type"] == "application/rss+xml"  # names no stylesheet
+    assert "Accept" not in unstyled.headers.get("vary", "")
 
 
 def test_wrong_methods_on_a_static_file_get_405(web: Running) -> None:
