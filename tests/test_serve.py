@@ -14,10 +14,9 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
@@ -30,8 +29,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, Route
 
 from digest.errors import ServeError
-from digest.serve import DigestApp, build_server, create_app, listen, serve
+from digest.serve import create_app, serve
 from digest.settings import Settings, load_settings
+from tests.fixtures_serve import running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,27 +107,6 @@ FILES = {
 
 def _settings(base: Path, port: int = 8080) -> Settings:
     return load_settings({"OUTPUT_DIR": "public", "SERVE_PORT": str(port)}, base)
-
-
-@contextmanager
-def running_server(app: DigestApp) -> Iterator[str]:
-    """Run `app` on uvicorn (as `digest serve` configures it) in a thread; yield its URL."""
-    sock = listen("127.0.0.1", 0)
-    server = build_server(app)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.01)
-        host, port = sock.getsockname()[:2]
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-    assert not thread.is_alive()
 
 
 @pytest.fixture
