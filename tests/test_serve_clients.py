@@ -1,0 +1,157 @@
+"""Real clients against `digest serve`: the newsboat feed reader and headless Chromium.
+
+They need Debian's ``newsboat`` and ``chromium`` and the ``playwright`` Python
+package (dev extras; its own browser download is not used). Without them
+these tests are skipped with the reason, except in CI (``CI`` set), where
+.ci/run installs them and a missing one fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures_mail import SMTPServer, smtp_servers  # noqa: F401
+from tests.fixtures_serve import Project, mails_to, served_project, wait_for
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _require(found: Any, what: str, install: str) -> None:
+    if found:
+        return
+    message = f"{what} is not installed ({install}); .ci/run installs it"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def smtp(smtp_servers: Callable[..., SMTPServer]) -> SMTPServer:  # noqa: F811
+    return smtp_servers()
+
+
+@pytest.fixture
+def project(tmp_path: Path, smtp: SMTPServer) -> Iterator[Project]:
+    with served_project(tmp_path / "site", smtp) as running:
+        yield running
+
+
+# --- newsboat -------------------------------------------------------------------------------
+
+
+class Newsboat:
+    def __init__(self, folder: Path, feed_url: str) -> None:
+        folder.mkdir()
+        self.folder = folder
+        (folder / "urls").write_text(feed_url + "\n")
+        (folder / "config").write_text("")
+        self.cache = folder / "cache.db"
+
+    def reload(self) -> None:
+        result = subprocess.run(
+            ["newsboat", "-x", "reload", "-u", str(self.folder / "urls"), "-c", str(self.cache),
+             "-C", str(self.folder / "config")],
+            env={"HOME": str(self.folder), "PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
+            capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr + result.stdout
+
+    def items(self) -> dict[str, bool]:
+        """Title -> unread, from newsboat's cache."""
+        with sqlite3.connect(self.cache) as db:
+            return {title: bool(unread)
+                    for title, unread in db.execute("SELECT title, unread FROM rss_item")}
+
+    def mark_all_read(self) -> None:
+        with sqlite3.connect(self.cache) as db:
+            db.execute("UPDATE rss_item SET unread = 0")
+
+
+def test_newsboat_reads_the_feed_and_gets_exactly_the_new_article(project: Project,
+                                                                  tmp_path: Path) -> None:
+    _require(shutil.which("newsboat"), "newsboat", "apt-get install -y newsboat")
+    reader = Newsboat(tmp_path / "newsboat", project.url + "feed.atom")
+    reader.reload()
+    first = reader.items()
+    assert set(first) >= {"Welcome to digest", "Plain-text articles can carry headers too",
+                          "Front matter: every key digest reads"}
+    assert len(first) == 4 and all(first.values())
+
+    reader.mark_all_read()
+    reader.reload()  # nothing new (newsboat 2.21 -x reload sends no conditional headers)
+    assert len(reader.items()) == 4 and not any(reader.items().values())
+
+    project.add_article("breaking.txt", "Breaking news from the valley", date="2024-04-03")
+    project.cli("publish")
+    reader.reload()
+    after = reader.items()
+    assert len(after) == 5  # stable entry ids: nothing old comes back as new
+    assert [title for title, unread in after.items() if unread] == [
+        "Breaking news from the valley"]
+
+
+# --- Chromium -------------------------------------------------------------------------------
+
+
+def test_a_browser_reads_the_site_subscribes_and_unsubscribes(project: Project,
+                                                             smtp: SMTPServer) -> None:
+    chromium = _chromium()
+    _require(chromium, "chromium", "apt-get install -y chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _require(None, "the playwright package", "pip install -e '.[dev]'")
+        raise
+    project.cli("subscribers", "add", "ann@example.org")
+    project.cli("send")
+    header = str(mails_to(smtp, "ann@example.org")[0].parsed()["List-Unsubscribe"])
+    match = re.match(r"<(http://[^>]+)>", header)
+    assert match, header
+    unsubscribe_url = match.group(1)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(project.url)
+            assert page.title() == "Served News"
+            page.click("a.feed-link")
+            page.wait_for_url(project.url + "feed.atom")
+            text = page.inner_text("body")
+            assert "This is a web feed" in text  # the XSL stylesheet made a page of it
+            assert "Welcome to digest" in text
+
+            page.goto(project.url)
+            page.fill("form.subscribe input[name=email]", "reader@example.org")
+            page.click("form.subscribe button")
+            page.wait_for_url(project.url + "subscribe")
+            assert "Check your inbox" in page.inner_text("main")
+            wait_for(lambda: bool(mails_to(smtp, "reader@example.org")), "the confirmation")
+
+            page.goto(unsubscribe_url)
+            assert "Unsubscribe?" in page.inner_text("main")
+            assert "ann@example.org" in page.inner_text("main")
+            assert "ann@example.org  subscribed" in _listing(project)  # GET changed nothing
+            page.click("form.action button")
+            page.wait_for_load_state()
+            assert "Unsubscribed" in page.inner_text("main")
+        finally:
+            browser.close()
+    assert re.search(r"ann@example\.org\s+unsubscribed", _listing(project))
+
+
+def _listing(project: Project) -> str:
+    return re.sub(r"[ \t]+", "  ", project.cli("subscribers", "list").stdout)
