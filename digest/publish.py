@@ -553,9 +553,3 @@ def _dump_problems(problems: list[ArticleError]) -> str:
 
 def _load_problems(text: str | None) -> tuple[ArticleError, ...]:
     return tuple(ArticleError(path, reason, hint) for path, reason, hint in json.loads(text or "[]"))
-
-
-def ensure_output_parent(settings: Settings) -> None:
-    if not settings.output_dir.parent.is_dir():
-        raise OutputError(f"OUTPUT_DIR {settings.output_dir}: its parent folder does not exist",
-                          "create the folder or point OUTPUT_DIR elsewhere")
