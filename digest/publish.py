@@ -26,7 +26,7 @@ import jinja2
 
 from digest import __version__, feeds, site, templates
 from digest.article import ID_NAMESPACE, Article, Entry, SourceFile, article_path
-from digest.errors import ArticleError, OutputError
+from digest.errors import ArticleError
 from digest.html import absolutize
 from digest.output import Generation, current_generation, place
 from digest.reading import read_article
