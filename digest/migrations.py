@@ -44,4 +44,64 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX articles_published ON articles (published)",
     )),
+    Migration("0002_mail", (
+        # Subscribers: one row per address (lower case), kept after they
+        # unsubscribe so an import never subscribes them again.
+        """CREATE TABLE subscribers (
+            address TEXT PRIMARY KEY,
+            name TEXT,
+            status TEXT NOT NULL,
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX subscribers_status ON subscribers (status)",
+        # The number of the last edition created: the compare-and-set target
+        # that lets exactly one sender create the next edition.
+        """CREATE TABLE edition_counter (
+            id INTEGER PRIMARY KEY,
+            last_edition INTEGER NOT NULL
+        )""",
+        "INSERT INTO edition_counter (id, last_edition) VALUES (1, 0)",
+        """CREATE TABLE editions (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            article_count INTEGER NOT NULL,
+            recipient_count INTEGER NOT NULL
+        )""",
+        "CREATE INDEX editions_status ON editions (status)",
+        # What each article looked like when its edition was made: a resumed
+        # edition renders the same for every recipient. The primary key puts
+        # each article in at most one edition.
+        """CREATE TABLE edition_articles (
+            article_key TEXT PRIMARY KEY,
+            edition_id INTEGER NOT NULL REFERENCES editions (id),
+            position INTEGER NOT NULL,
+            slug TEXT NOT NULL,
+            title TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            author TEXT NOT NULL,
+            published TEXT NOT NULL
+        )""",
+        "CREATE INDEX edition_articles_edition ON edition_articles (edition_id)",
+        # The outbox: one row per (edition, recipient), written before any
+        # message leaves. status: pending -> sending (claimed by claimed_by
+        # until claimed_until) -> sent | failed | skipped.
+        """CREATE TABLE deliveries (
+            edition_id INTEGER NOT NULL REFERENCES editions (id),
+            recipient TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            claimed_by TEXT,
+            claimed_until TEXT,
+            updated_at TEXT NOT NULL,
+            reply TEXT,
+            PRIMARY KEY (edition_id, recipient)
+        )""",
+        "CREATE INDEX deliveries_status ON deliveries (edition_id, status)",
+    )),
 )

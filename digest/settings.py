@@ -48,6 +48,7 @@ class Settings:
     smtp_password: str | None = field(repr=False)
     smtp_timeout: float = 30.0
     smtp_rate_limit: float | None = None
+    smtp_ca_file: Path | None = None
     digest_from: str | None = None
     digest_recipients: tuple[str, ...] = ()
     digest_subject: str = "{site}: {count} new articles"
@@ -263,6 +264,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("SMTP_TIMEOUT", "smtp_timeout", "30s", "SMTP network timeout", _duration),
     Spec("SMTP_RATE_LIMIT", "smtp_rate_limit", "",
          "most messages per second (empty: no limit)", _optional_rate),
+    Spec("SMTP_CA_FILE", "smtp_ca_file", "",
+         "PEM file of CA certificates to trust for the SMTP server's TLS "
+         "(empty: the system's)", _optional_path),
     Spec("DIGEST_FROM", "digest_from", "",
          "From address of the digest, e.g. News <news@example.org>", _optional_address),
     Spec("DIGEST_RECIPIENTS", "digest_recipients", "",

@@ -1,0 +1,353 @@
+"""Send the digest: build or resume an edition and deliver it, exactly once per recipient.
+
+This is the orchestration module of the mail stages: it combines the
+subscriber list, the outbox, rendering, message building and a
+:class:`~digest.mailer.Mailer`. The scheduler calls :func:`send_digest`; the
+CLI also uses :func:`dry_run`, :func:`test_message` and :func:`preview_html`.
+
+Delivery rules: a 5xx reply fails that delivery for good (the reply is
+stored); a 4xx reply or a network error is retried with exponential backoff
+(:class:`RetryPolicy`), then the delivery is *deferred* to a later run. Two
+deliveries in a row that cannot even reach the server stop the run with a
+MailError; an SMTPConfigError (login, TLS) stops it at once. Whatever stops
+a run, the deliveries not yet sent go back to the outbox untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from digest.errors import ConfigError, MailError
+from digest.mail_message import (
+    MessageFactory,
+    OutgoingMessage,
+    Personal,
+    message_id,
+    sender_domain,
+)
+from digest.mail_render import (
+    RECIPIENT_SLOT,
+    UNSUBSCRIBE_SLOT,
+    DigestContent,
+    RenderedDigest,
+    render_digest,
+)
+from digest.mailer import Mailer, PermanentFailure, TemporaryFailure
+from digest.outbox import Delivery, Edition, Failure, Outbox
+from digest.outbox_tables import edition_counter
+from digest.settings import Settings
+from digest.store import Store
+from digest.subscribers import SUBSCRIBED, list_subscribers, subscribe_many
+from digest.tokens import PURPOSE_UNSUBSCRIBE, make_token
+
+log = logging.getLogger("digest.mail")
+
+Progress = Callable[[int, int], None]  # (deliveries done in this run, total to do)
+PREVIEW_ADDRESS = "you@example.org"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try one delivery. Delays in seconds: first * factor**n, capped."""
+
+    attempts: int = 5  # tries per delivery and run
+    first_delay: float = 2.0
+    factor: float = 2.0
+    max_delay: float = 60.0
+    # A deferred delivery is tried again once this has passed (by this run, if it
+    # is still going, or by a later one).
+    defer_for: timedelta = timedelta(minutes=10)
+    max_total_attempts: int = 15  # over all runs; then the delivery fails for good
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_delay, self.first_delay * self.factor ** (attempt - 1)))
+
+
+@dataclass(frozen=True)
+class SendReport:
+    edition: int | None  # None: nothing to send
+    created: bool  # this run created the edition (else resumed it)
+    articles: int
+    recipients: int
+    sent: int  # by this run
+    failed: int  # by this run, for good
+    skipped: int  # by this run: unsubscribed since the edition was made
+    deferred: int  # by this run: to be retried by a later run
+    remaining: int  # deliveries of the edition not done after this run
+    stopped: bool  # should_stop asked to stop
+    finished: bool  # the edition is complete
+    failures: tuple[Failure, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.deferred == 0
+
+
+def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], Mailer],
+                now: datetime, *, force: bool = False,
+                should_stop: Callable[[], bool] | None = None,
+                progress: Progress | None = None, retry: RetryPolicy | None = None,
+                sleep: Callable[[float], None] = time.sleep,
+                monotonic: Callable[[], float] = time.monotonic,
+                batch: int = 25, lease: timedelta = timedelta(minutes=5)) -> SendReport:
+    """Build (or resume) the current edition and deliver it to every recipient not served.
+
+    `now` is the wall time at the start; later times are `now` plus the
+    `monotonic` clock's progress. `mailer_factory` is called once, when the
+    first message is ready. `should_stop` is checked between messages (and
+    during backoff): the run then returns with ``stopped`` set, the outbox
+    consistent.
+    """
+    check_send_settings(settings)
+    started = monotonic()
+
+    def clock() -> datetime:
+        return now + timedelta(seconds=monotonic() - started)
+
+    seed_recipients(settings, store, now)
+    outbox = Outbox(store, lease=lease)
+    domain = sender_domain(settings)
+    edition, created = outbox.open_or_create(
+        store.load_articles().values(), now,
+        message_id=lambda uid, address: message_id(uid, address, domain), force=force)
+    if edition is None:
+        log.info("no new articles: no digest to send")
+        return SendReport(None, False, 0, 0, 0, 0, 0, 0, 0, False, False)
+    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid)
+    run = _Run(settings, outbox, edition, factory, mailer_factory, clock,
+               retry or RetryPolicy(), sleep, monotonic, should_stop or (lambda: False),
+               progress, batch)
+    run.deliver()
+    finished = outbox.finish(edition.id, clock())
+    counts = outbox.counts(edition.id)
+    report = SendReport(
+        edition=edition.id, created=created, articles=len(edition.items),
+        recipients=edition.recipient_count, sent=run.sent, failed=len(run.failures),
+        skipped=run.skipped, deferred=run.deferred,
+        remaining=counts["pending"] + counts["sending"], stopped=run.stopped,
+        finished=finished or counts["pending"] + counts["sending"] == 0,
+        failures=tuple(run.failures))
+    log.info("edition %d: %d sent, %d failed, %d skipped, %d deferred, %d remaining",
+             edition.id, report.sent, report.failed, report.skipped, report.deferred,
+             report.remaining)
+    return report
+
+
+def check_send_settings(settings: Settings) -> None:
+    if not settings.secret_key:
+        raise ConfigError("SECRET_KEY is not set; it is needed to sign the unsubscribe links",
+                          "add SECRET_KEY=<a long random string> to .env, e.g. from "
+                          "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+    sender_domain(settings)  # raises ConfigError without DIGEST_FROM
+
+
+def seed_recipients(settings: Settings, store: Store, now: datetime) -> None:
+    """Add DIGEST_RECIPIENTS as subscribers (never resubscribing one who left)."""
+    if settings.digest_recipients:
+        subscribe_many(store, [(a, None) for a in settings.digest_recipients], now,
+                       source="settings")
+
+
+def render_edition(settings: Settings, edition: Edition) -> RenderedDigest:
+    return render_digest(settings, DigestContent(edition.id, edition.created_at, edition.items))
+
+
+def unsubscribe_url(settings: Settings, address: str, issued_at: datetime) -> str:
+    secret = settings.secret_key or ""
+    return settings.url("unsubscribe?token=" +
+                        make_token(secret, PURPOSE_UNSUBSCRIBE, address, issued_at))
+
+
+def personal(settings: Settings, edition: Edition, address: str, name: str | None,
+             msg_id: str, date: datetime) -> Personal:
+    return Personal(address=address, name=name, message_id=msg_id,
+                    unsubscribe_url=unsubscribe_url(settings, address, edition.created_at),
+                    date=date)
+
+
+def next_edition(settings: Settings, store: Store, now: datetime) -> Edition:
+    """The open edition, or what the next one would be; writes nothing."""
+    outbox = Outbox(store)
+    current = outbox.open_edition()
+    if current is not None:
+        return current
+    items = outbox.next_items(store.load_articles().values(), now)
+    with store.engine.connect() as conn:
+        last = conn.execute(edition_counter.select()).first()
+    number = (last.last_edition if last else 0) + 1
+    return Edition(number, uuid.uuid4().hex[:16], "preview", now, tuple(items), 0)
+
+
+def dry_run(settings: Settings, store: Store, now: datetime) -> list[OutgoingMessage]:
+    """The messages `digest send` would send now, built but not sent or recorded."""
+    check_send_settings(settings)
+    edition = next_edition(settings, store, now)
+    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid)
+    names = {s.address: s.name for s in list_subscribers(store, SUBSCRIBED)}
+    known = {s.address for s in list_subscribers(store)}
+    recipients = sorted(set(names) | {a for a in settings.digest_recipients if a not in known})
+    domain = sender_domain(settings)
+    return [factory.build(personal(settings, edition, address, names.get(address),
+                                   message_id(edition.uid, address, domain), now))
+            for address in recipients]
+
+
+def test_message(settings: Settings, store: Store, address: str, now: datetime
+                 ) -> OutgoingMessage:
+    """The next edition for one address, with a fresh Message-ID; nothing recorded."""
+    check_send_settings(settings)
+    edition = next_edition(settings, store, now)
+    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid)
+    msg_id = message_id(uuid.uuid4().hex[:16], address, sender_domain(settings))
+    return factory.build(personal(settings, edition, address, None, msg_id, now))
+
+
+def preview_html(settings: Settings, store: Store, now: datetime) -> str:
+    """The HTML part of the next edition as a sample recipient would see it."""
+    edition = next_edition(settings, store, now)
+    rendered = render_edition(settings, edition)
+    return (rendered.html.replace(RECIPIENT_SLOT, PREVIEW_ADDRESS)
+            .replace(UNSUBSCRIBE_SLOT, settings.url("unsubscribe?token=preview")))
+
+
+class _Run:
+    """The delivery loop of one send_digest call."""
+
+    def __init__(self, settings: Settings, outbox: Outbox, edition: Edition,
+                 factory: MessageFactory, mailer_factory: Callable[[], Mailer],
+                 clock: Callable[[], datetime], retry: RetryPolicy,
+                 sleep: Callable[[float], None], monotonic: Callable[[], float],
+                 should_stop: Callable[[], bool], progress: Progress | None, batch: int) -> None:
+        self.settings = settings
+        self.outbox = outbox
+        self.edition = edition
+        self.factory = factory
+        self.mailer_factory = mailer_factory
+        self.clock = clock
+        self.retry = retry
+        self.sleep = sleep
+        self.monotonic = monotonic
+        self.should_stop = should_stop
+        self.progress = progress
+        self.batch = batch
+        self.interval = 1.0 / settings.smtp_rate_limit if settings.smtp_rate_limit else 0.0
+        self.sent = self.skipped = self.deferred = 0
+        self.failures: list[Failure] = []
+        self.stopped = False
+        self._mailer: Mailer | None = None
+        self._next_slot = 0.0
+        self._renewed = monotonic()
+        self._unreachable = 0  # deliveries in a row deferred because the server was unreachable
+
+    def deliver(self) -> None:
+        counts = self.outbox.counts(self.edition.id)
+        total = counts["pending"] + counts["sending"]
+        done = 0
+        claimed: list[Delivery] = []
+        try:
+            while True:
+                if self.should_stop():
+                    self.stopped = True
+                    break
+                if not claimed:
+                    claimed, skipped = self.outbox.claim_batch(self.edition.id, self.clock(),
+                                                               self.batch)
+                    self.skipped += skipped
+                    done += skipped
+                    if not claimed:
+                        if skipped:
+                            continue
+                        break
+                delivery = claimed[0]
+                self._deliver_one(delivery)
+                claimed.pop(0)
+                done += 1
+                if self.progress is not None:
+                    self.progress(done, total)
+        finally:
+            try:
+                self.outbox.release(claimed, self.clock())
+            finally:
+                if self._mailer is not None:
+                    self._mailer.close()
+
+    def _deliver_one(self, delivery: Delivery) -> None:
+        message = self.factory.build(personal(
+            self.settings, self.edition, delivery.recipient, delivery.name,
+            delivery.message_id, self.clock()))
+        attempt = 0
+        while True:
+            attempt += 1
+            self._keep_lease()
+            self._pace()
+            try:
+                self._mailer_now().send(message)
+            except PermanentFailure as exc:
+                self._unreachable = 0
+                log.warning("delivery to %s failed: %s", delivery.recipient, exc.reply)
+                if self.outbox.mark_failed(delivery, self.clock(), attempt, exc.reply):
+                    self.failures.append(Failure(delivery.recipient, exc.reply))
+                return
+            except TemporaryFailure as exc:
+                log.info("delivery to %s deferred (attempt %d): %s", delivery.recipient,
+                         attempt, exc.reply)
+                if attempt < self.retry.attempts and self._pause(self.retry.delay(attempt)):
+                    continue
+                self._give_back(delivery, attempt, exc)
+                return
+            self._unreachable = 0
+            if self.outbox.mark_sent(delivery, self.clock(), attempt):
+                self.sent += 1
+            return
+
+    def _give_back(self, delivery: Delivery, attempts: int, exc: TemporaryFailure) -> None:
+        now = self.clock()
+        if delivery.attempts + attempts >= self.retry.max_total_attempts:
+            reply = f"gave up after {delivery.attempts + attempts} attempts: {exc.reply}"
+            if self.outbox.mark_failed(delivery, now, attempts, reply):
+                self.failures.append(Failure(delivery.recipient, reply))
+            return
+        if self.outbox.defer(delivery, now, attempts, exc.reply, now + self.retry.defer_for):
+            self.deferred += 1
+        if exc.connection_lost and not self.stopped:
+            self._unreachable += 1
+            if self._unreachable >= 2:
+                raise MailError(f"giving up for now: {exc.message}",
+                                "check SMTP_HOST and SMTP_PORT and that the server is up; "
+                                "run `digest send` again to resume this edition")
+
+    def _mailer_now(self) -> Mailer:
+        if self._mailer is None:
+            self._mailer = self.mailer_factory()
+        return self._mailer
+
+    def _pace(self) -> None:
+        if not self.interval:
+            return
+        wait = self._next_slot - self.monotonic()
+        if wait > 0:
+            self.sleep(wait)
+        self._next_slot = max(self._next_slot, self.monotonic()) + self.interval
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep `seconds` in steps of at most 1 s; False if asked to stop meanwhile."""
+        left = seconds
+        while left > 0:
+            if self.should_stop():
+                self.stopped = True
+                return False
+            step = min(left, 1.0)
+            self.sleep(step)
+            left -= step
+            self._keep_lease()
+        return True
+
+    def _keep_lease(self) -> None:
+        if self.monotonic() - self._renewed > self.outbox.lease.total_seconds() / 3:
+            self.outbox.renew(self.edition.id, self.clock())
+            self._renewed = self.monotonic()

@@ -1,0 +1,353 @@
+"""Fixtures of the mail tests: real SMTP servers (aiosmtpd), TLS material (trustme),
+state stores on SQLite and PostgreSQL, settings and articles.
+
+Import the fixtures you use into a test module:
+``from tests.fixtures_mail import smtp_servers, store, tls  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import socket
+import ssl
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from digest.settings import ENV_NAMES, Settings, load_settings
+from digest.store import Store, StoredArticle
+
+logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd's own chatter
+
+PG_ADMIN_URL = os.environ.get("DIGEST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+USERNAME = "digest-user"
+PASSWORD = "s3cret-Pa55word-never-logged"
+NOW = datetime(2024, 5, 6, 7, 0, tzinfo=UTC)
+_MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>]+>)", re.IGNORECASE | re.MULTILINE)
+
+
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# -- TLS -------------------------------------------------------------------------------
+
+
+@dataclass
+class TLS:
+    ca: trustme.CA
+    ca_file: Path
+    server_context: ssl.SSLContext
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        self.ca.configure_trust(context)
+        return context
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TLS:
+    ca = trustme.CA()
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_context)
+    ca_file = tmp_path_factory.mktemp("tls") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return TLS(ca, ca_file, server_context)
+
+
+# -- SMTP server -----------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_to: str
+    data: bytes
+
+    @property
+    def message_id(self) -> str:
+        match = _MESSAGE_ID.search(self.data.split(b"\r\n\r\n", 1)[0])
+        return match.group(1).decode() if match else ""
+
+    def parsed(self) -> EmailMessage:
+        message = message_from_bytes(self.data, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        return message
+
+
+@dataclass
+class Behaviour:
+    """What the test server answers. Scripts are consumed one reply per attempt."""
+
+    rcpt_replies: dict[str, list[str]] = field(default_factory=dict)  # address -> replies
+    data_replies: list[str] = field(default_factory=list)  # next DATA replies, any recipient
+    drop_on_data: int = 0  # close the connection on the next N DATA commands
+    delay: float = 0.0  # seconds per accepted message
+    reject_always: dict[str, str] = field(default_factory=dict)  # address -> 5xx reply
+
+
+class Handler:
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.received: list[Received] = []
+        self.commands: list[str] = []
+        self.connections = 0
+        self.auth_attempts: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        self.commands.append("EHLO")
+        return responses
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.commands.append("RSET")
+        return "250 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        self.commands.append("RCPT")
+        b = self.behaviour
+        if address in b.reject_always:
+            return b.reject_always[address]
+        script = b.rcpt_replies.get(address)
+        if script:
+            reply = script.pop(0)
+            if reply.startswith("421"):
+                server.transport.close()  # type: ignore[union-attr]
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.commands.append("DATA")
+        b = self.behaviour
+        if b.drop_on_data > 0:
+            b.drop_on_data -= 1
+            server.transport.close()  # type: ignore[union-attr]
+            return "421 4.4.2 connection dropped by the test"
+        if b.data_replies:
+            return b.data_replies.pop(0)
+        if b.delay:
+            await asyncio.sleep(b.delay)
+        data = envelope.original_content or b""
+        assert isinstance(data, bytes)
+        with self._lock:
+            for rcpt in envelope.rcpt_tos:
+                self.received.append(Received(str(envelope.mail_from), rcpt, data))
+        return "250 2.0.0 OK queued"
+
+    def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                     auth_data: Any) -> AuthResult:
+        if isinstance(auth_data, LoginPassword):
+            login = auth_data.login.decode()
+            password = auth_data.password.decode()
+            self.auth_attempts.append((login, password))
+            if login == USERNAME and password == PASSWORD:
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+
+class _CountingController(Controller):
+    def factory(self) -> SMTP:
+        handler = self.handler
+        assert isinstance(handler, Handler)
+        handler.connections += 1
+        return SMTP(self.handler, **self.SMTP_kwargs)
+
+
+@dataclass
+class SMTPServer:
+    """A running test SMTP server."""
+
+    port: int
+    security: str  # "none", "starttls" or "ssl"
+    auth: bool
+    handler: Handler
+    controller: Controller
+
+    @property
+    def behaviour(self) -> Behaviour:
+        return self.handler.behaviour
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+    def env(self) -> dict[str, str]:
+        values = {"SMTP_HOST": "127.0.0.1" if self.security == "none" else "localhost",
+                  "SMTP_PORT": str(self.port), "SMTP_SECURITY": self.security,
+                  "SMTP_TIMEOUT": "10s"}
+        if self.auth:
+            values.update(SMTP_USERNAME=USERNAME, SMTP_PASSWORD=PASSWORD)
+        return values
+
+
+def start_server(security: str = "none", auth: bool = False, tls: TLS | None = None,
+                 behaviour: Behaviour | None = None) -> SMTPServer:
+    handler = Handler(behaviour or Behaviour())
+    port = free_port()
+    kwargs: dict[str, Any] = {"server_hostname": "localhost", "ready_timeout": 10.0}
+    if security == "starttls":
+        assert tls is not None
+        kwargs.update(tls_context=tls.server_context, require_starttls=True)
+    elif security == "ssl":
+        assert tls is not None
+        kwargs.update(ssl_context=tls.server_context)
+    if auth:
+        # aiosmtpd does not know an implicit-TLS ("ssl") connection is encrypted: it
+        # would hide AUTH with auth_require_tls, and warns when AUTH is required
+        # without it. So "ssl" offers AUTH without requiring it.
+        kwargs.update(authenticator=handler.authenticate, auth_required=security != "ssl",
+                      auth_require_tls=security == "starttls")
+    controller = _CountingController(handler, hostname="127.0.0.1", port=port, **kwargs)
+    controller.start()
+    handler.connections = 0  # the controller's own readiness probe does not count
+    return SMTPServer(port, security, auth, handler, controller)
+
+
+@pytest.fixture
+def smtp_servers() -> Iterator[Callable[..., SMTPServer]]:
+    """Start test SMTP servers: smtp_servers(security=..., auth=..., tls=..., behaviour=...)."""
+    started: list[SMTPServer] = []
+
+    def start(**kwargs: Any) -> SMTPServer:
+        server = start_server(**kwargs)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.controller.stop()
+
+
+# -- state store -------------------------------------------------------------------------
+
+
+def _pg_admin() -> Any:
+    import psycopg
+
+    return psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"),
+                           autocommit=True, connect_timeout=3)
+
+
+def postgres_available() -> bool:
+    try:
+        with _pg_admin():
+            return True
+    except Exception:
+        return False
+
+
+@contextmanager
+def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL: a SQLite file, or a new PostgreSQL database."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.sqlite3'}"
+        return
+    if not postgres_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}; CI requires it")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: ran on SQLite only")
+    name = f"digest_test_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with _pg_admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+BACKENDS = [pytest.param("sqlite", id="sqlite"),
+            pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh state store URL, once on SQLite and once on PostgreSQL."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def store(database_url: str, tmp_path: Path) -> Iterator[Store]:
+    """A migrated, empty state store, on SQLite and on PostgreSQL."""
+    opened = Store.open(database_url, tmp_path)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(f"sqlite:///{tmp_path / 'state.sqlite3'}", tmp_path)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+# -- settings and articles -----------------------------------------------------------------
+
+
+def base_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "BASE_URL": "https://news.example.org/",
+        "SITE_TITLE": "Example News",
+        "DIGEST_FROM": "Example News <news@example.org>",
+        "SECRET_KEY": "test-secret-key-0123456789",
+        "TEMPLATES_DIR": str(tmp_path / "templates"),
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_SECURITY": "none",
+        "SMTP_PORT": "2525",
+    }
+
+
+def make_settings(tmp_path: Path, **overrides: str) -> Settings:
+    values = base_env(tmp_path)
+    values.update(overrides)
+    return load_settings(values, tmp_path)
+
+
+def article(key: str, title: str, published: datetime, status: str = "published",
+            summary: str = "A summary.", author: str = "Ann Author") -> StoredArticle:
+    return StoredArticle(
+        key=key, entry_id=f"urn:test:{key}", slug=key.rsplit(".", 1)[0], size=1, mtime_ns=1,
+        content_hash="x", first_seen=published, last_changed=published, published=published,
+        updated=published, title=title, author=author, tags=(), summary=summary, status=status)
+
+
+def add_articles(store: Store, *articles: StoredArticle) -> None:
+    store.save_articles(list(articles), [])
+
+
+def sample_articles(count: int = 3) -> list[StoredArticle]:
+    return [article(f"{i:03d}_a.txt", f"Headline number {i}", NOW - timedelta(hours=count - i),
+                    summary=f"Summary of article {i}.") for i in range(count)]
+
+
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove every digest setting from the environment (the CLI reads it)."""
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
