@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,7 +27,7 @@ def progress_bar(ctx: Context) -> Iterator[publishing.Progress]:
             return
         if phase not in bars:
             label = {"read": "reading ", "write": "writing ", "check": "checking"}.get(phase, phase)
-            bar = click.progressbar(length=total, label=label, file=click.get_text_stream("stderr"))
+            bar = click.progressbar(length=total, label=label, file=sys.stderr)
             bars[phase] = bar.__enter__()
             shown[phase] = 0
         bars[phase].update(done - shown[phase])
