@@ -189,8 +189,8 @@ class Service:
             raise
         self._scheduler = scheduler
         for job in scheduler.get_jobs():
-            log.info("scheduled %s: %s, next at %s", job.id, self._describe(job.id),
-                     _local(job.next_run_time, self.settings), extra={"job": job.id})
+            log.info("scheduled %s: %s, next at %s", job.id, describe_job(self.settings, job.id),
+                     local_time(job.next_run_time, self.settings), extra={"job": job.id})
 
     def _add_jobs(self, scheduler: BackgroundScheduler, now: datetime) -> None:
         scheduler.add_job(
@@ -212,24 +212,19 @@ class Service:
         if missed is not None and missed.within_grace:
             log.warning("%s: the digest due at %s was missed by %s while the service was not "
                         "running; sending it now (within MISFIRE_GRACE_TIME %s)", SEND,
-                        _local(missed.due, self.settings), _span(missed.late_by), _span(grace),
+                        local_time(missed.due, self.settings), _span(missed.late_by), _span(grace),
                         extra={"job": SEND, "due": missed.due.isoformat()})
             return missed.due
         if missed is not None:
-            note = (f"the digest due at {_local(missed.due, self.settings)} was missed by "
+            note = (f"the digest due at {local_time(missed.due, self.settings)} was missed by "
                     f"{_span(missed.late_by)}, more than MISFIRE_GRACE_TIME {_span(grace)}: "
                     "skipped")
-            log.warning("%s: %s; next at %s", SEND, note, _local(upcoming, self.settings),
+            log.warning("%s: %s; next at %s", SEND, note, local_time(upcoming, self.settings),
                         extra={"job": SEND, "due": missed.due.isoformat()})
             job_runs.record_skip(self.store, SEND, now, note)
         else:
             job_runs.cover(self.store, SEND, now)
         return upcoming
-
-    def _describe(self, job: str) -> str:
-        if job == PUBLISH:
-            return f"every {_span(timedelta(seconds=self.settings.publish_interval))}"
-        return f"'{self.schedule.expression}' in {self.settings.digest_timezone}"
 
     def next_run_times(self) -> dict[str, datetime | None]:
         if self._scheduler is None:
@@ -254,6 +249,13 @@ class Service:
                     del _registry["current"]
 
 
+def describe_job(settings: Settings, job: str) -> str:
+    """When a job runs, in words: 'every 5m', "'0 7 * * *' in Europe/Berlin"."""
+    if job == PUBLISH:
+        return f"every {_span(timedelta(seconds=settings.publish_interval))}"
+    return f"'{settings.digest_schedule}' in {settings.digest_timezone}"
+
+
 def run_once(settings: Settings, store: Store, clock: Clock,
              jobs: Mapping[str, Job] = DEFAULT_JOBS, stop: threading.Event | None = None,
              lock: ServiceLock | None = None) -> dict[str, str]:
@@ -262,7 +264,8 @@ def run_once(settings: Settings, store: Store, clock: Clock,
     return {name: runner.run(name) for name in (PUBLISH, SEND)}
 
 
-def _local(moment: datetime | None, settings: Settings) -> str:
+def local_time(moment: datetime | None, settings: Settings) -> str:
+    """A time as shown in logs and `digest status`: in DIGEST_TIMEZONE, with its zone."""
     if moment is None:
         return "never"
     return moment.astimezone(settings.digest_timezone).strftime("%Y-%m-%d %H:%M:%S %Z")
