@@ -138,19 +138,28 @@ def parse_schedule(expression: str, timezone: tzinfo) -> Schedule:
 
 def next_fire(trigger: BaseTrigger, after: datetime) -> datetime | None:
     """The first fire time at or after `after` (whole seconds), in UTC."""
-    fire = trigger.get_next_fire_time(None, after.astimezone(UTC))
+    fire = trigger.get_next_fire_time(None, after.astimezone(zone_of(trigger)))
     return None if fire is None else _utc(fire)
 
 
 def fire_times(trigger: BaseTrigger, start: datetime, end: datetime) -> list[datetime]:
     """Every fire time t with start <= t < end, in UTC (keep the span short for busy schedules)."""
     found: list[datetime] = []
-    fire = next_fire(trigger, start)
-    while fire is not None and fire < end:
-        found.append(fire)
-        following = trigger.get_next_fire_time(fire, fire)
-        fire = None if following is None else _utc(following)
+    # Fire times go back into the trigger in its own zone, as APScheduler does: given
+    # a previous fire time in another zone, CronTrigger can return it again.
+    fire = trigger.get_next_fire_time(None, start.astimezone(zone_of(trigger)))
+    while fire is not None and fire.astimezone(UTC) < end.astimezone(UTC):
+        found.append(_utc(fire))
+        fire = trigger.get_next_fire_time(fire, fire)
     return found
+
+
+def zone_of(trigger: BaseTrigger) -> tzinfo:
+    """The time zone a trigger computes in (the first one's, for a combination)."""
+    while isinstance(trigger, OrTrigger):
+        trigger = trigger.triggers[0]
+    zone = getattr(trigger, "timezone", None)
+    return zone if isinstance(zone, tzinfo) else UTC
 
 
 def last_fire_before(trigger: BaseTrigger, now: datetime, since: datetime) -> datetime | None:

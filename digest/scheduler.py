@@ -197,10 +197,14 @@ class Service:
             run_scheduled, IntervalTrigger(seconds=self.settings.publish_interval,
                                            timezone=self.settings.digest_timezone),
             args=[PUBLISH], id=PUBLISH, name=PUBLISH, replace_existing=True,
-            next_run_time=now)
+            next_run_time=self._zoned(now))
         scheduler.add_job(
             run_scheduled, self.schedule.trigger, args=[SEND], id=SEND, name=SEND,
-            replace_existing=True, next_run_time=self._first_send(now))
+            replace_existing=True, next_run_time=self._zoned(self._first_send(now)))
+
+    def _zoned(self, moment: datetime | None) -> datetime | None:
+        """In DIGEST_TIMEZONE: CronTrigger misbehaves when handed fire times in another zone."""
+        return None if moment is None else moment.astimezone(self.settings.digest_timezone)
 
     def _first_send(self, now: datetime) -> datetime | None:
         """The next run of the digest: a missed one within the grace time, else the schedule's."""
