@@ -49,16 +49,16 @@ def publish_job(ctx: JobContext) -> JobResult:
     """Publish ARTICLES_DIR. It is not interrupted: a publish swaps its output only at the end."""
     report = publishing.publish(ctx.settings, ctx.store, ctx.now)
     if report.nothing_changed:
-        summary = f"{report.published} articles, nothing changed"
+        summary = f"{_count(report.published, 'article')}, nothing changed"
     else:
-        summary = (f"{report.published} articles: {report.new} new, {report.updated} updated, "
+        summary = (f"{_count(report.published, 'article')}: {report.new} new, {report.updated} updated, "
                    f"{report.removed} removed, {report.files_written} files written")
         for problem in report.problems:  # logged when they appear, not at every interval
             log.warning("publish: %s%s", problem.message,
                         f" (hint: {problem.hint})" if problem.hint else "",
                         extra={"job": PUBLISH})
     if report.problems:
-        return JobResult(f"{summary}; {len(report.problems)} articles with problems "
+        return JobResult(f"{summary}; {_count(len(report.problems), 'problem')} "
                          "(`digest check` lists them)", PROBLEMS)
     return JobResult(summary)
 
@@ -73,9 +73,10 @@ def send_job(ctx: JobContext) -> JobResult:
 def send_result(report: SendReport) -> JobResult:
     if report.edition is None:
         return JobResult("no new articles: nothing to send")
-    summary = (f"edition {report.edition} ({report.articles} articles, {report.recipients} "
-               f"recipients): {report.sent} sent, {report.failed} failed, {report.skipped} "
-               f"skipped, {report.deferred} deferred, {report.remaining} remaining")
+    summary = (f"edition {report.edition} ({_count(report.articles, 'article')}, "
+               f"{_count(report.recipients, 'recipient')}): {report.sent} sent, "
+               f"{report.failed} failed, {report.skipped} skipped, {report.deferred} deferred, "
+               f"{report.remaining} remaining")
     for failure in report.failures:
         log.warning("send-digest: delivery to %s failed: %s", failure.recipient, failure.reply,
                     extra={"job": SEND})
@@ -84,6 +85,10 @@ def send_result(report: SendReport) -> JobResult:
     if not report.ok:
         return JobResult(summary, PROBLEMS)
     return JobResult(summary)
+
+
+def _count(number: int, word: str) -> str:
+    return f"{number} {word}" + ("" if number == 1 else "s")
 
 
 DEFAULT_JOBS: Mapping[str, Job] = {PUBLISH: publish_job, SEND: send_job}
