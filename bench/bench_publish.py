@@ -81,7 +81,7 @@ def pelican_seconds(base: Path, articles: Path) -> float | None:
     content.mkdir()
     for path in sorted(articles.iterdir()):
         text = path.read_text()
-        head, _, body = text.partition(" ")  # "date"
+        _head, _, body = text.partition(" ")  # "date"
         day, _, rest = body.partition(" ")
         title = rest.split(".")[0][:80]
         (content / (path.stem + ".md")).write_text(f"Title: {title}\nDate: {day}\n\n{rest}")
