@@ -281,3 +281,26 @@ def test_settings_used_by_the_service(tmp_path: Path) -> None:
     assert settings.misfire_grace_time == 3600.0
     assert settings.publish_interval == 300.0
     assert settings.digest_schedule == "0 7 * * *"
+
+
+def test_a_lost_lock_stops_the_service_before_the_next_job(
+        database_url: str, tmp_path: Path, store: Store, jobs: FakeJobs) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("only a PostgreSQL lock can be lost (its session ends with the server)")
+    lock = service_lock.acquire(database_url, tmp_path, clock())
+    try:
+        with store.engine.begin() as conn:  # as a server restart would
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = "
+                "'advisory' AND l.classid = 7351010 AND l.objid = "
+                "CAST(hashtext(current_schema()) AS oid)")
+        wait_for(lambda: not lock.alive())
+        settings = make_settings(tmp_path, DATABASE_URL=database_url)
+        stop = threading.Event()
+        outcomes = run_once(settings, store, clock, jobs=jobs.mapping(), stop=stop, lock=lock)
+        assert outcomes[PUBLISH] == "failed" and stop.is_set()
+        assert jobs.calls[PUBLISH] == []
+        # The lock is free again: a restarted service takes it.
+        service_lock.acquire(database_url, tmp_path, clock()).release()
+    finally:
+        lock.release()
