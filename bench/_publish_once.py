@@ -35,6 +35,8 @@ def main() -> None:
         # This process plus the largest reader process (their peaks may not coincide).
         "peak_rss_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                         + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024,
+        "main_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "reader_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "files_written": report.files_written,
         "files_kept": report.files_kept,
         "bytes_written": report.bytes_written,

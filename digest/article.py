@@ -25,7 +25,7 @@ class SourceFile(NamedTuple):
     mtime_ns: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Article:
     """One article, read and validated. Dates are timezone-aware."""
 
@@ -44,7 +44,7 @@ class Article:
     warnings: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """An article as published: what feeds, pages and the digest show."""
 

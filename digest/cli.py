@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from digest import __version__, cli_mail, cli_publish, cli_serve
+from digest import __version__, cli_mail, cli_publish, cli_schedule, cli_serve
 from digest.cli_support import Context
 from digest.errors import DigestError
 
@@ -56,7 +56,7 @@ def cli(ctx: click.Context, env_file: Path | None, debug: bool, quiet: bool) -> 
     ctx.obj = Context(env_file=env_file, debug=debug, quiet=quiet)
 
 
-for _module in (cli_publish, cli_mail, cli_serve):
+for _module in (cli_publish, cli_mail, cli_schedule, cli_serve):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -104,4 +104,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         )""",
         "CREATE INDEX deliveries_status ON deliveries (edition_id, status)",
     )),
+    Migration("0003_schedule", (
+        # The last run of each scheduled job, for `digest status` and the
+        # catch-up at start. covered_until: fire times of the job up to this
+        # moment were run to completion or deliberately skipped; a run that
+        # was interrupted (stopped or killed) leaves it behind, so a restart
+        # within MISFIRE_GRACE_TIME resumes it.
+        """CREATE TABLE job_runs (
+            job TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            duration REAL,
+            outcome TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            covered_until TEXT
+        )""",
+    )),
 )

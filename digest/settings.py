@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from digest.cron import CronError, parse_schedule
 from digest.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
@@ -233,12 +234,13 @@ def _subject(name: str, value: str, base: Path) -> str:
 
 
 def _cron(name: str, value: str, base: Path) -> str:
-    fields = value.split()
-    if len(fields) != 5:
-        raise ConfigError(f"{name}={value!r} is not a crontab expression",
+    try:
+        return parse_schedule(value, ZoneInfo("UTC")).expression
+    except CronError as exc:
+        raise ConfigError(f"{name}={value!r} is not a crontab expression: {exc}",
                           f"set {name} to five fields: minute hour day month weekday, "
-                          "e.g. '0 7 * * *' (daily at 07:00) or '30 6 * * mon'")
-    return " ".join(fields)
+                          "e.g. '0 7 * * *' (daily at 07:00) or '30 6 * * mon' "
+                          "(weekday 0 or 7 = Sunday)") from None
 
 
 SPECS: tuple[Spec, ...] = (
@@ -292,8 +294,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("PUBLISH_INTERVAL", "publish_interval", "5m",
          "how often `digest run` publishes (seconds, or 30s, 5m, 1h)", _duration),
     Spec("DIGEST_SCHEDULE", "digest_schedule", "0 7 * * *",
-         "crontab (minute hour day month weekday) for the digest; weekday 0 = Monday, "
-         "or names mon-sun", _cron),
+         "crontab (minute hour day month weekday) for the digest; weekday 0 or 7 = Sunday, "
+         "1 = Monday, or names sun-sat", _cron),
     Spec("DIGEST_TIMEZONE", "digest_timezone", "UTC", "time zone of DIGEST_SCHEDULE", _zone),
     Spec("MISFIRE_GRACE_TIME", "misfire_grace_time", "1h",
          "a digest missed while down is still sent if the service is back within this", _duration),

@@ -56,7 +56,7 @@ articles = sa.Table(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredArticle:
     """What the store keeps of one article file between runs."""
 
@@ -241,8 +241,9 @@ class Store:
         with self.transaction() as conn:
             for start in range(0, len(doomed), 500):
                 conn.execute(articles.delete().where(articles.c.key.in_(doomed[start:start + 500])))
-            if changed:
-                conn.execute(articles.insert(), [_article_to_row(a) for a in changed])
+            for start in range(0, len(changed), 1000):  # in batches: bounded memory
+                conn.execute(articles.insert(),
+                             [_article_to_row(a) for a in changed[start:start + 1000]])
             if meta_values:
                 self.set_meta(meta_values, conn)
 
