@@ -16,10 +16,15 @@ import click
 
 from digest import job_runs, service_lock
 from digest.cli_support import EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS, Context, now, pass_ctx
+from digest.errors import DigestError
 from digest.logs import FORMATS, setup_logging
+from digest.mailer import SMTPMailer
 from digest.schedule_status import JobStatus, service_status
 from digest.scheduler import Service, local_time, run_once
+from digest.serve_site import serve_site
 from digest.settings import Settings
+from digest.signup import check_signup_settings
+from digest.store import Store
 
 log = logging.getLogger("digest.schedule")
 
@@ -30,18 +35,28 @@ log = logging.getLogger("digest.schedule")
                    "timers). Exits 1 if a job failed, 3 if one finished with problems.")
 @click.option("--log-format", type=click.Choice(FORMATS), default="text", show_default=True,
               help="Log lines on stderr: text, or one JSON object per line for log collectors.")
+@click.option("--serve", "with_server", is_flag=True,
+              help="Also serve the site as `digest serve` does (SERVE_HOST:SERVE_PORT), in "
+                   "the same process.")
 @pass_ctx
-def run(ctx: Context, once: bool, log_format: str) -> None:
+def run(ctx: Context, once: bool, log_format: str, with_server: bool) -> None:
     """Publish every PUBLISH_INTERVAL and send the digest on DIGEST_SCHEDULE, until stopped.
 
     Runs in the foreground (use systemd or similar to keep it running; see
     docs/digest.service). SIGTERM or Ctrl-C stops it gracefully: a publish in
     progress finishes, a send stops between messages and the next run resumes
     it; exit code 0. Only one `digest run` may use a state store at a time.
+    With --serve the web server (files, unsubscribe, sign-up) runs beside
+    the scheduler and stops with it.
     """
+    if once and with_server:
+        raise click.UsageError("use either --once or --serve")
     level = logging.DEBUG if ctx.debug else logging.WARNING if ctx.quiet else logging.INFO
     setup_logging(log_format, level)
     settings = ctx.settings
+    if with_server:
+        check_signup_settings(settings)  # before the lock: a missing SECRET_KEY stops at once
+        logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))
     stop = threading.Event()
     with service_lock.acquire(settings.database_url, settings.base_dir, now()) as lock, \
             ctx.store() as store, _stop_on_signals(stop):
@@ -51,16 +66,45 @@ def run(ctx: Context, once: bool, log_format: str) -> None:
             sys.exit(EXIT_ERROR if job_runs.FAILED in values
                      else EXIT_PROBLEMS if job_runs.PROBLEMS in values else EXIT_OK)
         service = Service(settings, store, now, stop=stop, lock=lock)
+        web = _WebThread(settings, store, stop) if with_server else None
         service.start()
         log.info("digest run started (pid %d); stop it with SIGTERM or Ctrl-C", os.getpid())
         try:
             service.wait()
             log.info("stopping: waiting for a job in progress to finish")
         finally:
+            stop.set()
             service.shutdown()
+            if web is not None:
+                web.join()
         log.info("digest run stopped")
+    if web is not None and web.error is not None:
+        raise web.error
     if service.failed:
         sys.exit(EXIT_ERROR)
+
+
+class _WebThread:
+    """`digest serve` in a thread of `digest run --serve`; a failure stops the service too."""
+
+    def __init__(self, settings: Settings, store: Store, stop: threading.Event) -> None:
+        self.stop = stop
+        self.error: DigestError | None = None
+        self._thread = threading.Thread(target=self._run, args=(settings, store),
+                                        name="digest-serve")
+        self._thread.start()
+
+    def _run(self, settings: Settings, store: Store) -> None:
+        try:
+            serve_site(settings, store, lambda: SMTPMailer(settings), now, stop=self.stop)
+        except DigestError as exc:
+            self.error = exc
+            log.error("the web server stopped: %s", exc.message)
+        finally:
+            self.stop.set()  # no server, no service: systemd restarts the whole
+
+    def join(self) -> None:
+        self._thread.join()
 
 
 @contextmanager

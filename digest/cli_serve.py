@@ -8,6 +8,7 @@ import logging
 import click
 
 from digest.cli_support import Context, now, pass_ctx
+from digest.logs import FORMATS, setup_logging
 from digest.mailer import SMTPMailer
 from digest.serve_site import serve_site
 from digest.signup import check_signup_settings
@@ -17,8 +18,10 @@ from digest.signup import check_signup_settings
 @click.option("--host", help="Address to listen on (default: SERVE_HOST, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535),
               help="Port to listen on (default: SERVE_PORT, 8080; 0: any free port).")
+@click.option("--log-format", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="Log lines on stderr: text, or one JSON object per line for log collectors.")
 @pass_ctx
-def serve(ctx: Context, host: str | None, port: int | None) -> None:
+def serve(ctx: Context, host: str | None, port: int | None, log_format: str) -> None:
     """Serve OUTPUT_DIR over HTTP, with one-click unsubscribe and the sign-up form.
 
     Answers GET/HEAD for the published files (ETag, gzip), POST
@@ -32,10 +35,9 @@ def serve(ctx: Context, host: str | None, port: int | None) -> None:
     if port is not None:
         settings = dataclasses.replace(settings, serve_port=port)
     check_signup_settings(settings)
-    if not ctx.quiet:
-        for name in ("digest.serve", "digest.signup"):
-            if not logging.getLogger(name).isEnabledFor(logging.INFO):
-                logging.getLogger(name).setLevel(logging.INFO)
+    level = logging.DEBUG if ctx.debug else logging.WARNING if ctx.quiet else logging.INFO
+    setup_logging(log_format, level)
+    logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))  # start-up chatter
     with ctx.store() as store:
         serve_site(settings, store, lambda: SMTPMailer(settings), now)
 

@@ -7,16 +7,30 @@ it with httpx, while mail goes to an aiosmtpd server.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import digest_cli
-from tests.fixtures_mail import SMTPServer, smtp_servers  # noqa: F401
-from tests.fixtures_serve import Project, mails_to, project_env, served_project, wait_for
+from digest.settings import ENV_NAMES
+from digest.tokens import PURPOSE_UNSUBSCRIBE, make_token
+from tests.conftest import REPO, digest_cli
+from tests.fixtures_mail import NOW, SMTPServer, free_port, smtp_servers  # noqa: F401
+from tests.fixtures_serve import (
+    SECRET_KEY,
+    Project,
+    mails_to,
+    project_env,
+    served_project,
+    wait_for,
+)
 
 _CONFIRM = re.compile(r"http://\S+?/confirm\?token=[A-Za-z0-9_.-]+")
 
@@ -123,3 +137,42 @@ def test_serve_refuses_to_start_without_secret_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "SECRET_KEY is not set" in result.stderr
     assert "hint:" in result.stderr
+
+
+def test_run_with_serve_is_one_service_for_scheduler_and_web(tmp_path: Path,
+                                                              smtp: SMTPServer) -> None:
+    """`digest run --serve`: publishes on its schedule and serves it; SIGTERM stops both."""
+    shutil.copytree(REPO / "articles", tmp_path / "articles")
+    port = free_port()
+    env = project_env(tmp_path, port, smtp, PUBLISH_INTERVAL="1h", DIGEST_SCHEDULE="0 7 1 1 *")
+    missing = digest_cli("run", "--serve", cwd=tmp_path, env=dict(env, SECRET_KEY=""), timeout=60)
+    assert missing.returncode == 2 and "SECRET_KEY" in missing.stderr
+    full_env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    full_env.update(env, PYTHONPATH=str(REPO))
+    url = f"http://127.0.0.1:{port}/"
+    with subprocess.Popen([sys.executable, "-m", "digest", "run", "--serve"], cwd=tmp_path,
+                          env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          ) as process:
+        try:
+            def published() -> bool:
+                assert process.poll() is None
+                try:
+                    return httpx.get(url + "feed.atom", timeout=2).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_for(published, "the first publish to be served", timeout=30)
+            token = make_token(SECRET_KEY, PURPOSE_UNSUBSCRIBE, "ann@example.org", NOW)
+            assert httpx.post(f"{url}unsubscribe?token={token}", timeout=5).status_code == 200
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    text = output.decode()
+    assert process.returncode == 0, text
+    assert "digest run stopped" in text
+    assert re.search(r'INFO digest\.serve: 127\.0\.0\.1:\d+ "POST /unsubscribe\?token=\S+ '
+                     r'HTTP/1\.1" 200', text), text
+    assert "unsubscribed" in digest_cli("subscribers", "list", cwd=tmp_path, env=env).stdout
