@@ -10,8 +10,10 @@ This is the orchestration module behind the web routes (no HTTP here):
   status, not even from the time the answer takes: the same work is queued
   whether or not it was subscribed.
 * :meth:`Signup.confirm` subscribes a pending address whose link is valid;
-  confirming twice is harmless. An address that unsubscribed needs a new
-  sign-up (and a new mail) first.
+  confirming twice is harmless. An address that unsubscribed stays
+  unsubscribed when the form is posted for it (so neither an import nor
+  DIGEST_RECIPIENTS can subscribe it meanwhile); it comes back only with a
+  confirmation link issued after it unsubscribed.
 * :meth:`Signup.unsubscribe` unsubscribes the address of an unsubscribe link
   (``unsubscribe?token=...``, PURPOSE_UNSUBSCRIBE, no age limit, as in the
   digest's List-Unsubscribe header); doing it again changes nothing.
@@ -39,8 +41,22 @@ from digest.mailer import Mailer
 from digest.rate_limit import RateLimiter, Window
 from digest.settings import Settings
 from digest.store import Store
-from digest.subscribers import add_pending, confirm, unsubscribe
-from digest.tokens import PURPOSE_CONFIRM, PURPOSE_UNSUBSCRIBE, make_token, verify_token
+from digest.subscribers import (
+    SUBSCRIBED,
+    UNSUBSCRIBED,
+    add_pending,
+    confirm,
+    get_subscriber,
+    subscribe,
+    unsubscribe,
+)
+from digest.tokens import (
+    PURPOSE_CONFIRM,
+    PURPOSE_UNSUBSCRIBE,
+    issued_at,
+    make_token,
+    verify_token,
+)
 
 log = logging.getLogger("digest.signup")
 
@@ -167,6 +183,12 @@ class Signup:
     def confirm(self, token: str, now: datetime) -> tuple[str, bool]:
         """(address, subscribed now?) for a confirmation link; TokenError if invalid."""
         address = self.check(PURPOSE_CONFIRM, token, now)
+        found = get_subscriber(self.store, address)
+        if (found is not None and found.status == UNSUBSCRIBED
+                and issued_at(token).timestamp() > found.updated_at.timestamp()):
+            subscribe(self.store, address, now, source="web", resubscribe=True)
+            log.info("confirmation of %s: subscribed again", address)
+            return address, True
         subscribed = confirm(self.store, address, now)
         log.info("confirmation of %s: %s", address, "subscribed" if subscribed else "not pending")
         return address, subscribed
@@ -205,7 +227,13 @@ class Signup:
                 self._jobs.task_done()
 
     def _mail(self, job: _Job) -> None:
-        if not add_pending(self.store, job.address, job.now):
+        found = get_subscriber(self.store, job.address)
+        if found is not None and found.status == SUBSCRIBED:
+            log.info("sign-up for %s: already subscribed, no mail", job.address)
+            return
+        # An unsubscribed address keeps its status until it confirms (see confirm()).
+        if (found is None or found.status != UNSUBSCRIBED) and \
+                not add_pending(self.store, job.address, job.now):
             log.info("sign-up for %s: already subscribed, no mail", job.address)
             return
         mailer = self.mailer_factory()

@@ -28,7 +28,14 @@ from digest.serve_site import serve_site, site_routes
 from digest.settings import Settings, load_settings
 from digest.signup import Signup, SignupLimits
 from digest.store import Store
-from digest.subscribers import PENDING, SUBSCRIBED, UNSUBSCRIBED, get_subscriber, subscribe
+from digest.subscribers import (
+    PENDING,
+    SUBSCRIBED,
+    UNSUBSCRIBED,
+    get_subscriber,
+    subscribe,
+    subscribe_many,
+)
 from digest.tokens import PURPOSE_CONFIRM, PURPOSE_UNSUBSCRIBE, make_token
 from tests.fixtures_mail import NOW, SMTPServer, free_port, smtp_servers  # noqa: F401
 from tests.fixtures_serve import SECRET_KEY, mails_to, running_server, wait_for
@@ -282,9 +289,17 @@ def test_an_unsubscribed_address_needs_a_new_confirmation(web: Web) -> None:
     web.subscribe("ann@example.org")
     second = web.confirmation_link("ann@example.org")
     assert second != first
-    assert web.status("ann@example.org") == PENDING
-    assert web.client.post(second).status_code == 200
-    assert web.status("ann@example.org") == SUBSCRIBED
+    # Until confirmed it stays unsubscribed: an import or DIGEST_RECIPIENTS keeps it so.
+    assert web.status("ann@example.org") == UNSUBSCRIBED
+    report = subscribe_many(web.store, [("ann@example.org", None)], web.clock.now,
+                            source="import")
+    assert report.kept_unsubscribed == ("ann@example.org",)
+    assert web.client.get(second).status_code == 200
+    assert web.status("ann@example.org") == UNSUBSCRIBED
+    assert web.client.post(first).status_code == 409  # still not the old link
+    for _ in range(2):
+        assert web.client.post(second).status_code == 200
+        assert web.status("ann@example.org") == SUBSCRIBED
 
 
 def test_an_expired_or_forged_confirmation_link_is_refused(web: Web) -> None:
