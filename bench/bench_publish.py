@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -35,10 +36,10 @@ sys.path.insert(0, str(HERE))
 from corpus import write_corpus  # noqa: E402
 
 
-def publish_once(base: Path) -> dict[str, float]:
+def publish_once(base: Path, repeat: int = 1) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, str(HERE / "_publish_once.py"), str(base)], env=env,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, str(HERE / "_publish_once.py"), str(base), str(repeat)],
+                         env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
@@ -91,7 +92,23 @@ def pelican_seconds(base: Path, articles: Path) -> float | None:
     return time.perf_counter() - start
 
 
-def run(size: int, with_pelican: bool) -> dict[str, float | None]:
+@dataclass(frozen=True)
+class Result:
+    n: int
+    cold: float
+    io_floor: float
+    nothing: float  # steady state: a later publish in the same process
+    nothing_first: float  # the first publish of a fresh process
+    stat_floor: float
+    one: float
+    main_mb: float
+    reader_mb: float
+    files: int
+    mb_out: float
+    pelican: float | None
+
+
+def run(size: int, with_pelican: bool) -> Result:
     with tempfile.TemporaryDirectory(prefix=f"digest-bench-{size}-") as tmp:
         base = Path(tmp)
         articles = base / "articles"
@@ -99,20 +116,20 @@ def run(size: int, with_pelican: bool) -> dict[str, float | None]:
         cold = publish_once(base)
         floor_io = min(io_floor(articles, int(cold["files_written"]), int(cold["bytes_written"]),
                                 base / f"scratch{i}") for i in range(3))
-        warm = publish_once(base)
+        warm = publish_once(base, repeat=4)
         assert warm["nothing_changed"], warm
         floor_stat = min(stat_floor(articles) for _ in range(5))
         victim = sorted(articles.iterdir())[size // 2]
         victim.write_text(victim.read_text() + "\nOne more paragraph, edited.\n")
         one = publish_once(base)
-        pelican = pelican_seconds(base, articles) if with_pelican else None
-        return {
-            "n": size, "cold": cold["seconds"], "io_floor": floor_io,
-            "nothing": warm["seconds"], "stat_floor": floor_stat, "one": one["seconds"],
-            "one_written": one["files_written"], "rss_cold": cold["peak_rss_mb"],
-            "rss_one": one["peak_rss_mb"], "files": cold["files_written"],
-            "mb": cold["bytes_written"] / 1e6, "pelican": pelican,
-        }
+        return Result(
+            n=size, cold=cold["seconds"], io_floor=floor_io, nothing=warm["steady_seconds"],
+            nothing_first=warm["seconds"], stat_floor=floor_stat, one=one["seconds"],
+            main_mb=max(cold["main_rss_mb"], one["main_rss_mb"]),
+            reader_mb=cold["reader_rss_mb"], files=int(cold["files_written"]),
+            mb_out=cold["bytes_written"] / 1e6,
+            pelican=pelican_seconds(base, articles) if with_pelican else None,
+        )
 
 
 def main() -> None:
@@ -123,19 +140,18 @@ def main() -> None:
     start = startup_seconds()
     print(f"start-up (python -c 'import digest.cli'): {start:.3f} s, reported apart\n")
     header = (f"{'N':>7} | {'cold s':>7} {'I/O floor':>9} {'ratio':>6} | {'unchanged s':>11} "
-              f"{'stat floor':>10} {'ratio':>6} | {'one changed s':>13} | {'peak MB':>7} | "
-              f"{'files':>6} {'MB out':>6} | pelican")
+              f"{'(1st run)':>9} {'stat floor':>10} {'ratio':>6} | {'1 changed s':>11} | "
+              f"{'main MB':>7} {'reader MB':>9} | {'files':>6} {'MB out':>6} | pelican")
     print(header)
     print("-" * len(header))
     for size in (int(s) for s in args.sizes.split(",")):
         r = run(size, args.pelican)
-        pelican = "not run" if r["pelican"] is None else \
-            f"{r['pelican']:.1f} s ({r['pelican'] / r['cold']:.0f}x slower)"  # type: ignore[operator]
-        print(f"{r['n']:>7} | {r['cold']:>7.2f} {r['io_floor']:>9.3f} "
-              f"{r['cold'] / r['io_floor']:>5.1f}x | {r['nothing']:>11.4f} "  # type: ignore[operator]
-              f"{r['stat_floor']:>10.4f} {r['nothing'] / r['stat_floor']:>5.1f}x | "  # type: ignore[operator]
-              f"{r['one']:>13.3f} | {max(r['rss_cold'], r['rss_one']):>7.0f} | "  # type: ignore[type-var]
-              f"{r['files']:>6.0f} {r['mb']:>6.1f} | {pelican}", flush=True)
+        pelican = "not run" if r.pelican is None else \
+            f"{r.pelican:.1f} s (digest {r.pelican / r.cold:.1f}x faster)"
+        print(f"{r.n:>7} | {r.cold:>7.2f} {r.io_floor:>9.3f} {r.cold / r.io_floor:>5.1f}x | "
+              f"{r.nothing:>11.4f} {r.nothing_first:>9.4f} {r.stat_floor:>10.4f} "
+              f"{r.nothing / r.stat_floor:>5.1f}x | {r.one:>11.3f} | {r.main_mb:>7.0f} "
+              f"{r.reader_mb:>9.0f} | {r.files:>6} {r.mb_out:>6.1f} | {pelican}", flush=True)
 
 
 if __name__ == "__main__":

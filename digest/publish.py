@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import multiprocessing
 import operator
 import os
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -34,6 +37,7 @@ from digest.scan import scan
 from digest.settings import Settings
 from digest.store import Store, StoredArticle, iso
 
+log = logging.getLogger("digest.publish")
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 T = TypeVar("T")
 R = TypeVar("R")
@@ -152,6 +156,7 @@ def publish(settings: Settings, store: Store, now: datetime,
             output_dir=settings.output_dir,
         )
 
+    clock = _Phases()
     with contextlib.ExitStack() as stack:
         stack.enter_context(store.exclusive("publish"))  # one publisher per shared store
         gen = stack.enter_context(Generation(settings.output_dir))
@@ -170,6 +175,7 @@ def publish(settings: Settings, store: Store, now: datetime,
                 current[source.key] = old
             else:
                 tasks.append((source, old))
+        clock.mark("scan and load the store")
         job = _Job(settings, now, gen.path, gen.previous, feed_meta(settings, fid))
         workers = stack.enter_context(_Workers(job))
         new = updated = 0
@@ -195,6 +201,7 @@ def publish(settings: Settings, store: Store, now: datetime,
             elif old.content_hash != record.content_hash or old.status != record.status:
                 updated += record.status == "published"
 
+        clock.mark(f"read {len(tasks)} files")
         # Scheduled articles that came due since the last run.
         for key, record in list(current.items()):
             if record.status == "scheduled" and record.published <= now:
@@ -240,14 +247,17 @@ def publish(settings: Settings, store: Store, now: datetime,
             if body is not None or not gen.keep(path):
                 gen.write(path, site.article_page(env, info, entry, body or ""))
 
+        clock.mark(f"place {len(entries)} article pages")
         signatures: dict[str, str] = json.loads(meta["page_signatures"] or "{}")
         new_signatures: dict[str, str] = {}
         _write_listings(settings, job.meta, env, gen, workers, entries, body_of,
                         signatures, new_signatures, config)
         for name in site.STATIC_FILES:
             gen.write(name, site.static_file(env, name))
+        clock.mark("listings and feeds")
         gen.commit()
         written, kept, nbytes = gen.written, gen.kept, gen.bytes_written
+        clock.mark("sync and swap")
 
     scheduled = [r.published for r in winners.values() if r.status == "scheduled"]
     store.save_articles(changed, removed, {
@@ -258,6 +268,8 @@ def publish(settings: Settings, store: Store, now: datetime,
         "problems": _dump_problems(problems),
         "published_count": str(len(entries)),
     })
+    clock.mark("save the store")
+    log.debug("publish timings: %s", clock)
     statuses = [r.status for r in winners.values()]
     return PublishReport(
         published=len(entries), new=new, updated=updated, removed=len(removed),
@@ -265,6 +277,22 @@ def publish(settings: Settings, store: Store, now: datetime,
         problems=tuple(problems), files_written=written, files_kept=kept,
         bytes_written=nbytes, nothing_changed=False, output_dir=settings.output_dir,
     )
+
+
+class _Phases:
+    """Wall time per phase, for `--debug` (not a clock of record: only durations)."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self._spent: list[str] = []
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self._spent.append(f"{phase} {now - self._last:.3f}s")
+        self._last = now
+
+    def __str__(self) -> str:
+        return ", ".join(self._spent)
 
 
 @dataclass(frozen=True)
@@ -306,7 +334,8 @@ class _Workers:
             self._pool.shutdown(cancel_futures=True)
 
     def map(self, function: Callable[[T], R], items: list[T], parallel_from: int) -> Iterator[R]:
-        if self._pool is None and (len(items) < parallel_from or self.count < 2):
+        if self._pool is None and (len(items) < parallel_from or self.count < 2
+                                   or not _can_spawn()):
             if not self._inline_ready:
                 _init_worker(self.job)
                 self._inline_ready = True
@@ -317,6 +346,15 @@ class _Workers:
                 initializer=_init_worker, initargs=(self.job,))
         chunk = max(1, min(200, len(items) // (self.count * 8)))
         return self._pool.map(function, items, chunksize=chunk)
+
+
+def _can_spawn() -> bool:
+    """Spawned processes re-import __main__: possible from a file or module, not from stdin."""
+    main = sys.modules.get("__main__")
+    if main is None or getattr(main, "__spec__", None) is not None:
+        return True
+    path = getattr(main, "__file__", None)
+    return path is None or os.path.isfile(path)
 
 
 def _init_worker(job: _Job) -> None:
