@@ -5,6 +5,14 @@ subscriber list, the outbox, rendering, message building and a
 :class:`~digest.mailer.Mailer`. The scheduler calls :func:`send_digest`; the
 CLI also uses :func:`dry_run`, :func:`test_message` and :func:`preview_html`.
 
+Recording: a delivery is marked sent only after the server accepted it. To
+keep the state store's write off the critical path, the loop records message
+i while the server reads message i+1 (the mailer's ``meanwhile``), before
+i+1's end of data is sent; before anything else (a stop, a backoff, a new
+claim, the end of the run) it records what is left. So at any moment at most
+one message is accepted and not yet recorded: a crash re-sends at most that
+one, with the same Message-ID.
+
 Delivery rules: a 5xx reply fails that delivery for good (the reply is
 stored); a 4xx reply or a network error is retried with exponential backoff
 (:class:`RetryPolicy`), then the delivery is *deferred* to a later run. Two
@@ -18,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -243,38 +252,55 @@ class _Run:
         self._next_slot = 0.0
         self._renewed = monotonic()
         self._unreachable = 0  # deliveries in a row deferred because the server was unreachable
+        # Accepted by the server, not yet recorded: (delivery, attempts, accepted at).
+        self._unrecorded: tuple[Delivery, int, datetime] | None = None
+        self._recorder = outbox.recorder()
 
     def deliver(self) -> None:
         counts = self.outbox.counts(self.edition.id)
         total = counts["pending"] + counts["sending"]
         done = 0
-        claimed: list[Delivery] = []
+        claimed: deque[Delivery] = deque()
         try:
             while True:
                 if self.should_stop():
                     self.stopped = True
                     break
                 if not claimed:
-                    claimed, skipped = self.outbox.claim_batch(self.edition.id, self.clock(),
-                                                               self.batch)
+                    self._record()
+                    batch, skipped = self.outbox.claim_batch(self.edition.id, self.clock(),
+                                                             self.batch)
+                    claimed.extend(batch)
                     self.skipped += skipped
                     done += skipped
                     if not claimed:
                         if skipped:
                             continue
                         break
-                delivery = claimed[0]
-                self._deliver_one(delivery)
-                claimed.pop(0)
+                self._deliver_one(claimed[0])
+                claimed.popleft()
                 done += 1
                 if self.progress is not None:
                     self.progress(done, total)
         finally:
             try:
-                self.outbox.release(claimed, self.clock())
+                self._record()
             finally:
-                if self._mailer is not None:
-                    self._mailer.close()
+                try:
+                    self._recorder.close()
+                    self.outbox.release(claimed, self.clock())
+                finally:
+                    if self._mailer is not None:
+                        self._mailer.close()
+
+    def _record(self) -> None:
+        """Mark the message the server last accepted as sent (if not done yet)."""
+        if self._unrecorded is None:
+            return
+        delivery, attempts, accepted_at = self._unrecorded
+        self._unrecorded = None
+        if self._recorder.mark_sent(delivery, accepted_at, attempts):
+            self.sent += 1
 
     def _deliver_one(self, delivery: Delivery) -> None:
         message = self.factory.build(personal(
@@ -286,23 +312,25 @@ class _Run:
             self._keep_lease()
             self._pace()
             try:
-                self._mailer_now().send(message)
+                self._mailer_now().send(message, self._record)
             except PermanentFailure as exc:
+                self._record()
                 self._unreachable = 0
                 log.warning("delivery to %s failed: %s", delivery.recipient, exc.reply)
                 if self.outbox.mark_failed(delivery, self.clock(), attempt, exc.reply):
                     self.failures.append(Failure(delivery.recipient, exc.reply))
                 return
             except TemporaryFailure as exc:
+                self._record()
                 log.info("delivery to %s deferred (attempt %d): %s", delivery.recipient,
                          attempt, exc.reply)
                 if attempt < self.retry.attempts and self._pause(self.retry.delay(attempt)):
                     continue
                 self._give_back(delivery, attempt, exc)
                 return
+            self._record()  # done by the mailer unless it broke the Mailer contract
             self._unreachable = 0
-            if self.outbox.mark_sent(delivery, self.clock(), attempt):
-                self.sent += 1
+            self._unrecorded = (delivery, attempt, self.clock())
             return
 
     def _give_back(self, delivery: Delivery, attempts: int, exc: TemporaryFailure) -> None:
@@ -331,11 +359,13 @@ class _Run:
             return
         wait = self._next_slot - self.monotonic()
         if wait > 0:
+            self._record()
             self.sleep(wait)
         self._next_slot = max(self._next_slot, self.monotonic()) + self.interval
 
     def _pause(self, seconds: float) -> bool:
         """Sleep `seconds` in steps of at most 1 s; False if asked to stop meanwhile."""
+        self._record()
         left = seconds
         while left > 0:
             if self.should_stop():
