@@ -6,12 +6,13 @@ subscriber list, the outbox, rendering, message building and a
 CLI also uses :func:`dry_run`, :func:`test_message` and :func:`preview_html`.
 
 Recording: a delivery is marked sent only after the server accepted it. To
-keep the state store's write off the critical path, the loop records message
-i while the server reads message i+1 (the mailer's ``meanwhile``), before
-i+1's end of data is sent; before anything else (a stop, a backoff, a new
-claim, the end of the run) it records what is left. So at any moment at most
-one message is accepted and not yet recorded: a crash re-sends at most that
-one, with the same Message-ID.
+keep the state store's write off the critical path, the write for message i
+starts on a worker thread as soon as the server accepts i, and runs while
+message i+1 goes out; i+1's end of data is sent only once that write is
+committed (the mailer's ``meanwhile``). Before anything else (a stop, a
+backoff, a new claim, the end of the run) the loop waits for the write in
+flight. So at any moment at most one message is accepted and not yet
+recorded: a crash re-sends at most that one, with the same Message-ID.
 
 Delivery rules: a 5xx reply fails that delivery for good (the reply is
 stored); a 4xx reply or a network error is retried with exponential backoff
@@ -28,6 +29,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -103,7 +105,7 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
                 progress: Progress | None = None, retry: RetryPolicy | None = None,
                 sleep: Callable[[float], None] = time.sleep,
                 monotonic: Callable[[], float] = time.monotonic,
-                batch: int = 25, lease: timedelta = timedelta(minutes=5)) -> SendReport:
+                batch: int = 100, lease: timedelta = timedelta(minutes=5)) -> SendReport:
     """Build (or resume) the current edition and deliver it to every recipient not served.
 
     `now` is the wall time at the start; later times are `now` plus the
@@ -252,9 +254,11 @@ class _Run:
         self._next_slot = 0.0
         self._renewed = monotonic()
         self._unreachable = 0  # deliveries in a row deferred because the server was unreachable
-        # Accepted by the server, not yet recorded: (delivery, attempts, accepted at).
-        self._unrecorded: tuple[Delivery, int, datetime] | None = None
+        # The write marking the last accepted message sent, running on the worker.
+        # The recorder's connection is opened, used and closed on that thread only.
         self._recorder = outbox.recorder()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-record")
+        self._recording: Future[bool] | None = None
 
     def deliver(self) -> None:
         counts = self.outbox.counts(self.edition.id)
@@ -287,19 +291,23 @@ class _Run:
                 self._record()
             finally:
                 try:
-                    self._recorder.close()
+                    self._worker.submit(self._recorder.close).result()
+                    self._worker.shutdown()
                     self.outbox.release(claimed, self.clock())
                 finally:
                     if self._mailer is not None:
                         self._mailer.close()
 
+    def _accepted(self, delivery: Delivery, attempts: int) -> None:
+        """The server accepted `delivery`: start marking it sent (waits for any earlier write)."""
+        self._record()
+        self._recording = self._worker.submit(self._recorder.mark_sent, delivery, self.clock(),
+                                              attempts)
+
     def _record(self) -> None:
-        """Mark the message the server last accepted as sent (if not done yet)."""
-        if self._unrecorded is None:
-            return
-        delivery, attempts, accepted_at = self._unrecorded
-        self._unrecorded = None
-        if self._recorder.mark_sent(delivery, accepted_at, attempts):
+        """Wait until the message the server last accepted is marked sent (if not done yet)."""
+        recording, self._recording = self._recording, None
+        if recording is not None and recording.result():
             self.sent += 1
 
     def _deliver_one(self, delivery: Delivery) -> None:
@@ -328,9 +336,8 @@ class _Run:
                     continue
                 self._give_back(delivery, attempt, exc)
                 return
-            self._record()  # done by the mailer unless it broke the Mailer contract
             self._unreachable = 0
-            self._unrecorded = (delivery, attempt, self.clock())
+            self._accepted(delivery, attempt)
             return
 
     def _give_back(self, delivery: Delivery, attempts: int, exc: TemporaryFailure) -> None:
@@ -379,5 +386,6 @@ class _Run:
 
     def _keep_lease(self) -> None:
         if self.monotonic() - self._renewed > self.outbox.lease.total_seconds() / 3:
+            self._record()  # one writer at a time (SQLite)
             self.outbox.renew(self.edition.id, self.clock())
             self._renewed = self.monotonic()
