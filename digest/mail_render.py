@@ -10,10 +10,14 @@ Template variables (both ``digest.txt`` and ``digest.html``):
 
     site.title, site.url          the site
     edition.number, edition.date  edition number and its date (YYYY-MM-DD)
-    articles                      list of: title, url, summary, author,
-                                  published (datetime), date (YYYY-MM-DD)
-    count, subject, preheader     number of articles, the subject line, the
-                                  hidden preview text shown by mail clients
+    articles                      the newest DIGEST_MAX_ITEMS articles of the
+                                  edition, newest first; each has: title, url,
+                                  summary, author, published (datetime),
+                                  date (YYYY-MM-DD)
+    count, subject, preheader     number of articles in the edition, the subject
+                                  line, the hidden preview text of mail clients
+    more                          how many articles of the edition are not
+                                  listed (0 when all are); site.url has them
     recipient, unsubscribe_url    the recipient's address and one-click link
     unsubscribe_mailto            UNSUBSCRIBE_MAILTO or None
 """
@@ -82,16 +86,22 @@ def subject_line(settings: Settings, content: DigestContent) -> str:
         site=settings.site_title, count=len(content.items), date=date))
 
 
+def listed_items(items: tuple[DigestItem, ...], limit: int) -> list[DigestItem]:
+    """The newest `limit` items, newest first (the edition still carries them all)."""
+    return sorted(items, key=lambda item: item.published, reverse=True)[:limit]
+
+
 def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
     """Render the text and HTML bodies (CSS inlined) of an edition."""
     env = environment(settings.templates_dir)
     zone = settings.digest_timezone
     subject = subject_line(settings, content)
+    listed = listed_items(content.items, settings.digest_max_items)
     articles: list[dict[str, Any]] = [
         {"title": one_line(item.title), "url": settings.url(article_path(item.slug)),
          "summary": plain_block(item.summary), "author": one_line(item.author),
          "published": item.published, "date": item.published.astimezone(zone).date().isoformat()}
-        for item in content.items
+        for item in listed
     ]
     preheader = " · ".join(str(a["title"]) for a in articles) or "No new articles"
     if len(preheader) > PREHEADER_MAX:
@@ -101,7 +111,8 @@ def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
         "edition": {"number": content.number,
                     "date": content.created_at.astimezone(zone).date().isoformat()},
         "articles": articles,
-        "count": len(articles),
+        "count": len(content.items),
+        "more": len(content.items) - len(articles),
         "subject": subject,
         "preheader": preheader,
         "recipient": RECIPIENT_SLOT,
