@@ -39,6 +39,7 @@ RECIPIENT_SLOT = "zzdigestrecipientslotzz"
 UNSUBSCRIBE_SLOT = "zzdigestunsubscribeslotzz"
 TEXT_TEMPLATE = "digest.txt"
 HTML_TEMPLATE = "digest.html"
+CONFIRM_TEMPLATE = "confirm.txt"
 PREHEADER_MAX = 150
 
 
@@ -128,6 +129,18 @@ def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
         raise TemplateError(f"{HTML_TEMPLATE}: cannot inline its CSS ({exc})",
                             "check the <style> block of the template") from exc
     return RenderedDigest(subject=subject, text=_normal_newlines(text), html=html)
+
+
+def render_confirmation(settings: Settings, address: str, confirm_url: str) -> str:
+    """The text of the double opt-in mail (confirm.txt; variables in its header)."""
+    env = environment(settings.templates_dir)
+    context = {"site": {"title": one_line(settings.site_title), "url": settings.site_url},
+               "address": address, "confirm_url": confirm_url}
+    return _normal_newlines(render(env, CONFIRM_TEMPLATE, context))
+
+
+def confirmation_subject(settings: Settings) -> str:
+    return f"Confirm your subscription to {one_line(settings.site_title)}"
 
 
 def _normal_newlines(text: str) -> str:

@@ -3,7 +3,8 @@
 This is the orchestration module of the mail stages: it combines the
 subscriber list, the outbox, rendering, message building and a
 :class:`~digest.mailer.Mailer`. The scheduler calls :func:`send_digest`; the
-CLI also uses :func:`dry_run`, :func:`test_message` and :func:`preview_html`.
+CLI also uses :func:`dry_run`, :func:`test_message` and :func:`preview_html`;
+the web sign-up uses :func:`send_confirmation`.
 
 Recording: a delivery is marked sent only after the server accepted it. To
 keep the state store's write off the critical path, the write for message i
@@ -33,12 +34,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from digest.addresses import normalize_address
 from digest.errors import ConfigError, MailError
 from digest.mail_message import (
     MessageFactory,
     OutgoingMessage,
     Personal,
     message_id,
+    plain_message,
     sender_domain,
 )
 from digest.mail_render import (
@@ -46,6 +49,8 @@ from digest.mail_render import (
     UNSUBSCRIBE_SLOT,
     DigestContent,
     RenderedDigest,
+    confirmation_subject,
+    render_confirmation,
     render_digest,
 )
 from digest.mailer import Mailer, PermanentFailure, TemporaryFailure
@@ -224,6 +229,25 @@ def preview_html(settings: Settings, store: Store, now: datetime) -> str:
     rendered = render_edition(settings, edition)
     return (rendered.html.replace(RECIPIENT_SLOT, PREVIEW_ADDRESS)
             .replace(UNSUBSCRIBE_SLOT, settings.url("unsubscribe?token=preview")))
+
+
+def send_confirmation(settings: Settings, mailer: Mailer, address: str, confirm_url: str,
+                      now: datetime) -> None:
+    """Mail `address` the double opt-in message asking it to open `confirm_url`.
+
+    The text comes from confirm.txt (TEMPLATES_DIR first, then the built-in
+    one). The caller owns `mailer` and closes it. Raises SubscriberError for
+    an address that is not one, MailError for a link that is not an absolute
+    http(s) URL, ConfigError without DIGEST_FROM, and what the mailer raises
+    (TemporaryFailure, PermanentFailure, SMTPConfigError).
+    """
+    recipient = normalize_address(address, "confirmation address")
+    if not confirm_url.startswith(("https://", "http://")) or any(
+            c.isspace() or not c.isprintable() for c in confirm_url):
+        raise MailError(f"the confirmation link {confirm_url!r} is not an absolute http(s) URL",
+                        "build it with Settings.url(), e.g. settings.url('confirm?token=...')")
+    text = render_confirmation(settings, recipient, confirm_url)
+    mailer.send(plain_message(settings, recipient, confirmation_subject(settings), text, now))
 
 
 class _Run:
