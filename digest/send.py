@@ -330,8 +330,18 @@ class _Run:
 
     def _record(self) -> None:
         """Wait until the message the server last accepted is marked sent (if not done yet)."""
-        recording, self._recording = self._recording, None
-        if recording is not None and recording.result():
+        recording = self._recording
+        if recording is None:
+            return
+        try:
+            done = recording.result()
+        except Exception:
+            self._recording = None  # the write failed: nothing left to wait for
+            raise
+        # (Interrupted while waiting, e.g. KeyboardInterrupt: still in flight, and the
+        # loop's `finally` waits for it again.)
+        self._recording = None
+        if done:
             self.sent += 1
 
     def _deliver_one(self, delivery: Delivery) -> None:

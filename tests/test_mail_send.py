@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from digest.errors import ConfigError, MailError, SMTPConfigError
+from digest.errors import ConfigError, MailError, SMTPConfigError, StoreError
 from digest.mail_message import OutgoingMessage
 from digest.mailer import Mailer, Meanwhile, MemoryMailer, SMTPMailer
-from digest.outbox import history
+from digest.outbox import Delivery, Recorder, history
 from digest.send import RetryPolicy, SendReport, send_digest
 from digest.settings import Settings
 from digest.store import Store
@@ -345,3 +345,30 @@ def test_each_message_is_recorded_before_the_next_is_accepted(tmp_path: Path,
     assert mailer.recorded_before == list(range(30))
     [summary] = history(store)
     assert summary.sent == 30
+
+
+def test_store_failure_while_recording_stops_the_run_safely(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    addresses = fill(store, recipients=6)
+    settings = make_settings(tmp_path)
+    real = Recorder.mark_sent
+    calls: list[str] = []
+
+    def failing(self: Recorder, delivery: Delivery, now: datetime, attempts: int) -> bool:
+        calls.append(delivery.recipient)
+        if len(calls) == 3:
+            raise StoreError("state store error: disk full")
+        return real(self, delivery, now, attempts)
+
+    monkeypatch.setattr(Recorder, "mark_sent", failing)
+    mailer = MemoryMailer()
+    with pytest.raises(StoreError, match="disk full"):
+        send_digest(settings, store, lambda: mailer, NOW)
+    # The third was accepted but not recorded; the fourth was never accepted.
+    assert [m.recipient for m in mailer.sent] == addresses[:3]
+    monkeypatch.setattr(Recorder, "mark_sent", real)
+    # Later (the lost claim has expired), the edition is completed.
+    later = send_digest(settings, store, lambda: mailer, NOW + timedelta(minutes=6))
+    assert later.finished
+    assert sorted(m.recipient for m in mailer.sent) == sorted([*addresses, addresses[2]])
+    assert len({m.message_id for m in mailer.sent}) == 6  # the repeat has the same Message-ID
