@@ -28,9 +28,9 @@ lint: install
 	$(BIN)/ruff check digest tests bench
 	$(BIN)/mypy
 
-# Publish and mail delivery speed against floors measured in the same run. Bounded:
-# one delivery run of 10,000 messages (bracketed by two floor runs), a few minutes in all;
-# run bench/bench_send.py --repeat 3 (or --database-url ...) by hand for more.
+# Publish and mail delivery speed against floors measured in the same run. The mail part
+# is bounded: one delivery of 10,000 messages between two floor runs (1-2 minutes here);
+# run bench/bench_send.py --repeat 3 (or --database-url postgresql://...) for more.
 bench: install
 	$(BIN)/python bench/bench_publish.py
 	$(BIN)/python bench/bench_send.py --recipients 10000 --repeat 1
