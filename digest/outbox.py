@@ -148,7 +148,10 @@ class Outbox:
                 seen = conn.execute(sa.select(edition_counter.c.last_edition)
                                     .where(edition_counter.c.id == 1)).scalar_one()
                 if not force and not select_articles(articles, _carried(conn), now):
-                    return None, False
+                    # These reads are not one snapshot: an edition committed since the
+                    # first look may be what carries the articles now. Resume it.
+                    current = _open_edition(conn)
+                    return current, False
             created = self._create(int(seen), articles, now, message_id, force)
             if created is not None:
                 return created, True
