@@ -28,8 +28,12 @@ lint: install
 	$(BIN)/ruff check digest tests bench
 	$(BIN)/mypy
 
+# Publish and mail delivery speed against floors measured in the same run. The mail part
+# is bounded: one delivery of 10,000 messages between two floor runs (1-2 minutes here);
+# run bench/bench_send.py --repeat 3 (or --database-url postgresql://...) for more.
 bench: install
 	$(BIN)/python bench/bench_publish.py
+	$(BIN)/python bench/bench_send.py --recipients 10000 --repeat 1
 
 clean:
 	rm -rf $(VENV) public .public.generations digest.sqlite3* .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import html
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy as email_policy
@@ -174,6 +175,28 @@ class MessageFactory:
         message.add_alternative(body, subtype="html", cte="quoted-printable")
         message.set_boundary(self.boundary)
         return message
+
+
+def plain_message(settings: Settings, recipient: str, subject: str, text: str,
+                  date: datetime) -> OutgoingMessage:
+    """A one-part text/plain message from DIGEST_FROM with a new Message-ID.
+
+    For mail that is not the digest (the subscription confirmation): no
+    List-* headers; ``Auto-Submitted: auto-generated`` (RFC 3834) so that
+    vacation responders do not answer it.
+    """
+    sender = sender_address(settings)
+    msg_id = f"<confirm.{uuid.uuid4().hex}@{sender_domain(settings)}>"
+    message = EmailMessage(policy=POLICY)
+    name, address = parseaddr(settings.digest_from or "")
+    message["From"] = Address(display_name=one_line(name), addr_spec=address)
+    message["To"] = recipient
+    message["Subject"] = one_line(subject)
+    message["Date"] = date
+    message.set_raw("Message-ID", msg_id)
+    message.set_raw("Auto-Submitted", "auto-generated")
+    message.set_content(text, cte="quoted-printable")
+    return OutgoingMessage(sender, recipient, msg_id, message.as_bytes(policy=POLICY))
 
 
 def _to_address(personal: Personal) -> Address:

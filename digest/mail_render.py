@@ -10,10 +10,14 @@ Template variables (both ``digest.txt`` and ``digest.html``):
 
     site.title, site.url          the site
     edition.number, edition.date  edition number and its date (YYYY-MM-DD)
-    articles                      list of: title, url, summary, author,
-                                  published (datetime), date (YYYY-MM-DD)
-    count, subject, preheader     number of articles, the subject line, the
-                                  hidden preview text shown by mail clients
+    articles                      the newest DIGEST_MAX_ITEMS articles of the
+                                  edition, newest first; each has: title, url,
+                                  summary, author, published (datetime),
+                                  date (YYYY-MM-DD)
+    count, subject, preheader     number of articles in the edition, the subject
+                                  line, the hidden preview text of mail clients
+    more                          how many articles of the edition are not
+                                  listed (0 when all are); site.url has them
     recipient, unsubscribe_url    the recipient's address and one-click link
     unsubscribe_mailto            UNSUBSCRIBE_MAILTO or None
 """
@@ -35,6 +39,7 @@ RECIPIENT_SLOT = "zzdigestrecipientslotzz"
 UNSUBSCRIBE_SLOT = "zzdigestunsubscribeslotzz"
 TEXT_TEMPLATE = "digest.txt"
 HTML_TEMPLATE = "digest.html"
+CONFIRM_TEMPLATE = "confirm.txt"
 PREHEADER_MAX = 150
 
 
@@ -82,16 +87,22 @@ def subject_line(settings: Settings, content: DigestContent) -> str:
         site=settings.site_title, count=len(content.items), date=date))
 
 
+def listed_items(items: tuple[DigestItem, ...], limit: int) -> list[DigestItem]:
+    """The newest `limit` items, newest first (the edition still carries them all)."""
+    return sorted(items, key=lambda item: item.published, reverse=True)[:limit]
+
+
 def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
     """Render the text and HTML bodies (CSS inlined) of an edition."""
     env = environment(settings.templates_dir)
     zone = settings.digest_timezone
     subject = subject_line(settings, content)
+    listed = listed_items(content.items, settings.digest_max_items)
     articles: list[dict[str, Any]] = [
         {"title": one_line(item.title), "url": settings.url(article_path(item.slug)),
          "summary": plain_block(item.summary), "author": one_line(item.author),
          "published": item.published, "date": item.published.astimezone(zone).date().isoformat()}
-        for item in content.items
+        for item in listed
     ]
     preheader = " · ".join(str(a["title"]) for a in articles) or "No new articles"
     if len(preheader) > PREHEADER_MAX:
@@ -101,7 +112,8 @@ def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
         "edition": {"number": content.number,
                     "date": content.created_at.astimezone(zone).date().isoformat()},
         "articles": articles,
-        "count": len(articles),
+        "count": len(content.items),
+        "more": len(content.items) - len(articles),
         "subject": subject,
         "preheader": preheader,
         "recipient": RECIPIENT_SLOT,
@@ -117,6 +129,18 @@ def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
         raise TemplateError(f"{HTML_TEMPLATE}: cannot inline its CSS ({exc})",
                             "check the <style> block of the template") from exc
     return RenderedDigest(subject=subject, text=_normal_newlines(text), html=html)
+
+
+def render_confirmation(settings: Settings, address: str, confirm_url: str) -> str:
+    """The text of the double opt-in mail (confirm.txt; variables in its header)."""
+    env = environment(settings.templates_dir)
+    context = {"site": {"title": one_line(settings.site_title), "url": settings.site_url},
+               "address": address, "confirm_url": confirm_url}
+    return _normal_newlines(render(env, CONFIRM_TEMPLATE, context))
+
+
+def confirmation_subject(settings: Settings) -> str:
+    return f"Confirm your subscription to {one_line(settings.site_title)}"
 
 
 def _normal_newlines(text: str) -> str:

@@ -8,19 +8,30 @@
 * :class:`digest.errors.SMTPConfigError`: the settings are wrong
   (login refused, TLS mismatch, unknown host); stop the run.
 
+``send(message, meanwhile)`` also takes a callable that runs while the server
+reads the message, before the end of data is sent: the send loop records
+the *previous* message as sent there, so the state store's write overlaps
+the SMTP round trips, and yet no message is accepted before the one before
+it is recorded.
+
 :class:`SMTPMailer` speaks SMTP with :mod:`smtplib` over one connection,
-reused across messages (RSET between them) and reopened after a drop.
-The password is handed to smtplib only; it is never logged or put in an error.
+reused across messages and reopened after a drop. A transaction that did not
+end with the server's acceptance is followed by RSET before the next one; a
+completed transaction needs none (RFC 5321, 4.1.1.4: the end of data resets
+the state). The password is handed to smtplib only; it is never logged or put
+in an error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import smtplib
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from digest.errors import MailError, SMTPConfigError
@@ -56,10 +67,19 @@ class PermanentFailure(DeliveryError):
     """5xx reply: this recipient will not take this message."""
 
 
-class Mailer(Protocol):
-    """Delivers one message at a time; close() ends the session."""
+Meanwhile = Callable[[], None]
 
-    def send(self, message: OutgoingMessage) -> None: ...
+
+class Mailer(Protocol):
+    """Delivers one message at a time; close() ends the session.
+
+    `meanwhile`, when given, must be called at most once, and before the
+    server can accept `message` (so: always, when send returns normally).
+    It may be skipped when sending fails before that point; an exception
+    from it fails the send with that exception, the message not accepted.
+    """
+
+    def send(self, message: OutgoingMessage, meanwhile: Meanwhile | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -79,7 +99,8 @@ class SMTPMailer:
         self._ca_file = settings.smtp_ca_file
         self._context = ssl_context
         self._smtp: smtplib.SMTP | None = None
-        self._used = False
+        self._dirty = False  # a transaction was begun and not completed: RSET first
+        self._size = False  # the server takes the SIZE parameter
 
     def __repr__(self) -> str:
         return f"SMTPMailer({self.host}:{self.port}, {self.security}, user={self.username!r})"
@@ -88,44 +109,76 @@ class SMTPMailer:
     def where(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def send(self, message: OutgoingMessage) -> None:
+    def send(self, message: OutgoingMessage, meanwhile: Meanwhile | None = None) -> None:
+        sender, recipient = message.sender, message.recipient
+        if not _ENVELOPE_ADDRESS.fullmatch(sender):
+            raise SMTPConfigError(f"the sender {sender!r} cannot be sent over SMTP",
+                                  "check DIGEST_FROM: a plain ASCII address is needed")
+        if not _ENVELOPE_ADDRESS.fullmatch(recipient):
+            raise PermanentFailure(f"{recipient!r} cannot be sent over SMTP",
+                                   "550 not a plain ASCII address (checked by digest)")
         smtp = self._connection()
         try:
-            if self._used:
+            if self._dirty:
                 code, _text = smtp.rset()
                 if code != 250:
                     raise smtplib.SMTPServerDisconnected(f"RSET answered {code}")
-            self._used = True
-            smtp.sendmail(message.sender, [message.recipient], message.data)
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, text = next(iter(exc.recipients.values()))
-            self._after_refusal(code)
-            raise _by_code(code, text, f"the server refused {message.recipient}") from exc
-        except smtplib.SMTPSenderRefused as exc:
-            self._after_refusal(exc.smtp_code)
-            reply = _reply(exc.smtp_code, exc.smtp_error)
-            if exc.smtp_code == 530 or b"auth" in exc.smtp_error.lower():
-                raise SMTPConfigError(f"the SMTP server {self.where} requires a login: {reply}",
-                                      "set SMTP_USERNAME and SMTP_PASSWORD") from exc
-            if exc.smtp_code >= 500:
-                raise SMTPConfigError(f"the SMTP server {self.where} refused the sender "
-                                      f"{message.sender}: {reply}",
-                                      "check DIGEST_FROM: the server may only accept its own "
-                                      "addresses as sender") from exc
-            raise TemporaryFailure(f"the server deferred the sender: {reply}", reply,
-                                   exc.smtp_code) from exc
-        except smtplib.SMTPDataError as exc:
-            self._after_refusal(exc.smtp_code)
-            raise _by_code(exc.smtp_code, exc.smtp_error,
-                           f"the server refused the message to {message.recipient}") from exc
-        except smtplib.SMTPResponseException as exc:
-            self._after_refusal(exc.smtp_code)
-            raise _by_code(exc.smtp_code, exc.smtp_error, "the server refused") from exc
+            self._dirty = True
+            self._transaction(smtp, message, meanwhile)
+            self._dirty = False
+        except _Refused as exc:
+            self._after_refusal(exc.code)
+            raise self._refusal(exc, message) from None
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             reply = _describe(exc)
             raise TemporaryFailure(f"connection to {self.where} failed: {reply}", reply,
                                    connection_lost=True) from exc
+
+    def _transaction(self, smtp: smtplib.SMTP, message: OutgoingMessage,
+                     meanwhile: Meanwhile | None) -> None:
+        """MAIL, RCPT, DATA; `meanwhile` runs before the final "." is sent."""
+        data = message.data.replace(b"\n.", b"\n..")  # dot-stuffing, as smtplib does it
+        if data.startswith(b"."):
+            data = b"." + data
+        if not data.endswith(b"\r\n"):
+            data += b"\r\n"
+        size = f" SIZE={len(message.data)}" if self._size else ""
+        smtp.putcmd("mail", f"FROM:<{message.sender}>{size}")
+        _expect(smtp, "mail", 250)
+        smtp.putcmd("rcpt", f"TO:<{message.recipient}>")
+        _expect(smtp, "rcpt", 250, 251)
+        smtp.putcmd("data")
+        _expect(smtp, "data", 354)
+        smtp.send(data)
+        if meanwhile is not None:
+            try:
+                meanwhile()
+            except BaseException:
+                # The server is reading message data: no command can abort it, so
+                # close the connection, which discards the message.
+                self._drop()
+                raise
+        smtp.send(b".\r\n")
+        _expect(smtp, "end of data", 250)
+
+    def _refusal(self, exc: _Refused, message: OutgoingMessage) -> MailError:
+        reply = _reply(exc.code, exc.text)
+        if exc.stage == "mail":
+            if exc.code == 530 or b"auth" in exc.text.lower():
+                return SMTPConfigError(f"the SMTP server {self.where} requires a login: {reply}",
+                                       "set SMTP_USERNAME and SMTP_PASSWORD")
+            if exc.code >= 500:
+                return SMTPConfigError(f"the SMTP server {self.where} refused the sender "
+                                       f"{message.sender}: {reply}",
+                                       "check DIGEST_FROM: the server may only accept its own "
+                                       "addresses as sender")
+            return TemporaryFailure(f"the server deferred the sender: {reply}", reply,
+                                    exc.code, connection_lost=exc.code == 421)
+        if exc.stage == "rcpt":
+            return _by_code(exc.code, exc.text, f"the server refused {message.recipient}")
+        return _by_code(exc.code, exc.text,
+                        f"the server refused the message to {message.recipient}")
 
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None
@@ -143,7 +196,8 @@ class SMTPMailer:
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is None:
             self._smtp = self._connect()
-            self._used = False
+            self._dirty = False
+            self._size = self._smtp.does_esmtp and self._smtp.has_extn("size")
         return self._smtp
 
     def _connect(self) -> smtplib.SMTP:
@@ -165,6 +219,10 @@ class SMTPMailer:
                 smtp.ehlo()
             if self.username:
                 self._login(smtp)
+            if smtp.sock is not None:
+                # Commands and data are written without waiting for the Nagle timer.
+                with contextlib.suppress(OSError):
+                    smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             return smtp
         except SMTPConfigError:
             _close_quietly(smtp)
@@ -223,6 +281,7 @@ class SMTPMailer:
     def _after_refusal(self, code: int) -> None:
         if code == 421 or self._smtp is None or self._smtp.sock is None:
             self._drop()  # 421: the server closes the connection
+        # Otherwise the connection stays, _dirty set: RSET before the next message.
 
     def _drop(self) -> None:
         smtp, self._smtp = self._smtp, None
@@ -237,12 +296,38 @@ class MemoryMailer:
         self.closed = False
         self._lock = threading.Lock()
 
-    def send(self, message: OutgoingMessage) -> None:
+    def send(self, message: OutgoingMessage, meanwhile: Meanwhile | None = None) -> None:
+        if meanwhile is not None:
+            meanwhile()
         with self._lock:
             self.sent.append(message)
 
     def close(self) -> None:
         self.closed = True
+
+
+# What an envelope address may be here: printable ASCII, no space, no angle brackets.
+_ENVELOPE_ADDRESS = re.compile(r"[!-;=?-~]+@[!-;=?-~]+")
+
+
+class _Refused(Exception):
+    """A reply that ends the transaction (internal; send() maps it to a DeliveryError)."""
+
+    def __init__(self, stage: str, code: int, text: bytes) -> None:
+        super().__init__(stage, code)
+        self.stage = stage
+        self.code = code
+        self.text = text
+
+
+def _expect(smtp: smtplib.SMTP, stage: str, *codes: int) -> None:
+    """Read a reply; raise _Refused unless its code is one of `codes`."""
+    code, text = smtp.getreply()
+    if code in codes:
+        return
+    if not 200 <= code < 600:
+        raise smtplib.SMTPServerDisconnected(f"unreadable reply to {stage}: {_reply(code, text)}")
+    raise _Refused(stage, code, text)
 
 
 def _by_code(code: int, text: bytes | str, what: str) -> DeliveryError:

@@ -23,6 +23,7 @@ Times are stored as UTC ISO text with microseconds, so text order is time order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -30,11 +31,14 @@ import uuid
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from digest.edition import select_articles, to_item
+from digest.errors import StoreError
 from digest.mail_render import DigestItem
 from digest.outbox_tables import (
     deliveries,
@@ -118,6 +122,7 @@ class Outbox:
         self.store = store
         self.owner = owner or new_owner()
         self.lease = lease
+        self._claimed_up_to: dict[int, str] = {}  # edition -> last recipient looked at
 
     # -- editions -------------------------------------------------------------------
 
@@ -143,7 +148,10 @@ class Outbox:
                 seen = conn.execute(sa.select(edition_counter.c.last_edition)
                                     .where(edition_counter.c.id == 1)).scalar_one()
                 if not force and not select_articles(articles, _carried(conn), now):
-                    return None, False
+                    # These reads are not one snapshot: an edition committed since the
+                    # first look may be what carries the articles now. Resume it.
+                    current = _open_edition(conn)
+                    return current, False
             created = self._create(int(seen), articles, now, message_id, force)
             if created is not None:
                 return created, True
@@ -221,16 +229,29 @@ class Outbox:
 
     def claim_batch(self, edition_id: int, now: datetime, limit: int
                     ) -> tuple[list[Delivery], int]:
-        """Like claim(), also saying how many claimed rows were skipped (unsubscribed)."""
+        """Like claim(), also saying how many claimed rows were skipped (unsubscribed).
+
+        Deliveries are claimed in recipient order. The search goes on after the
+        last recipient this sender claimed (an index range, not a scan over
+        every row already sent) and starts again from the first when nothing
+        is left after it: deferred rows come due, rows others gave back.
+        """
+        after = self._claimed_up_to.get(edition_id)
         while True:
+            query = (sa.select(deliveries.c.recipient)
+                     .order_by(deliveries.c.recipient).limit(limit))
+            if after is not None:
+                query = query.where(deliveries.c.recipient > after)
             with self.store.engine.connect() as conn:
                 dead = _dead_owners(conn, edition_id)
                 candidates = [row[0] for row in conn.execute(
-                    sa.select(deliveries.c.recipient)
-                    .where(deliveries.c.edition_id == edition_id, _claimable(now, dead))
-                    .order_by(deliveries.c.recipient).limit(limit))]
+                    query.where(deliveries.c.edition_id == edition_id, _claimable(now, dead)))]
             if not candidates:
-                return [], 0
+                if after is None:
+                    return [], 0
+                after = None  # from the start once more
+                continue
+            after = self._claimed_up_to[edition_id] = candidates[-1]
             claimed, skipped = self._claim(edition_id, now, candidates, dead)
             if claimed or skipped:
                 return claimed, skipped
@@ -274,6 +295,10 @@ class Outbox:
                 .where(deliveries.c.edition_id == edition_id,
                        deliveries.c.claimed_by == self.owner, deliveries.c.status == SENDING)
                 .values(claimed_until=stamp(now + self.lease))).rowcount)
+
+    def recorder(self) -> Recorder:
+        """A cheaper way to mark many deliveries sent, one after the other (see Recorder)."""
+        return Recorder(self)
 
     def mark_sent(self, delivery: Delivery, now: datetime, attempts: int) -> bool:
         """Record that the server accepted the message; False if the claim was lost."""
@@ -350,6 +375,68 @@ _SETTLE = (
             attempts=deliveries.c.attempts + sa.bindparam("p_attempts", type_=sa.Integer),
             updated_at=sa.bindparam("p_now"), reply=sa.bindparam("p_reply", type_=sa.Text))
 )
+
+
+class Recorder:
+    """Marks deliveries sent, one statement each, on a database connection of its own.
+
+    The same compare-and-set UPDATE as :meth:`Outbox.mark_sent`, compiled once
+    and run through the driver's cursor in autocommit mode: the statement is
+    its own transaction, committed (and as durable) when it returns, without
+    the pool checkout, BEGIN and reset round trips of a fresh transaction.
+    The connection is opened at the first write and kept until close().
+    """
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self._engine = outbox.store.engine
+        compiled = _SETTLE.compile(dialect=self._engine.dialect)
+        self._sql = compiled.string
+        self._order = compiled.positiontup  # None: the driver takes named parameters
+        # The values fixed in the statement (status, claimed_by), besides ours.
+        self._base: dict[str, Any] = dict(compiled.construct_params(dict.fromkeys((
+            "p_edition", "p_recipient", "p_owner", "p_status", "p_until", "p_attempts",
+            "p_now", "p_reply"))))
+        self._conn: Connection | None = None
+        self._cursor: Any = None
+
+    def mark_sent(self, delivery: Delivery, now: datetime, attempts: int) -> bool:
+        """Like Outbox.mark_sent: True if recorded, False if the claim was lost."""
+        values = dict(self._base)
+        values.update(p_edition=delivery.edition_id, p_recipient=delivery.recipient,
+                      p_owner=self.outbox.owner, p_status=SENT, p_until=None,
+                      p_attempts=attempts, p_now=stamp(now), p_reply=None)
+        params = values if self._order is None else [values[name] for name in self._order]
+        try:
+            cursor = self._open()
+            cursor.execute(self._sql, params)
+            done = cursor.rowcount
+        except (SQLAlchemyError, self._engine.dialect.loaded_dbapi.Error) as exc:
+            self.close()
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise StoreError(f"state store error: {reason}",
+                             "check that the database is reachable and not full") from exc
+        if not done:
+            log.warning("delivery of edition %d to %s was taken over by another sender",
+                        delivery.edition_id, delivery.recipient)
+        return bool(done)
+
+    def close(self) -> None:
+        conn, self._conn, cursor, self._cursor = self._conn, None, self._cursor, None
+        if conn is None:
+            return
+        try:
+            with contextlib.suppress(Exception):
+                cursor.close()
+        finally:
+            conn.close()
+
+    def _open(self) -> Any:
+        if self._cursor is None:
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._conn = conn
+            self._cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        return self._cursor
 
 
 def history(store: Store, limit: int = 20) -> list[EditionSummary]:

@@ -3,7 +3,17 @@
 This is the orchestration module of the mail stages: it combines the
 subscriber list, the outbox, rendering, message building and a
 :class:`~digest.mailer.Mailer`. The scheduler calls :func:`send_digest`; the
-CLI also uses :func:`dry_run`, :func:`test_message` and :func:`preview_html`.
+CLI also uses :func:`dry_run`, :func:`test_message` and :func:`preview_html`;
+the web sign-up uses :func:`send_confirmation`.
+
+Recording: a delivery is marked sent only after the server accepted it. To
+keep the state store's write off the critical path, the write for message i
+starts on a worker thread as soon as the server accepts i, and runs while
+message i+1 goes out; i+1's end of data is sent only once that write is
+committed (the mailer's ``meanwhile``). Before anything else (a stop, a
+backoff, a new claim, the end of the run) the loop waits for the write in
+flight. So at any moment at most one message is accepted and not yet
+recorded: a crash re-sends at most that one, with the same Message-ID.
 
 Delivery rules: a 5xx reply fails that delivery for good (the reply is
 stored); a 4xx reply or a network error is retried with exponential backoff
@@ -18,16 +28,20 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from digest.addresses import normalize_address
 from digest.errors import ConfigError, MailError
 from digest.mail_message import (
     MessageFactory,
     OutgoingMessage,
     Personal,
     message_id,
+    plain_message,
     sender_domain,
 )
 from digest.mail_render import (
@@ -35,6 +49,8 @@ from digest.mail_render import (
     UNSUBSCRIBE_SLOT,
     DigestContent,
     RenderedDigest,
+    confirmation_subject,
+    render_confirmation,
     render_digest,
 )
 from digest.mailer import Mailer, PermanentFailure, TemporaryFailure
@@ -94,7 +110,7 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
                 progress: Progress | None = None, retry: RetryPolicy | None = None,
                 sleep: Callable[[float], None] = time.sleep,
                 monotonic: Callable[[], float] = time.monotonic,
-                batch: int = 25, lease: timedelta = timedelta(minutes=5)) -> SendReport:
+                batch: int = 100, lease: timedelta = timedelta(minutes=5)) -> SendReport:
     """Build (or resume) the current edition and deliver it to every recipient not served.
 
     `now` is the wall time at the start; later times are `now` plus the
@@ -215,6 +231,25 @@ def preview_html(settings: Settings, store: Store, now: datetime) -> str:
             .replace(UNSUBSCRIBE_SLOT, settings.url("unsubscribe?token=preview")))
 
 
+def send_confirmation(settings: Settings, mailer: Mailer, address: str, confirm_url: str,
+                      now: datetime) -> None:
+    """Mail `address` the double opt-in message asking it to open `confirm_url`.
+
+    The text comes from confirm.txt (TEMPLATES_DIR first, then the built-in
+    one). The caller owns `mailer` and closes it. Raises SubscriberError for
+    an address that is not one, MailError for a link that is not an absolute
+    http(s) URL, ConfigError without DIGEST_FROM, and what the mailer raises
+    (TemporaryFailure, PermanentFailure, SMTPConfigError).
+    """
+    recipient = normalize_address(address, "confirmation address")
+    if not confirm_url.startswith(("https://", "http://")) or any(
+            c.isspace() or not c.isprintable() for c in confirm_url):
+        raise MailError(f"the confirmation link {confirm_url!r} is not an absolute http(s) URL",
+                        "build it with Settings.url(), e.g. settings.url('confirm?token=...')")
+    text = render_confirmation(settings, recipient, confirm_url)
+    mailer.send(plain_message(settings, recipient, confirmation_subject(settings), text, now))
+
+
 class _Run:
     """The delivery loop of one send_digest call."""
 
@@ -243,38 +278,71 @@ class _Run:
         self._next_slot = 0.0
         self._renewed = monotonic()
         self._unreachable = 0  # deliveries in a row deferred because the server was unreachable
+        # The write marking the last accepted message sent, running on the worker.
+        # The recorder's connection is opened, used and closed on that thread only.
+        self._recorder = outbox.recorder()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-record")
+        self._recording: Future[bool] | None = None
 
     def deliver(self) -> None:
         counts = self.outbox.counts(self.edition.id)
         total = counts["pending"] + counts["sending"]
         done = 0
-        claimed: list[Delivery] = []
+        claimed: deque[Delivery] = deque()
         try:
             while True:
                 if self.should_stop():
                     self.stopped = True
                     break
                 if not claimed:
-                    claimed, skipped = self.outbox.claim_batch(self.edition.id, self.clock(),
-                                                               self.batch)
+                    self._record()
+                    batch, skipped = self.outbox.claim_batch(self.edition.id, self.clock(),
+                                                             self.batch)
+                    claimed.extend(batch)
                     self.skipped += skipped
                     done += skipped
                     if not claimed:
                         if skipped:
                             continue
                         break
-                delivery = claimed[0]
-                self._deliver_one(delivery)
-                claimed.pop(0)
+                self._deliver_one(claimed[0])
+                claimed.popleft()
                 done += 1
                 if self.progress is not None:
                     self.progress(done, total)
         finally:
             try:
-                self.outbox.release(claimed, self.clock())
+                self._record()
             finally:
-                if self._mailer is not None:
-                    self._mailer.close()
+                try:
+                    self._worker.submit(self._recorder.close).result()
+                    self._worker.shutdown()
+                    self.outbox.release(claimed, self.clock())
+                finally:
+                    if self._mailer is not None:
+                        self._mailer.close()
+
+    def _accepted(self, delivery: Delivery, attempts: int) -> None:
+        """The server accepted `delivery`: start marking it sent (waits for any earlier write)."""
+        self._record()
+        self._recording = self._worker.submit(self._recorder.mark_sent, delivery, self.clock(),
+                                              attempts)
+
+    def _record(self) -> None:
+        """Wait until the message the server last accepted is marked sent (if not done yet)."""
+        recording = self._recording
+        if recording is None:
+            return
+        try:
+            done = recording.result()
+        except Exception:
+            self._recording = None  # the write failed: nothing left to wait for
+            raise
+        # (Interrupted while waiting, e.g. KeyboardInterrupt: still in flight, and the
+        # loop's `finally` waits for it again.)
+        self._recording = None
+        if done:
+            self.sent += 1
 
     def _deliver_one(self, delivery: Delivery) -> None:
         message = self.factory.build(personal(
@@ -286,14 +354,16 @@ class _Run:
             self._keep_lease()
             self._pace()
             try:
-                self._mailer_now().send(message)
+                self._mailer_now().send(message, self._record)
             except PermanentFailure as exc:
+                self._record()
                 self._unreachable = 0
                 log.warning("delivery to %s failed: %s", delivery.recipient, exc.reply)
                 if self.outbox.mark_failed(delivery, self.clock(), attempt, exc.reply):
                     self.failures.append(Failure(delivery.recipient, exc.reply))
                 return
             except TemporaryFailure as exc:
+                self._record()
                 log.info("delivery to %s deferred (attempt %d): %s", delivery.recipient,
                          attempt, exc.reply)
                 if attempt < self.retry.attempts and self._pause(self.retry.delay(attempt)):
@@ -301,8 +371,7 @@ class _Run:
                 self._give_back(delivery, attempt, exc)
                 return
             self._unreachable = 0
-            if self.outbox.mark_sent(delivery, self.clock(), attempt):
-                self.sent += 1
+            self._accepted(delivery, attempt)
             return
 
     def _give_back(self, delivery: Delivery, attempts: int, exc: TemporaryFailure) -> None:
@@ -331,11 +400,13 @@ class _Run:
             return
         wait = self._next_slot - self.monotonic()
         if wait > 0:
+            self._record()
             self.sleep(wait)
         self._next_slot = max(self._next_slot, self.monotonic()) + self.interval
 
     def _pause(self, seconds: float) -> bool:
         """Sleep `seconds` in steps of at most 1 s; False if asked to stop meanwhile."""
+        self._record()
         left = seconds
         while left > 0:
             if self.should_stop():
@@ -349,5 +420,6 @@ class _Run:
 
     def _keep_lease(self) -> None:
         if self.monotonic() - self._renewed > self.outbox.lease.total_seconds() / 3:
+            self._record()  # one writer at a time (SQLite)
             self.outbox.renew(self.edition.id, self.clock())
             self._renewed = self.monotonic()

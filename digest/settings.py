@@ -53,6 +53,7 @@ class Settings:
     digest_from: str | None = None
     digest_recipients: tuple[str, ...] = ()
     digest_subject: str = "{site}: {count} new articles"
+    digest_max_items: int = 30
     unsubscribe_mailto: str | None = None
     secret_key: str | None = field(default=None, repr=False)
     publish_interval: float = 300.0
@@ -286,6 +287,9 @@ SPECS: tuple[Spec, ...] = (
          "addresses added to the subscribers at each send (comma separated)", _addresses),
     Spec("DIGEST_SUBJECT", "digest_subject", "{site}: {count} new articles",
          "subject of the digest; placeholders {site}, {count}, {date}", _subject),
+    Spec("DIGEST_MAX_ITEMS", "digest_max_items", "30",
+         "most articles one digest message lists (the newest); it counts the rest and "
+         "links to the site", _int_parser(1, 10000)),
     Spec("UNSUBSCRIBE_MAILTO", "unsubscribe_mailto", "",
          "address for mailto: unsubscribe requests (optional)", _optional_address),
     Spec("SECRET_KEY", "secret_key", "",

@@ -225,3 +225,22 @@ def test_user_template_overrides_and_errors_name_the_line(tmp_path: Path) -> Non
     (templates / "digest.txt").write_text("ok\n{% for x in %}\n", "utf-8")
     with pytest.raises(TemplateError, match=r"digest\.txt, line 2"):
         build(settings_for(tmp_path))
+
+
+def test_max_items_lists_the_newest_and_counts_the_rest(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, DIGEST_MAX_ITEMS="2")
+    # Out of order on purpose: the newest two are listed whatever the order given.
+    items = content(3).items
+    rendered = render_digest(settings, DigestContent(7, NOW, (items[2], items[1], items[0])))
+    assert "Example News: 3 new articles" in rendered.text  # the whole edition is counted
+    assert "Council approves" in rendered.text and "Café" in rendered.text
+    assert "Third story" not in rendered.text and "Third story" not in rendered.html
+    assert rendered.text.index("Council approves") < rendered.text.index("Café")
+    assert "and 1 more on https://news.example.org/\n" in rendered.text
+    assert 'and 1 more on <a href="https://news.example.org/"' in rendered.html
+    assert rendered.subject == "Example News: 3 new articles"
+
+
+def test_no_more_line_when_everything_is_listed(tmp_path: Path) -> None:
+    rendered = render_digest(settings_for(tmp_path, DIGEST_MAX_ITEMS="3"), content(3))
+    assert "more on" not in rendered.text and "more on" not in rendered.html

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from digest.errors import ConfigError, MailError, SMTPConfigError
-from digest.mailer import Mailer, MemoryMailer, SMTPMailer
-from digest.outbox import history
+from digest.errors import ConfigError, MailError, SMTPConfigError, StoreError
+from digest.mail_message import OutgoingMessage
+from digest.mailer import Mailer, Meanwhile, MemoryMailer, SMTPMailer
+from digest.outbox import Delivery, Recorder, history
 from digest.send import RetryPolicy, SendReport, send_digest
 from digest.settings import Settings
 from digest.store import Store
@@ -296,3 +297,78 @@ def test_two_senders_at_once_deliver_each_recipient_once(database_url: str, tmp_
     assert sum(r.sent for r in reports) == 120
     assert sorted(r.created for r in reports) == [False, True]
     assert {r.edition for r in reports} == {1}
+
+
+def test_first_send_with_many_articles_lists_the_newest(tmp_path: Path, store: Store) -> None:
+    add_articles(store, *sample_articles(12))
+    subscribe_many(store, [("a@example.org", None)], NOW, source="cli")
+    settings = make_settings(tmp_path, DIGEST_MAX_ITEMS="5")
+    mailer = MemoryMailer()
+    report = send_digest(settings, store, lambda: mailer, NOW)
+    assert (report.articles, report.sent) == (12, 1)  # the edition carries all twelve
+    [message] = mailer.sent
+    text = message.data.decode("ascii").replace("=\r\n", "")
+    listed = [n for n in range(12) if f"Headline number {n}\r\n" in text]
+    assert listed == [7, 8, 9, 10, 11]  # the five newest
+    assert text.index("Headline number 11\r\n") < text.index("Headline number 7\r\n")
+    assert "and 7 more on https://news.example.org/" in text
+    # Each article is in exactly one edition: the next run has nothing to send.
+    assert send_digest(settings, store, lambda: mailer, NOW).edition is None
+    [summary] = history(store)
+    assert summary.article_count == 12
+
+
+class RecordCheckingMailer(MemoryMailer):
+    """Checks, at each message, that every earlier one is recorded before it is accepted."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store = store
+        self.recorded_before: list[int] = []
+
+    def send(self, message: OutgoingMessage, meanwhile: Meanwhile | None = None) -> None:
+        [summary] = history(self.store)
+        assert summary.sent in (len(self.sent) - 1, len(self.sent))  # at most one behind
+        if meanwhile is not None:
+            meanwhile()
+        [summary] = history(self.store)
+        self.recorded_before.append(summary.sent)
+        self.sent.append(message)
+
+
+def test_each_message_is_recorded_before_the_next_is_accepted(tmp_path: Path,
+                                                              store: Store) -> None:
+    fill(store, recipients=30)
+    mailer = RecordCheckingMailer(store)
+    report = send_digest(make_settings(tmp_path), store, lambda: mailer, NOW, batch=7)
+    assert report.sent == 30 and report.finished
+    assert mailer.recorded_before == list(range(30))
+    [summary] = history(store)
+    assert summary.sent == 30
+
+
+def test_store_failure_while_recording_stops_the_run_safely(
+        tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    addresses = fill(store, recipients=6)
+    settings = make_settings(tmp_path)
+    real = Recorder.mark_sent
+    calls: list[str] = []
+
+    def failing(self: Recorder, delivery: Delivery, now: datetime, attempts: int) -> bool:
+        calls.append(delivery.recipient)
+        if len(calls) == 3:
+            raise StoreError("state store error: disk full")
+        return real(self, delivery, now, attempts)
+
+    monkeypatch.setattr(Recorder, "mark_sent", failing)
+    mailer = MemoryMailer()
+    with pytest.raises(StoreError, match="disk full"):
+        send_digest(settings, store, lambda: mailer, NOW)
+    # The third was accepted but not recorded; the fourth was never accepted.
+    assert [m.recipient for m in mailer.sent] == addresses[:3]
+    monkeypatch.setattr(Recorder, "mark_sent", real)
+    # Later (the lost claim has expired), the edition is completed.
+    later = send_digest(settings, store, lambda: mailer, NOW + timedelta(minutes=6))
+    assert later.finished
+    assert sorted(m.recipient for m in mailer.sent) == sorted([*addresses, addresses[2]])
+    assert len({m.message_id for m in mailer.sent}) == 6  # the repeat has the same Message-ID

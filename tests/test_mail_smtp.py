@@ -41,7 +41,7 @@ def mailer(tmp_path: Path, server: SMTPServer, tls: TLS | None = None,
 
 
 @pytest.mark.parametrize("security", ["starttls", "ssl"])
-def test_tls_and_auth_one_connection_rset_between(tmp_path: Path, smtp_servers: Start,
+def test_tls_and_auth_one_connection_reused(tmp_path: Path, smtp_servers: Start,
                                                    tls: TLS, security: str) -> None:
     server = smtp_servers(security=security, auth=True, tls=tls)
     m = mailer(tmp_path, server, tls)
@@ -52,7 +52,8 @@ def test_tls_and_auth_one_connection_rset_between(tmp_path: Path, smtp_servers: 
         m.close()
     assert [r.rcpt_to for r in server.received] == [f"r{n}@example.org" for n in range(3)]
     assert server.handler.connections == 1
-    assert server.handler.commands.count("RSET") == 2
+    # A completed transaction resets the session (RFC 5321): no RSET between messages.
+    assert server.handler.commands.count("RSET") == 0
     assert server.handler.auth_attempts == [("digest-user", PASSWORD)]
     assert b"\r\n.leading dot\r\n" in server.received[0].data  # dot-stuffing undone
 
@@ -140,6 +141,9 @@ def test_replies_map_to_failures(tmp_path: Path, smtp_servers: Start) -> None:
         m.close()
     assert [r.rcpt_to for r in server.received] == ["later@example.org", "ann@example.org"]
     assert server.handler.connections == 1
+    # Each refused transaction is followed by RSET; the accepted ones are not.
+    assert [c for c in server.handler.commands if c != "EHLO"] == [
+        "RCPT", "RSET", "RCPT", "RSET", "RCPT", "DATA", "RCPT", "DATA"]
 
 
 def test_data_reply_5xx_and_4xx(tmp_path: Path, smtp_servers: Start) -> None:
@@ -155,6 +159,49 @@ def test_data_reply_5xx_and_4xx(tmp_path: Path, smtp_servers: Start) -> None:
     finally:
         m.close()
     assert len(server.received) == 1
+
+
+def test_meanwhile_runs_before_the_server_accepts(tmp_path: Path,
+                                                  smtp_servers: Start) -> None:
+    server = smtp_servers()
+    m = mailer(tmp_path, server)
+    seen: list[int] = []
+    try:
+        m.send(message("ann@example.org", 1))
+        m.send(message("bob@example.org", 2), meanwhile=lambda: seen.append(len(server.received)))
+    finally:
+        m.close()
+    assert seen == [1]  # called once, while the second message was not yet accepted
+    assert len(server.received) == 2
+
+
+def test_meanwhile_failing_abandons_the_message(tmp_path: Path, smtp_servers: Start) -> None:
+    server = smtp_servers()
+    m = mailer(tmp_path, server)
+
+    def broken() -> None:
+        raise RuntimeError("the store is down")
+
+    try:
+        with pytest.raises(RuntimeError, match="store is down"):
+            m.send(message("ann@example.org", 1), meanwhile=broken)
+        m.send(message("bob@example.org", 2))  # on a new connection
+    finally:
+        m.close()
+    assert [r.rcpt_to for r in server.received] == ["bob@example.org"]
+    assert server.handler.connections == 2
+
+
+def test_unsendable_recipient_is_a_permanent_failure(tmp_path: Path,
+                                                     smtp_servers: Start) -> None:
+    server = smtp_servers()
+    m = mailer(tmp_path, server)
+    try:
+        with pytest.raises(PermanentFailure):
+            m.send(message("ann@example.org>\r\nRCPT TO:<eve@example.org", 1))
+    finally:
+        m.close()
+    assert server.received == [] and "RCPT" not in server.handler.commands
 
 
 def test_dropped_connection_is_reopened(tmp_path: Path, smtp_servers: Start) -> None:
