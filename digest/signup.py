@@ -30,15 +30,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from digest.addresses import normalize_address
-from digest.confirm_mail import CONFIRM_MAX_AGE, send_confirmation
 from digest.errors import ConfigError, DigestError
 from digest.mail_message import sender_address
 from digest.mailer import Mailer
 from digest.rate_limit import RateLimiter, Window
+from digest.send import send_confirmation
 from digest.settings import Settings
 from digest.store import Store
 from digest.subscribers import (
@@ -59,6 +59,8 @@ from digest.tokens import (
 )
 
 log = logging.getLogger("digest.signup")
+
+CONFIRM_MAX_AGE = timedelta(days=3)  # how long a confirmation link works
 
 Verdict = Literal["queued", "client-limited", "busy"]
 _KEY_HINT = ("add SECRET_KEY=<a long random string> to .env, e.g. from "

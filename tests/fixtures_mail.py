@@ -31,10 +31,11 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from digest.settings import ENV_NAMES, Settings, load_settings
 from digest.store import Store, StoredArticle
+from tests.conftest import POSTGRES_URL
 
 logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd's own chatter
 
-PG_ADMIN_URL = os.environ.get("DIGEST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = POSTGRES_URL  # one address for every PostgreSQL test: DIGEST_TEST_POSTGRES
 USERNAME = "digest-user"
 PASSWORD = "s3cret-Pa55word-never-logged"
 NOW = datetime(2024, 5, 6, 7, 0, tzinfo=UTC)
