@@ -166,7 +166,7 @@ def publish(settings: Settings, store: Store, now: datetime,
         problems = list(found.problems)
         current: dict[str, StoredArticle] = {}
         changed: list[StoredArticle] = []
-        pages_written: dict[str, str] = {}  # key -> page path written while reading
+        pages_written: set[str] = set()  # keys whose page a reader wrote
         tasks: list[tuple[SourceFile, StoredArticle | None]] = []
         for source in found.sorted_files():
             old = stored.get(source.key)
@@ -192,7 +192,7 @@ def publish(settings: Settings, store: Store, now: datetime,
             problems.extend(ArticleError(source.key, w, "fix the file") for w in warnings)
             gen.count(page is not None and nbytes >= 0, nbytes)
             if page is not None:
-                pages_written[source.key] = page
+                pages_written.add(source.key)
             current[source.key] = record
             if record != old:
                 changed.append(record)
@@ -202,6 +202,7 @@ def publish(settings: Settings, store: Store, now: datetime,
                 updated += record.status == "published"
 
         clock.mark(f"read {len(tasks)} files")
+        del tasks, outcomes  # 100,000 of them are worth freeing before the listings
         # Scheduled articles that came due since the last run.
         for key, record in list(current.items()):
             if record.status == "scheduled" and record.published <= now:
@@ -230,10 +231,10 @@ def publish(settings: Settings, store: Store, now: datetime,
         # Pages of duplicates written while reading: drop them, and rewrite a winner's page
         # that a loser with the same slug may have overwritten.
         clobbered = set()
-        for key, page in pages_written.items():
-            if key not in winners:
-                gen.discard(page)
-                clobbered.add(page)
+        for key in pages_written - winners.keys():
+            page = article_path(current[key].slug)
+            gen.discard(page)
+            clobbered.add(page)
         info = site_info(settings)
         for done, entry in enumerate(entries, 1):
             path = article_path(entry.slug)
@@ -311,6 +312,7 @@ _worker: dict[str, object] = {}
 
 PARALLEL_FROM = 2000  # articles to read before it pays to start reader processes
 PARALLEL_PAGES_FROM = 40  # archive pages to render before it pays
+READER_CHUNKS = 40  # chunks (of up to 200 items) a reader process handles before it is replaced
 
 
 class _Workers:
@@ -341,9 +343,12 @@ class _Workers:
                 self._inline_ready = True
             return map(function, items)
         if self._pool is None:
+            # Reader processes are replaced after READER_CHUNKS chunks: their memory grows
+            # with the work they did, and a fresh process costs a fraction of a second.
             self._pool = ProcessPoolExecutor(
                 self.count, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(self.job,))
+                initializer=_init_worker, initargs=(self.job,),
+                max_tasks_per_child=READER_CHUNKS)
         chunk = max(1, min(200, len(items) // (self.count * 8)))
         return self._pool.map(function, items, chunksize=chunk)
 
