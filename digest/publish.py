@@ -312,7 +312,6 @@ _worker: dict[str, object] = {}
 
 PARALLEL_FROM = 2000  # articles to read before it pays to start reader processes
 PARALLEL_PAGES_FROM = 40  # archive pages to render before it pays
-READER_CHUNKS = 40  # chunks (of up to 200 items) a reader process handles before it is replaced
 
 
 class _Workers:
@@ -343,12 +342,11 @@ class _Workers:
                 self._inline_ready = True
             return map(function, items)
         if self._pool is None:
-            # Reader processes are replaced after READER_CHUNKS chunks: their memory grows
-            # with the work they did, and a fresh process costs a fraction of a second.
+            # Not max_tasks_per_child: with it, Python 3.11's pool can hang when a worker
+            # is replaced (seen here at 100,000 articles).
             self._pool = ProcessPoolExecutor(
                 self.count, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(self.job,),
-                max_tasks_per_child=READER_CHUNKS)
+                initializer=_init_worker, initargs=(self.job,))
         chunk = max(1, min(200, len(items) // (self.count * 8)))
         return self._pool.map(function, items, chunksize=chunk)
 
