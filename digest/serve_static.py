@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -61,13 +61,10 @@ def log_access(scope: Scope, status: int, size: int) -> None:
     )
 
 
-def accepts_gzip(value: bytes) -> bool:
-    """True when an Accept-Encoding value allows gzip (explicitly or by ``*``), q > 0."""
-    gzip_q: float | None = None
-    star_q: float | None = None
+def _weighted(value: bytes) -> Iterator[tuple[bytes, float]]:
+    """The items of an Accept or Accept-Encoding value with their q (1.0 when absent)."""
     for part in value.lower().split(b","):
-        coding, _, params = part.partition(b";")
-        coding = coding.strip()
+        item, _, params = part.partition(b";")
         q = 1.0
         for param in params.split(b";"):
             key, _, number = param.partition(b"=")
@@ -76,6 +73,14 @@ def accepts_gzip(value: bytes) -> bool:
                     q = float(number.strip())
                 except ValueError:
                     q = 0.0
+        yield item.strip(), q
+
+
+def accepts_gzip(value: bytes) -> bool:
+    """True when an Accept-Encoding value allows gzip (explicitly or by ``*``), q > 0."""
+    gzip_q: float | None = None
+    star_q: float | None = None
+    for coding, q in _weighted(value):
         if coding in (b"gzip", b"x-gzip"):
             gzip_q = q if gzip_q is None else max(gzip_q, q)
         elif coding == b"*":
@@ -88,17 +93,7 @@ def accepts_gzip(value: bytes) -> bool:
 def prefers_html(value: bytes) -> bool:
     """True for a browser's Accept: text/html wanted, no feed type named (q > 0)."""
     html = feed = False
-    for part in value.lower().split(b","):
-        kind, _, params = part.partition(b";")
-        kind = kind.strip()
-        q = 1.0
-        for param in params.split(b";"):
-            key, _, number = param.partition(b"=")
-            if key.strip() == b"q":
-                try:
-                    q = float(number.strip())
-                except ValueError:
-                    q = 0.0
+    for kind, q in _weighted(value):
         if q <= 0:
             continue
         if kind in (b"text/html", b"application/xhtml+xml"):
