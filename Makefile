@@ -16,7 +16,7 @@ install: $(BIN)/digest
 
 # Publish the sample articles in articles/ to public/ and say where the feed is.
 demo: install
-	@test -f .env || cp .env.example .env
+	@test -f .env || { sed "s/^SECRET_KEY=$$/SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')/" .env.example > .env && echo "wrote .env (with a new SECRET_KEY)"; }
 	$(BIN)/digest publish
 	@echo "feed: public/feed.atom  site: public/index.html  (serve it: $(BIN)/digest serve)"
 
