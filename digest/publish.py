@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -126,7 +126,8 @@ def check(settings: Settings, now: datetime, progress: Progress | None = None) -
             problems.append(exc)
         if progress:
             progress("check", done, len(found.files))
-    kept, duplicates = _drop_duplicates(read)
+    unique, duplicates = _unique({a.key: (a.id, a.slug) for a in read})
+    kept = [a for a in read if a.key in unique]
     problems.extend(duplicates)
     statuses = [_status(a, now) for a in kept]
     return CheckReport(
@@ -210,7 +211,8 @@ def publish(settings: Settings, store: Store, now: datetime,
                 changed.append(current[key])
                 new += 1
 
-        winners, duplicates = _drop_duplicate_records(current)
+        unique, duplicates = _unique({k: (r.entry_id, r.slug) for k, r in current.items()})
+        winners = {k: r for k, r in current.items() if k in unique}
         problems.extend(duplicates)
         removed = [key for key in stored if key not in current]
         published = sorted((r for r in winners.values() if r.status == "published"),
@@ -505,33 +507,19 @@ def _remember(article: Article, source: SourceFile, old: StoredArticle | None,
     )
 
 
-def _drop_duplicates(articles: Iterable[Article]) -> tuple[list[Article], list[ArticleError]]:
-    kept: list[Article] = []
+def _unique(identities: dict[str, tuple[str, str]]) -> tuple[set[str], list[ArticleError]]:
+    """Keys that keep their (entry id, slug); a later key (by path) that repeats one loses."""
+    kept: set[str] = set()
     problems: list[ArticleError] = []
     ids: dict[str, str] = {}
     slugs: dict[str, str] = {}
-    for article in sorted(articles, key=lambda a: a.key):
-        clash = _clash(article.key, article.id, article.slug, ids, slugs)
+    for key in sorted(identities):
+        entry_id, slug = identities[key]
+        clash = _clash(key, entry_id, slug, ids, slugs)
         if clash:
             problems.append(clash)
         else:
-            kept.append(article)
-    return kept, problems
-
-
-def _drop_duplicate_records(records: dict[str, StoredArticle]
-                            ) -> tuple[dict[str, StoredArticle], list[ArticleError]]:
-    kept: dict[str, StoredArticle] = {}
-    problems: list[ArticleError] = []
-    ids: dict[str, str] = {}
-    slugs: dict[str, str] = {}
-    for key in sorted(records):
-        record = records[key]
-        clash = _clash(key, record.entry_id, record.slug, ids, slugs)
-        if clash:
-            problems.append(clash)
-        else:
-            kept[key] = record
+            kept.add(key)
     return kept, problems
 
 
