@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ import click
 
 from digest import publish as publishing
 from digest.cli_support import EXIT_PROBLEMS, Context, now, pass_ctx
-from digest.errors import ArticleError
+from digest.errors import ArticleError, Stopped, shown_path
 
 PROGRESS_THRESHOLD = 500  # show a progress bar from this many articles on
 
@@ -56,10 +57,11 @@ def publish(ctx: Context) -> None:
 
     Only new and changed files are read; unchanged output files are left
     untouched. Exit codes: 0 done, 1 failed (previous output kept), 2 bad
-    setting, 3 published but some articles were skipped (see the problems).
+    setting, 3 published but some articles were skipped (see the problems),
+    143 stopped by SIGTERM (the output is the previous one or the new one).
     """
     settings = ctx.settings
-    with ctx.store() as store, progress_bar(ctx) as progress:
+    with _stop_on_sigterm(), ctx.store() as store, progress_bar(ctx) as progress:
         report = publishing.publish(settings, store, now(), progress)
     report_problems(report.problems)
     if report.nothing_changed:
@@ -99,6 +101,24 @@ def check(ctx: Context) -> None:
         raise SystemExit(EXIT_PROBLEMS)
 
 
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM (as `timeout` and service managers send it) unwinds the publish: reader
+    processes and the partial output are cleaned up. A second SIGTERM ends it at once."""
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Stopped("publish stopped by SIGTERM; OUTPUT_DIR shows the previous output, or the "
+                      "new one if it was already swapped in, never a mix",
+                      "run `digest publish` again to finish the work")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" + ("" if count == 1 else "s")
 
@@ -108,9 +128,9 @@ def _shown(path: object) -> str:
 
     assert isinstance(path, Path)
     try:
-        return str(path.relative_to(Path.cwd())) + "/"
+        return shown_path(path.relative_to(Path.cwd())) + "/"
     except ValueError:
-        return str(path) + "/"
+        return shown_path(path) + "/"
 
 
 COMMANDS: list[click.Command] = [publish, check]

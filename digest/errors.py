@@ -15,11 +15,17 @@ with ``raise SomeError(...) from exc``.
     │   ├── SMTPConfigError    authentication / TLS / connection settings are wrong
     │   └── SubscriberError    an address is invalid
     ├── ScheduleError      the scheduler cannot start
-    └── ServeError         the web server cannot start
+    ├── ServeError         the web server cannot start
+    └── Stopped            a signal stopped the command before it finished
+
+Paths go into messages through :func:`shown_path`, which escapes newlines and
+other invisible characters in file names.
 """
 
 from __future__ import annotations
 
+import os
+import unicodedata
 from pathlib import Path
 
 
@@ -47,7 +53,7 @@ class ArticleError(DigestError):
     """One article file cannot be published; the others still are."""
 
     def __init__(self, path: Path | str, reason: str, hint: str | None = None) -> None:
-        super().__init__(f"{path}: {reason}", hint)
+        super().__init__(f"{shown_path(path)}: {reason}", hint)
         self.path = str(path)
         self.reason = reason
 
@@ -84,3 +90,39 @@ class ScheduleError(DigestError):
 
 class ServeError(DigestError):
     """The web server cannot start."""
+
+
+class Stopped(DigestError):
+    """A command was stopped by a signal before it finished (exit 128 + SIGTERM)."""
+
+    exit_code = 143
+
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_HIDDEN = ("Cc", "Cf", "Cs", "Zl", "Zp")  # controls, format (bidi) marks, surrogates, line ends
+
+
+def shown_path(path: os.PathLike[str] | str) -> str:
+    """A path as it may appear in a message: one line, every invisible character escaped.
+
+    A newline, escape sequence or bidi mark in a file name would otherwise forge
+    output lines or hide what the name is. Bytes that are not UTF-8 (kept by
+    Python as lone surrogates) are shown as ``\\xNN``; a backslash is doubled, so
+    the escaped form is unambiguous.
+    """
+    text = os.fspath(path)
+    if text.isprintable() and "\\" not in text:
+        return text  # the common case, fast
+    out: list[str] = []
+    for char in text:
+        code = ord(char)
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif unicodedata.category(char) in _HIDDEN:
+            out.append(f"\\x{code:02x}" if code < 0x100 else
+                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(char)
+    return "".join(out)

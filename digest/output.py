@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 from types import TracebackType
 
-from digest.errors import OutputError
+from digest.errors import OutputError, shown_path
 
 _PARTIAL = ".partial"
 
@@ -63,7 +63,7 @@ class Generation:
             self.root.mkdir(parents=True, exist_ok=True)
             self._lock = open(self.root / "lock", "a")  # noqa: SIM115 - held until close
         except OSError as exc:
-            raise OutputError(f"cannot create {self.root} ({exc.strerror})",
+            raise OutputError(f"cannot create {shown_path(self.root)} ({exc.strerror})",
                               "check that the folder of OUTPUT_DIR is writable") from exc
         fcntl.flock(self._lock, fcntl.LOCK_EX)  # one publisher at a time
         self.previous = current_generation(output_dir)
@@ -71,7 +71,12 @@ class Generation:
         number = 1 + max((_number(p.name) for p in self.root.iterdir()), default=0)
         self.name = f"g{number:06d}"
         self.path = self.root / (self.name + _PARTIAL)
-        self.path.mkdir()
+        try:
+            self.path.mkdir()
+        except OSError as exc:
+            self._lock.close()
+            raise OutputError(f"cannot create {shown_path(self.path)} ({exc.strerror})",
+                              "check free disk space and permissions of OUTPUT_DIR") from exc
         self._dirs: set[str] = set()
         self.written = 0  # files written with new bytes
         self.kept = 0  # files carried over unchanged
@@ -125,6 +130,10 @@ class Generation:
             _link(f"{self.previous}/{relpath}", self._prepare(relpath))
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise OutputError(f"cannot write {shown_path(relpath)} in {shown_path(self.path)} "
+                              f"({exc.strerror})",
+                              "check free disk space and permissions of OUTPUT_DIR") from exc
         self.kept += 1
         return True
 
@@ -145,7 +154,8 @@ class Generation:
                 os.rename(self.output_dir, self.root / moved)
             os.replace(link_tmp, self.output_dir)
         except OSError as exc:
-            raise OutputError(f"cannot switch {self.output_dir} to the new output ({exc})",
+            raise OutputError(f"cannot switch {shown_path(self.output_dir)} to the new output "
+                              f"({exc.strerror or exc})",
                               "check permissions of the folder that holds OUTPUT_DIR") from exc
         self.committed = True
         self._prune(keep={final.name, moved, self.previous.name if self.previous else ""})
@@ -164,17 +174,16 @@ class Generation:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-_made_dirs: set[str] = set()
-
-
-def place(root: Path, previous: Path | None, relpath: str, data: bytes,
-          made: set[str] | None = None) -> bool:
+def place(root: Path, previous: Path | None, relpath: str, data: bytes, made: set[str]) -> bool:
     """Write `data` to root/relpath, or hard-link the previous generation's identical file.
 
-    A free function so reader processes can fill a generation in parallel.
+    A free function so reader processes can fill a generation in parallel. `made`
+    is the caller's record of the folders it created under this root: it must
+    live no longer than the generation, or a failed publish would leave it naming
+    folders that were removed with the partial generation.
     Returns True when new bytes were written, False when the old file was reused.
     """
-    target = _prepare(root, relpath, _made_dirs if made is None else made)
+    target = _prepare(root, relpath, made)
     if previous is not None:
         old = f"{previous}/{relpath}"
         try:
@@ -189,7 +198,8 @@ def place(root: Path, previous: Path | None, relpath: str, data: bytes,
     try:
         _write_new(target, data)
     except OSError as exc:
-        raise OutputError(f"cannot write {relpath} in {root} ({exc.strerror})",
+        raise OutputError(f"cannot write {shown_path(relpath)} in {shown_path(root)} "
+                          f"({exc.strerror})",
                           "check free disk space and permissions of OUTPUT_DIR") from exc
     return True
 
@@ -199,7 +209,11 @@ def _prepare(root: Path, relpath: str, made: set[str]) -> str:
     safe_relpath(relpath)
     parent = f"{root}/{relpath.rpartition('/')[0]}"
     if parent not in made:
-        os.makedirs(parent, exist_ok=True)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {shown_path(parent)} ({exc.strerror})",
+                              "check free disk space and permissions of OUTPUT_DIR") from exc
         made.add(parent)
     return f"{root}/{relpath}"
 

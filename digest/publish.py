@@ -9,19 +9,24 @@ that never reached the output folder.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import multiprocessing
 import operator
 import os
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,7 +34,7 @@ import jinja2
 
 from digest import __version__, feeds, site, templates
 from digest.article import ID_NAMESPACE, Article, Entry, SourceFile, article_path
-from digest.errors import ArticleError
+from digest.errors import ArticleError, DigestError
 from digest.html import absolutize
 from digest.output import Generation, current_generation, place
 from digest.reading import read_article
@@ -179,7 +184,6 @@ def publish(settings: Settings, store: Store, now: datetime,
         clock.mark("scan and load the store")
         job = _Job(settings, now, gen.path, gen.previous, feed_meta(settings, fid))
         workers = stack.enter_context(_Workers(job))
-        new = updated = 0
         outcomes = workers.map(_process_one, tasks, PARALLEL_FROM)
         for done, ((source, old), outcome) in enumerate(zip(tasks, outcomes, strict=True), 1):
             if progress and (done % 100 == 0 or done == len(tasks)):
@@ -197,10 +201,6 @@ def publish(settings: Settings, store: Store, now: datetime,
             current[source.key] = record
             if record != old:
                 changed.append(record)
-            if old is None:
-                new += record.status == "published"
-            elif old.content_hash != record.content_hash or old.status != record.status:
-                updated += record.status == "published"
 
         clock.mark(f"read {len(tasks)} files")
         del tasks, outcomes  # 100,000 of them are worth freeing before the listings
@@ -209,12 +209,12 @@ def publish(settings: Settings, store: Store, now: datetime,
             if record.status == "scheduled" and record.published <= now:
                 current[key] = replace(record, status="published")
                 changed.append(current[key])
-                new += 1
 
         unique, duplicates = _unique({k: (r.entry_id, r.slug) for k, r in current.items()})
         winners = {k: r for k, r in current.items() if k in unique}
         problems.extend(duplicates)
         removed = [key for key in stored if key not in current]
+        new, updated, gone = _compare(_shown(stored), _shown(winners, unique))
         published = sorted((r for r in winners.values() if r.status == "published"),
                            key=lambda r: (r.published, r.key))
         entries = [entry_of(r, settings) for r in published]
@@ -275,7 +275,7 @@ def publish(settings: Settings, store: Store, now: datetime,
     log.debug("publish timings: %s", clock)
     statuses = [r.status for r in winners.values()]
     return PublishReport(
-        published=len(entries), new=new, updated=updated, removed=len(removed),
+        published=len(entries), new=new, updated=updated, removed=gone,
         drafts=statuses.count("draft"), scheduled=statuses.count("scheduled"),
         problems=tuple(problems), files_written=written, files_kept=kept,
         bytes_written=nbytes, nothing_changed=False, output_dir=settings.output_dir,
@@ -309,8 +309,26 @@ class _Job:
     meta: feeds.FeedMeta
 
 
+@dataclass
+class _Reader:
+    """What reading and rendering need: made per publish (inline) or per reader process.
+
+    Never kept at module level in the publishing process: a publish that fails
+    must not leave state (the folders made in its removed generation) to the next.
+    """
+
+    job: _Job
+    env: jinja2.Environment
+    site: site.SiteInfo
+    made: set[str] = field(default_factory=set)  # folders created in the new generation
+
+    @classmethod
+    def of(cls, job: _Job) -> _Reader:
+        return cls(job, templates.environment(job.settings.templates_dir), site_info(job.settings))
+
+
 _Outcome = ArticleError | tuple[StoredArticle, tuple[str, ...], str | None, int]
-_worker: dict[str, object] = {}
+_process_reader: _Reader | None = None  # set only in a reader process, which lives one publish
 
 PARALLEL_FROM = 2000  # articles to read before it pays to start reader processes
 PARALLEL_PAGES_FROM = 40  # archive pages to render before it pays
@@ -320,37 +338,58 @@ class _Workers:
     """Runs a function over many items: inline, or in a pool of processes started lazily.
 
     Processes are started with "spawn", not "fork": the scheduler and the web
-    server run threads in this process, and forking those is unsafe.
+    server run threads in this process, and forking those is unsafe. Each reader
+    holds the read end of a pipe whose only write end is here (the lifeline): when
+    this process ends, however it ends (SIGKILL too), the readers see EOF and exit.
     """
 
     def __init__(self, job: _Job) -> None:
         self.job = job
         self.count = min(os.cpu_count() or 1, 4)
         self._pool: ProcessPoolExecutor | None = None
-        self._inline_ready = False
+        self._inline: _Reader | None = None
+        self._lifeline: tuple[Connection, Connection] | None = None
 
     def __enter__(self) -> _Workers:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if self._pool is None or self._lifeline is None:
+            return
+        if exc_type is not None:
+            self._lifeline[1].close()  # failed or stopped: readers exit now, queued work or not
+        self._pool.shutdown(cancel_futures=True)
+        for end in self._lifeline:
+            end.close()
 
-    def map(self, function: Callable[[T], R], items: list[T], parallel_from: int) -> Iterator[R]:
+    def map(self, function: Callable[[_Reader, T], R], items: list[T],
+            parallel_from: int) -> Iterator[R]:
         if self._pool is None and (len(items) < parallel_from or self.count < 2
                                    or not _can_spawn()):
-            if not self._inline_ready:
-                _init_worker(self.job)
-                self._inline_ready = True
-            return map(function, items)
+            if self._inline is None:
+                self._inline = _Reader.of(self.job)
+            return map(functools.partial(function, self._inline), items)
         if self._pool is None:
             # Not max_tasks_per_child: with it, Python 3.11's pool can hang when a worker
             # is replaced (seen here at 100,000 articles).
+            self._lifeline = multiprocessing.Pipe(duplex=False)
             self._pool = ProcessPoolExecutor(
                 self.count, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker, initargs=(self.job,))
+                initializer=_init_reader, initargs=(self.job, self._lifeline[0]))
         chunk = max(1, min(200, len(items) // (self.count * 8)))
-        return self._pool.map(function, items, chunksize=chunk)
+        return _reported(self._pool.map(functools.partial(_in_reader, function), items,
+                                        chunksize=chunk))
+
+
+def _reported(results: Iterator[R]) -> Iterator[R]:
+    """The results of reader processes; one that was killed (OOM, a signal) is a message."""
+    try:
+        yield from results
+    except BrokenProcessPool as exc:
+        raise DigestError("a reader process of the publish ended unexpectedly (killed, or out "
+                          "of memory); the previous output is kept",
+                          "run `digest publish` again; if it recurs, check the system log "
+                          "for the out-of-memory killer") from exc
 
 
 def _can_spawn() -> bool:
@@ -362,32 +401,42 @@ def _can_spawn() -> bool:
     return path is None or os.path.isfile(path)
 
 
-def _init_worker(job: _Job) -> None:
-    _worker["job"] = job
-    _worker["env"] = templates.environment(job.settings.templates_dir)
-    _worker["site"] = site_info(job.settings)
+def _init_reader(job: _Job, lifeline: Connection) -> None:
+    """Start a reader process: its state, and a thread that ends it when the parent ends."""
+    global _process_reader
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the group: the parent decides
+    threading.Thread(target=_exit_with_parent, args=(lifeline,), daemon=True).start()
+    _process_reader = _Reader.of(job)
 
 
-def _process_one(task: tuple[SourceFile, StoredArticle | None]) -> _Outcome:
+def _exit_with_parent(lifeline: Connection) -> None:
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv_bytes()  # nothing is ever sent: this returns when the write end closes
+    os._exit(1)
+
+
+def _in_reader(function: Callable[[_Reader, T], R], item: T) -> R:
+    assert _process_reader is not None
+    return function(_process_reader, item)
+
+
+def _process_one(reader: _Reader, task: tuple[SourceFile, StoredArticle | None]) -> _Outcome:
     """One article: read it, make its record, and write its page if it is published.
 
     Returns the record, the reader's warnings, the page path written (or None)
     and the bytes written (-1 when an identical previous page was linked).
     """
     source, old = task
-    job = _worker["job"]
-    assert isinstance(job, _Job)
+    job = reader.job
     try:
         article = _read(source, job.settings)
         record = _remember(article, source, old, job.now)
         if record.status != "published":
             return record, article.warnings, None, 0
-        env = _worker["env"]
-        info = _worker["site"]
-        assert isinstance(env, jinja2.Environment) and isinstance(info, site.SiteInfo)
         page = article_path(record.slug)
-        data = site.article_page(env, info, entry_of(record, job.settings), article.body_html)
-        changed = place(job.new_root, job.previous_root, page, data)
+        data = site.article_page(reader.env, reader.site, entry_of(record, job.settings),
+                                 article.body_html)
+        changed = place(job.new_root, job.previous_root, page, data, reader.made)
     except ArticleError as exc:
         return exc
     return record, article.warnings, page, len(data) if changed else -1
@@ -447,13 +496,9 @@ def _archive_url(settings: Settings, number: int, ext: str) -> str:
     return settings.url(f"archive/{number}.{ext}")
 
 
-def _render_archive(page: _ArchivePage) -> list[tuple[bool, int]]:
+def _render_archive(reader: _Reader, page: _ArchivePage) -> list[tuple[bool, int]]:
     """Write one archive page as HTML and as an RFC 5005 Atom archive document."""
-    job = _worker["job"]
-    env = _worker["env"]
-    info = _worker["site"]
-    assert isinstance(job, _Job) and isinstance(env, jinja2.Environment)
-    assert isinstance(info, site.SiteInfo)
+    job, env, info = reader.job, reader.env, reader.site
     settings, n = job.settings, page.number
     newest_first = page.entries[::-1]
     html = site.index_page(env, info, newest_first, site.PageInfo(
@@ -468,7 +513,7 @@ def _render_archive(page: _ArchivePage) -> list[tuple[bool, int]]:
     )
     atom = feeds.atom(job.meta, [feeds.FeedItem(e, None) for e in newest_first],
                       _archive_url(settings, n, "atom"), links, stylesheet="../feed.xsl")
-    return [(place(job.new_root, job.previous_root, path, data), len(data))
+    return [(place(job.new_root, job.previous_root, path, data, reader.made), len(data))
             for path, data in ((page.html_path, html), (page.atom_path, atom))]
 
 
@@ -505,6 +550,19 @@ def _remember(article: Article, source: SourceFile, old: StoredArticle | None,
         title=article.title, author=article.author or "", tags=article.tags,
         summary=article.summary, status=_status(article, now),
     )
+
+
+def _shown(records: dict[str, StoredArticle], unique: set[str] | None = None) -> dict[str, str]:
+    """The articles a publish with these records shows (key -> content hash)."""
+    if unique is None:
+        unique, _ = _unique({k: (r.entry_id, r.slug) for k, r in records.items()})
+    return {k: r.content_hash for k, r in records.items() if k in unique and r.status == "published"}
+
+
+def _compare(before: dict[str, str], after: dict[str, str]) -> tuple[int, int, int]:
+    """(new, updated, removed) between two sets of shown articles."""
+    updated = sum(1 for key, digest in after.items() if key in before and before[key] != digest)
+    return len(after.keys() - before.keys()), updated, len(before.keys() - after.keys())
 
 
 def _unique(identities: dict[str, tuple[str, str]]) -> tuple[set[str], list[ArticleError]]:
