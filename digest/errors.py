@@ -25,7 +25,6 @@ other invisible characters in file names.
 from __future__ import annotations
 
 import os
-import unicodedata
 from pathlib import Path
 
 
@@ -99,7 +98,6 @@ class Stopped(DigestError):
 
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_HIDDEN = ("Cc", "Cf", "Cs", "Zl", "Zp")  # controls, format (bidi) marks, surrogates, line ends
 
 
 def shown_path(path: os.PathLike[str] | str) -> str:
@@ -107,8 +105,8 @@ def shown_path(path: os.PathLike[str] | str) -> str:
 
     A newline, escape sequence or bidi mark in a file name would otherwise forge
     output lines or hide what the name is. Bytes that are not UTF-8 (kept by
-    Python as lone surrogates) are shown as ``\\xNN``; a backslash is doubled, so
-    the escaped form is unambiguous.
+    Python as lone surrogates) are shown as ``\\xNN`` (80 to ff), other characters
+    from 80 on as ``\\uNNNN``; a backslash is doubled: the escaped form is unambiguous.
     """
     text = os.fspath(path)
     if text.isprintable() and "\\" not in text:
@@ -120,8 +118,8 @@ def shown_path(path: os.PathLike[str] | str) -> str:
             out.append(_ESCAPES[char])
         elif 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for an undecodable byte
             out.append(f"\\x{code - 0xDC00:02x}")
-        elif unicodedata.category(char) in _HIDDEN:
-            out.append(f"\\x{code:02x}" if code < 0x100 else
+        elif not char.isprintable():  # controls, bidi marks, line ends, odd spaces, unassigned
+            out.append(f"\\x{code:02x}" if code < 0x80 else
                        f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
         else:
             out.append(char)

@@ -34,7 +34,7 @@ import jinja2
 
 from digest import __version__, feeds, site, templates
 from digest.article import ID_NAMESPACE, Article, Entry, SourceFile, article_path
-from digest.errors import ArticleError, DigestError
+from digest.errors import ArticleError, DigestError, shown_path
 from digest.html import absolutize
 from digest.output import Generation, current_generation, place
 from digest.reading import read_article
@@ -584,10 +584,10 @@ def _unique(identities: dict[str, tuple[str, str]]) -> tuple[set[str], list[Arti
 def _clash(key: str, entry_id: str, slug: str, ids: dict[str, str],
            slugs: dict[str, str]) -> ArticleError | None:
     if entry_id in ids:
-        return ArticleError(key, f"has the same id as {ids[entry_id]}",
+        return ArticleError(key, f"has the same id as {shown_path(ids[entry_id])}",
                             "give one of them a different 'id' header")
     if slug.lower() in slugs:
-        return ArticleError(key, f"would have the same page as {slugs[slug.lower()]} "
+        return ArticleError(key, f"would have the same page as {shown_path(slugs[slug.lower()])} "
                             f"(slug {slug!r})", "rename one file or set a different 'slug'")
     ids[entry_id] = key
     slugs[slug.lower()] = key

@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from digest.errors import TemplateError
+from digest.errors import TemplateError, shown_path
 
 # The templates that ship with digest: the repository's templates/ folder.
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -46,20 +46,20 @@ def render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> st
         raise TemplateError(f"template {name} not found",
                             "put it in TEMPLATES_DIR or remove the broken override") from exc
     except jinja2.TemplateSyntaxError as exc:
-        where = f"{exc.filename or name}, line {exc.lineno}"
+        where = f"{shown_path(exc.filename or name)}, line {exc.lineno}"
         raise TemplateError(f"{where}: {exc.message}",
                             "fix the template syntax (see the Jinja2 documentation)") from exc
     try:
         return template.render(context)
     except jinja2.TemplateError as exc:
         line = _template_line(exc.__traceback__, template.filename)
-        where = f"{template.filename or name}" + (f", line {line}" if line else "")
+        where = shown_path(template.filename or name) + (f", line {line}" if line else "")
         hint = ("use only the variables listed in the built-in template's header comment"
                 if isinstance(exc, jinja2.UndefinedError) else "fix the template")
         raise TemplateError(f"{where}: {exc.message or exc}", hint) from exc
     except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
         line = _template_line(exc.__traceback__, template.filename)
-        where = f"{template.filename or name}" + (f", line {line}" if line else "")
+        where = shown_path(template.filename or name) + (f", line {line}" if line else "")
         raise TemplateError(f"{where}: {type(exc).__name__}: {exc}", "fix the template") from exc
 
 
