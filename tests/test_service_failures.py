@@ -82,7 +82,7 @@ def wait_for_readers(process: subprocess.Popen[bytes], count: int = 2) -> dict[i
             break
         time.sleep(0.01)
     process.kill()
-    out, err = process.communicate()
+    _, err = process.communicate()
     raise AssertionError(f"no reader processes seen (exit {process.returncode}): {err.decode()}")
 
 
