@@ -124,6 +124,20 @@ def test_reply_lost_twice_is_unconfirmed_and_never_sent_again(
     assert (row.status, row.lost_replies, row.claimed_by) == ("unconfirmed", 2, None)
 
 
+def test_the_run_that_lost_a_reply_never_sends_it_again(
+        tmp_path: Path, store: Store, smtp_servers: Start) -> None:
+    # Even when the retry is due at once, the run that lost the reply leaves it.
+    server = smtp_servers(behaviour=Behaviour(lose_reply_after_storing={"r000@example.org": 1}))
+    settings = make_settings(tmp_path, **server.env())
+    addresses = fill(store, recipients=2)
+    policy = RetryPolicy(unknown_retry_after=timedelta(0))
+    report = send(settings, store, NOW, retry=policy)
+    assert (report.sent, report.unknown, report.remaining) == (1, 1, 1)
+    assert copies(server) == dict.fromkeys(addresses, 1)
+    assert send(settings, store, NOW + timedelta(minutes=1), retry=policy).sent == 1  # next run
+    assert copies(server) == {"r000@example.org": 2, "r001@example.org": 1}
+
+
 def test_reply_later_than_the_end_of_data_wait_is_unknown(
         tmp_path: Path, store: Store, smtp_servers: Start) -> None:
     server = smtp_servers(behaviour=Behaviour(reply_delay_after_storing=1.0))
