@@ -34,6 +34,7 @@ from digest.subscribers import (
 )
 
 EXIT_STOPPED = 1
+EXIT_UNKNOWN = 4  # the run finished, but the reply to some messages was lost
 
 
 @click.command()
@@ -51,7 +52,10 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
 
     Each article goes out in exactly one edition. An interrupted run is
     resumed by the next one: nobody already served gets the edition twice.
-    Exits with 3 when some deliveries failed or were deferred.
+    Exits with 3 when some deliveries failed or were deferred, and with 4
+    when the server's reply to some messages was lost after their data (the
+    outcome is unknown: each is sent once more by a run 30 minutes later or
+    more, with the same Message-ID; `digest history` counts them).
     """
     settings = ctx.settings
     if out_dir is not None and not dry_run:
@@ -82,6 +86,8 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
     if report.stopped:
         click.echo("stopped; run `digest send` again to deliver the rest", err=True)
         sys.exit(EXIT_STOPPED)
+    if report.unknown:
+        sys.exit(EXIT_UNKNOWN)
     if not report.ok:
         sys.exit(EXIT_PROBLEMS)
 
@@ -110,9 +116,14 @@ def _summarise(ctx: Context, report: SendReport) -> None:
     verb = "created" if report.created else "resumed"
     ctx.echo(f"edition {report.edition} ({verb}, {report.articles} articles, "
              f"{report.recipients} recipients): {report.sent} sent, {report.failed} failed, "
-             f"{report.skipped} skipped, {report.deferred} deferred")
+             f"{report.skipped} skipped, {report.deferred} deferred"
+             + (f", {report.unknown} unknown" if report.unknown else ""))
     for failure in report.failures:
         click.echo(f"  failed: {failure.recipient}: {failure.reply}", err=True)
+    if report.unknown:
+        click.echo(f"  {report.unknown} messages got no reply after their data: the server "
+                   "may have them; each is sent once more (same Message-ID) by a `digest send` "
+                   "30 minutes later or more", err=True)
     if report.remaining:
         click.echo(f"  {report.remaining} deliveries still to do; `digest send` resumes them",
                    err=True)
@@ -138,19 +149,24 @@ def preview(ctx: Context, out_file: Path | None, open_browser: bool) -> None:
 @click.option("--limit", default=20, show_default=True, help="How many editions to show.")
 @pass_ctx
 def history(ctx: Context, limit: int) -> None:
-    """List past digest editions with their delivery counts."""
+    """List past digest editions with their delivery counts.
+
+    unknown: messages whose reply was lost after their data (the server may
+    have them); sent once more later, then left unconfirmed.
+    """
     with ctx.store() as store:
         rows = edition_history(store, limit)
     if not rows:
         ctx.echo("no editions yet")
         return
     ctx.echo(f"{'#':>5}  {'created (UTC)':<16}  {'status':<7}  {'articles':>8}  "
-             f"{'recipients':>10}  {'sent':>6}  {'failed':>6}  {'skipped':>7}  {'pending':>7}")
+             f"{'recipients':>10}  {'sent':>6}  {'failed':>6}  {'skipped':>7}  {'pending':>7}  "
+             f"{'unknown':>7}")
     for r in rows:
         created = r.created_at.strftime("%Y-%m-%d %H:%M")
         ctx.echo(f"{r.id:>5}  {created:<16}  {r.status:<7}  {r.article_count:>8}  "
                  f"{r.recipient_count:>10}  {r.sent:>6}  {r.failed:>6}  {r.skipped:>7}  "
-                 f"{r.pending:>7}")
+                 f"{r.pending:>7}  {r.unknown:>7}")
 
 
 @click.group()

@@ -76,7 +76,9 @@ def send_result(report: SendReport) -> JobResult:
     summary = (f"edition {report.edition} ({_count(report.articles, 'article')}, "
                f"{_count(report.recipients, 'recipient')}): {report.sent} sent, "
                f"{report.failed} failed, {report.skipped} skipped, {report.deferred} deferred, "
-               f"{report.remaining} remaining")
+               f"{report.remaining} remaining"
+               + (f", {report.unknown} unknown (reply lost after the data)"
+                  if report.unknown else ""))
     for failure in report.failures:
         log.warning("send-digest: delivery to %s failed: %s", failure.recipient, failure.reply,
                     extra={"job": SEND})

@@ -5,6 +5,9 @@
 * :class:`TemporaryFailure`: a 4xx reply or a network error; try again later
   (``connection_lost`` says whether the connection itself failed);
 * :class:`PermanentFailure`: a 5xx reply for this recipient; do not retry;
+* :class:`OutcomeUnknown`: the whole message was sent but the reply to its end
+  of data was lost (no reply within ``end_of_data_timeout``, or the connection
+  dropped): the server may have accepted it, so do not retry it at once;
 * :class:`digest.errors.SMTPConfigError`: the settings are wrong
   (login refused, TLS mismatch, unknown host); stop the run.
 
@@ -67,6 +70,14 @@ class PermanentFailure(DeliveryError):
     """5xx reply: this recipient will not take this message."""
 
 
+class OutcomeUnknown(DeliveryError):
+    """The reply to the end of data was lost: the message may or may not have been accepted."""
+
+
+# RFC 5321, 4.5.3.2.6: a client should wait 10 minutes for the reply to the end of data.
+END_OF_DATA_TIMEOUT = 600.0
+
+
 Meanwhile = Callable[[], None]
 
 
@@ -88,13 +99,16 @@ class SMTPMailer:
     """A Mailer over SMTP. `ssl_context` defaults to the system's trust (or SMTP_CA_FILE)."""
 
     def __init__(self, settings: Settings, ssl_context: ssl.SSLContext | None = None,
-                 local_hostname: str | None = None) -> None:
+                 local_hostname: str | None = None,
+                 end_of_data_timeout: float = END_OF_DATA_TIMEOUT) -> None:
         self.host = settings.smtp_host
         self.port = settings.smtp_effective_port
         self.security = settings.smtp_security
         self.username = settings.smtp_username
         self._password = settings.smtp_password or ""
         self.timeout = settings.smtp_timeout
+        # SMTP_TIMEOUT is for connecting and the other commands, never shorter.
+        self.end_of_data_timeout = max(end_of_data_timeout, self.timeout)
         self.local_hostname = local_hostname or "localhost"
         self._ca_file = settings.smtp_ca_file
         self._context = ssl_context
@@ -129,6 +143,12 @@ class SMTPMailer:
         except _Refused as exc:
             self._after_refusal(exc.code)
             raise self._refusal(exc, message) from None
+        except _Lost as exc:
+            self._drop()
+            raise OutcomeUnknown(
+                f"the message to {recipient} was sent, but {self.where} gave no reply to its "
+                f"end of data ({exc.reason}): it may or may not have been accepted",
+                f"no reply after the data: {exc.reason}") from exc
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             reply = _describe(exc)
@@ -160,7 +180,15 @@ class SMTPMailer:
                 self._drop()
                 raise
         smtp.send(b".\r\n")
-        _expect(smtp, "end of data", 250)
+        # From here the server may have stored the message: a lost reply is no refusal.
+        try:
+            if smtp.sock is not None:
+                smtp.sock.settimeout(self.end_of_data_timeout)
+            _expect(smtp, "end of data", 250)
+            if smtp.sock is not None:
+                smtp.sock.settimeout(self.timeout)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _Lost(_describe(exc)) from exc
 
     def _refusal(self, exc: _Refused, message: OutgoingMessage) -> MailError:
         reply = _reply(exc.code, exc.text)
@@ -318,6 +346,14 @@ class _Refused(Exception):
         self.stage = stage
         self.code = code
         self.text = text
+
+
+class _Lost(Exception):
+    """No reply to the end of data (internal; send() maps it to OutcomeUnknown)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _expect(smtp: smtplib.SMTP, stage: str, *codes: int) -> None:

@@ -120,4 +120,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             covered_until TEXT
         )""",
     )),
+    Migration("0004_lost_replies", (
+        # How many times the reply to this delivery's end of data was lost (the
+        # server may have stored the message). New statuses, no schema change:
+        # unknown (a lost reply; tried once more, not before claimed_until and not
+        # by the sender in claimed_by, the one that lost it) and unconfirmed
+        # (lost twice: never sent again).
+        "ALTER TABLE deliveries ADD COLUMN lost_replies INTEGER NOT NULL DEFAULT 0",
+    )),
 )

@@ -17,7 +17,10 @@ write of its transaction, so the database serialises them:
 * finishing: every write on a claimed row checks ``claimed_by = me``.
 
 Delivery statuses: ``pending`` (``claimed_until`` then means "not before"),
-``sending``, ``sent``, ``failed``, ``skipped`` (unsubscribed meanwhile).
+``sending``, ``sent``, ``failed``, ``skipped`` (unsubscribed meanwhile),
+``unknown`` (the reply to the end of data was lost: the server may have the
+message; tried once more from ``claimed_until``, never by ``claimed_by``, the
+run that lost it) and ``unconfirmed`` (lost again: never sent again).
 Times are stored as UTC ISO text with microseconds, so text order is time order.
 """
 
@@ -54,6 +57,9 @@ log = logging.getLogger("digest.mail")
 OPEN = "sending"
 DONE = "done"
 PENDING, SENDING, SENT, FAILED, SKIPPED = "pending", "sending", "sent", "failed", "skipped"
+UNKNOWN, UNCONFIRMED = "unknown", "unconfirmed"
+STATUSES = (PENDING, SENDING, SENT, FAILED, SKIPPED, UNKNOWN, UNCONFIRMED)
+TO_DO = (PENDING, SENDING, UNKNOWN)  # an edition with such deliveries is not finished
 _CREATE_TRIES = 20
 
 
@@ -76,6 +82,7 @@ class Delivery:
     name: str | None
     message_id: str
     attempts: int
+    lost_replies: int = 0  # earlier attempts whose end-of-data reply was lost
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class EditionSummary:
     failed: int
     skipped: int
     pending: int  # pending or being sent
+    unknown: int = 0  # reply lost: unknown (one more try to come) or unconfirmed
 
 
 @dataclass(frozen=True)
@@ -209,7 +217,7 @@ class Outbox:
         """Close the edition if no delivery is left to try; True if closed now."""
         open_rows = sa.select(deliveries.c.recipient).where(
             deliveries.c.edition_id == edition_id,
-            deliveries.c.status.in_((PENDING, SENDING)))
+            deliveries.c.status.in_(TO_DO))
         with self.store.transaction() as conn:
             return bool(conn.execute(
                 editions.update()
@@ -245,7 +253,8 @@ class Outbox:
             with self.store.engine.connect() as conn:
                 dead = _dead_owners(conn, edition_id)
                 candidates = [row[0] for row in conn.execute(
-                    query.where(deliveries.c.edition_id == edition_id, _claimable(now, dead)))]
+                    query.where(deliveries.c.edition_id == edition_id,
+                                _claimable(now, dead, self.owner)))]
             if not candidates:
                 if after is None:
                     return [], 0
@@ -264,11 +273,12 @@ class Outbox:
             conn.execute(
                 deliveries.update()
                 .where(deliveries.c.edition_id == edition_id,
-                       deliveries.c.recipient.in_(candidates), _claimable(now, dead))
+                       deliveries.c.recipient.in_(candidates), _claimable(now, dead, self.owner))
                 .values(status=SENDING, claimed_by=self.owner, claimed_until=until))
             rows = conn.execute(
                 sa.select(deliveries.c.recipient, deliveries.c.message_id,
-                          deliveries.c.attempts, subscribers.c.status, subscribers.c.name)
+                          deliveries.c.attempts, deliveries.c.lost_replies,
+                          subscribers.c.status, subscribers.c.name)
                 .select_from(deliveries.outerjoin(
                     subscribers, subscribers.c.address == deliveries.c.recipient))
                 .where(deliveries.c.edition_id == edition_id,
@@ -283,8 +293,8 @@ class Outbox:
                                     deliveries.c.recipient.in_(gone))
                              .values(status=SKIPPED, claimed_by=None, claimed_until=None,
                                      updated_at=stamp(now), reply="unsubscribed"))
-        claimed = [Delivery(edition_id, r.recipient, r.name, r.message_id, r.attempts)
-                   for r in rows if r.status == "subscribed"]
+        claimed = [Delivery(edition_id, r.recipient, r.name, r.message_id, r.attempts,
+                            r.lost_replies) for r in rows if r.status == "subscribed"]
         return claimed, len(gone)
 
     def renew(self, edition_id: int, now: datetime) -> int:
@@ -312,6 +322,32 @@ class Outbox:
         """Give the delivery back, to be tried again from `not_before` (by anyone)."""
         return self._settle(delivery, now, attempts, status=PENDING, reply=reply,
                             until=stamp(not_before))
+
+    def mark_unknown(self, delivery: Delivery, now: datetime, attempts: int, reply: str,
+                     not_before: datetime | None) -> bool:
+        """The reply to the end of data was lost: the server may have the message.
+
+        With `not_before`, status unknown: tried once more from then, by another
+        run (this sender keeps its name on the row and never claims it again).
+        Without, status unconfirmed: never sent again. False if the claim was lost.
+        """
+        final = not_before is None
+        with self.store.transaction() as conn:
+            done = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.edition_id == delivery.edition_id,
+                       deliveries.c.recipient == delivery.recipient,
+                       deliveries.c.claimed_by == self.owner, deliveries.c.status == SENDING)
+                .values(status=UNCONFIRMED if final else UNKNOWN,
+                        claimed_by=None if final else self.owner,
+                        claimed_until=None if not_before is None else stamp(not_before),
+                        attempts=deliveries.c.attempts + attempts,
+                        lost_replies=deliveries.c.lost_replies + 1,
+                        updated_at=stamp(now), reply=reply)).rowcount
+        if not done:
+            log.warning("delivery of edition %d to %s was taken over by another sender",
+                        delivery.edition_id, delivery.recipient)
+        return bool(done)
 
     def release(self, deliveries_: Collection[Delivery], now: datetime) -> int:
         """Give unsent claimed deliveries back untouched (on stop or error)."""
@@ -353,7 +389,7 @@ class Outbox:
                  .where(deliveries.c.edition_id == edition_id).group_by(deliveries.c.status))
         with self.store.engine.connect() as conn:
             found = {status: int(n) for status, n in conn.execute(query)}
-        return {s: found.get(s, 0) for s in (PENDING, SENDING, SENT, FAILED, SKIPPED)}
+        return {s: found.get(s, 0) for s in STATUSES}
 
     def failures(self, edition_id: int) -> list[Failure]:
         query = (sa.select(deliveries.c.recipient, deliveries.c.reply)
@@ -448,9 +484,10 @@ def history(store: Store, limit: int = 20) -> list[EditionSummary]:
         sa.func.sum(sa.case((d.status == FAILED, 1), else_=0)).label("failed"),
         sa.func.sum(sa.case((d.status == SKIPPED, 1), else_=0)).label("skipped"),
         sa.func.sum(sa.case((d.status.in_((PENDING, SENDING)), 1), else_=0)).label("pending"),
+        sa.func.sum(sa.case((d.status.in_((UNKNOWN, UNCONFIRMED)), 1), else_=0)).label("unknown"),
     ).group_by(d.edition_id).subquery())
     query = (sa.select(editions, counted.c.sent, counted.c.failed, counted.c.skipped,
-                       counted.c.pending)
+                       counted.c.pending, counted.c.unknown)
              .select_from(editions.outerjoin(counted, counted.c.edition_id == editions.c.id))
              .order_by(editions.c.id.desc()).limit(limit))
     with store.engine.connect() as conn:
@@ -460,7 +497,7 @@ def history(store: Store, limit: int = 20) -> list[EditionSummary]:
         finished_at=unstamp(r.finished_at) if r.finished_at else None,
         article_count=r.article_count, recipient_count=r.recipient_count,
         sent=int(r.sent or 0), failed=int(r.failed or 0), skipped=int(r.skipped or 0),
-        pending=int(r.pending or 0)) for r in rows]
+        pending=int(r.pending or 0), unknown=int(r.unknown or 0)) for r in rows]
 
 
 def _open_edition(conn: Connection) -> Edition | None:
@@ -482,15 +519,18 @@ def _carried(conn: Connection) -> set[str]:
     return {row[0] for row in conn.execute(sa.select(edition_articles.c.article_key))}
 
 
-def _claimable(now: datetime, dead: Collection[str]) -> sa.ColumnElement[bool]:
+def _claimable(now: datetime, dead: Collection[str], owner: str) -> sa.ColumnElement[bool]:
     d = deliveries.c
     due = stamp(now)
     pending = sa.and_(d.status == PENDING, sa.or_(d.claimed_until.is_(None),
                                                   d.claimed_until <= due))
+    # A lost reply is tried once more, later, and never by the run that lost it.
+    unknown = sa.and_(d.status == UNKNOWN, d.claimed_until <= due,
+                      sa.or_(d.claimed_by.is_(None), d.claimed_by != owner))
     stale = [d.claimed_until < due]
     if dead:
         stale.append(d.claimed_by.in_(list(dead)))
-    return sa.or_(pending, sa.and_(d.status == SENDING, sa.or_(*stale)))
+    return sa.or_(pending, unknown, sa.and_(d.status == SENDING, sa.or_(*stale)))
 
 
 def _dead_owners(conn: Connection, edition_id: int) -> list[str]:

@@ -55,11 +55,12 @@ deliveries = sa.Table(
     sa.Column("edition_id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("recipient", sa.Text, primary_key=True),
     sa.Column("message_id", sa.Text, nullable=False),
-    # pending | sending | sent | failed | skipped
+    # pending | sending | sent | failed | skipped | unknown | unconfirmed
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("claimed_by", sa.Text, nullable=True),
     sa.Column("claimed_until", sa.Text, nullable=True),
     sa.Column("updated_at", sa.Text, nullable=False),
     sa.Column("reply", sa.Text, nullable=True),
+    sa.Column("lost_replies", sa.Integer, nullable=False, server_default="0"),  # 0004
 )

@@ -21,6 +21,15 @@ stored); a 4xx reply or a network error is retried with exponential backoff
 deliveries in a row that cannot even reach the server stop the run with a
 MailError; an SMTPConfigError (login, TLS) stops it at once. Whatever stops
 a run, the deliveries not yet sent go back to the outbox untouched.
+
+A lost reply to the end of data (:class:`~digest.mailer.OutcomeUnknown`: no
+reply within the mailer's 10-minute wait, or the connection dropped after the
+final ".") is not a refusal: the server may have the message. The delivery is
+marked *unknown* and not retried by this run; a later run sends it once more
+(same Message-ID, so receivers can drop a duplicate) after
+``RetryPolicy.unknown_retry_after``; lost again, it is *unconfirmed* and never
+sent again. ``RetryPolicy.max_lost_in_row`` lost replies in a row stop the run
+with a MailError (the server is likely broken).
 """
 
 from __future__ import annotations
@@ -53,8 +62,14 @@ from digest.mail_render import (
     render_confirmation,
     render_digest,
 )
-from digest.mailer import Mailer, PermanentFailure, TemporaryFailure
-from digest.outbox import Delivery, Edition, Failure, Outbox
+from digest.mailer import (
+    END_OF_DATA_TIMEOUT,
+    Mailer,
+    OutcomeUnknown,
+    PermanentFailure,
+    TemporaryFailure,
+)
+from digest.outbox import TO_DO, Delivery, Edition, Failure, Outbox
 from digest.outbox_tables import edition_counter
 from digest.settings import Settings
 from digest.store import Store
@@ -79,6 +94,10 @@ class RetryPolicy:
     # is still going, or by a later one).
     defer_for: timedelta = timedelta(minutes=10)
     max_total_attempts: int = 15  # over all runs; then the delivery fails for good
+    # A delivery whose end-of-data reply was lost is sent once more, by a later
+    # run, once this has passed; lost again, it is never sent again.
+    unknown_retry_after: timedelta = timedelta(minutes=30)
+    max_lost_in_row: int = 3  # lost replies in a row that stop the run
 
     def delay(self, attempt: int) -> float:
         return float(min(self.max_delay, self.first_delay * self.factor ** (attempt - 1)))
@@ -98,10 +117,11 @@ class SendReport:
     stopped: bool  # should_stop asked to stop
     finished: bool  # the edition is complete
     failures: tuple[Failure, ...] = ()
+    unknown: int = 0  # by this run: sent, but the reply was lost (may have been accepted)
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.deferred == 0
+        return self.failed == 0 and self.deferred == 0 and self.unknown == 0
 
 
 def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], Mailer],
@@ -110,14 +130,15 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
                 progress: Progress | None = None, retry: RetryPolicy | None = None,
                 sleep: Callable[[float], None] = time.sleep,
                 monotonic: Callable[[], float] = time.monotonic,
-                batch: int = 100, lease: timedelta = timedelta(minutes=5)) -> SendReport:
+                batch: int = 100, lease: timedelta | None = None) -> SendReport:
     """Build (or resume) the current edition and deliver it to every recipient not served.
 
     `now` is the wall time at the start; later times are `now` plus the
     `monotonic` clock's progress. `mailer_factory` is called once, when the
     first message is ready. `should_stop` is checked between messages (and
     during backoff): the run then returns with ``stopped`` set, the outbox
-    consistent.
+    consistent. `lease` (default: :func:`claim_lease`) is how long a claim
+    holds without renewal.
     """
     check_send_settings(settings)
     started = monotonic()
@@ -126,7 +147,7 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
         return now + timedelta(seconds=monotonic() - started)
 
     seed_recipients(settings, store, now)
-    outbox = Outbox(store, lease=lease)
+    outbox = Outbox(store, lease=lease or claim_lease(settings))
     domain = sender_domain(settings)
     edition, created = outbox.open_or_create(
         store.load_articles().values(), now,
@@ -145,13 +166,26 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
         edition=edition.id, created=created, articles=len(edition.items),
         recipients=edition.recipient_count, sent=run.sent, failed=len(run.failures),
         skipped=run.skipped, deferred=run.deferred,
-        remaining=counts["pending"] + counts["sending"], stopped=run.stopped,
-        finished=finished or counts["pending"] + counts["sending"] == 0,
-        failures=tuple(run.failures))
-    log.info("edition %d: %d sent, %d failed, %d skipped, %d deferred, %d remaining",
-             edition.id, report.sent, report.failed, report.skipped, report.deferred,
-             report.remaining)
+        remaining=sum(counts[s] for s in TO_DO), stopped=run.stopped,
+        finished=finished or sum(counts[s] for s in TO_DO) == 0,
+        failures=tuple(run.failures), unknown=run.unknown)
+    log.info("edition %d: %d sent, %d failed, %d skipped, %d deferred, %d unknown, "
+             "%d remaining", edition.id, report.sent, report.failed, report.skipped,
+             report.deferred, report.unknown, report.remaining)
     return report
+
+
+def claim_lease(settings: Settings) -> timedelta:
+    """How long a claim on deliveries holds: longer than one message can take.
+
+    The lease is renewed between messages, once a third of it has passed; one
+    message may take the 10-minute wait for the end-of-data reply plus
+    SMTP_TIMEOUT for each other step (connect, EHLO, STARTTLS, AUTH, RSET,
+    MAIL, RCPT, DATA, the data). Were the lease shorter, another sender could
+    claim the message while its reply is awaited, and send it again.
+    """
+    longest = END_OF_DATA_TIMEOUT + 10 * settings.smtp_timeout
+    return timedelta(seconds=max(300.0, 2 * longest))
 
 
 def check_send_settings(settings: Settings) -> None:
@@ -271,13 +305,14 @@ class _Run:
         self.progress = progress
         self.batch = batch
         self.interval = 1.0 / settings.smtp_rate_limit if settings.smtp_rate_limit else 0.0
-        self.sent = self.skipped = self.deferred = 0
+        self.sent = self.skipped = self.deferred = self.unknown = 0
         self.failures: list[Failure] = []
         self.stopped = False
         self._mailer: Mailer | None = None
         self._next_slot = 0.0
         self._renewed = monotonic()
         self._unreachable = 0  # deliveries in a row deferred because the server was unreachable
+        self._lost_in_row = 0  # deliveries in a row whose end-of-data reply was lost
         # The write marking the last accepted message sent, running on the worker.
         # The recorder's connection is opened, used and closed on that thread only.
         self._recorder = outbox.recorder()
@@ -351,13 +386,17 @@ class _Run:
         attempt = 0
         while True:
             attempt += 1
-            self._keep_lease()
             self._pace()
+            self._keep_lease()
             try:
                 self._mailer_now().send(message, self._record)
+            except OutcomeUnknown as exc:
+                self._record()
+                self._lost_reply(delivery, attempt, exc)
+                return
             except PermanentFailure as exc:
                 self._record()
-                self._unreachable = 0
+                self._unreachable = self._lost_in_row = 0
                 log.warning("delivery to %s failed: %s", delivery.recipient, exc.reply)
                 if self.outbox.mark_failed(delivery, self.clock(), attempt, exc.reply):
                     self.failures.append(Failure(delivery.recipient, exc.reply))
@@ -370,9 +409,27 @@ class _Run:
                     continue
                 self._give_back(delivery, attempt, exc)
                 return
-            self._unreachable = 0
+            self._unreachable = self._lost_in_row = 0
             self._accepted(delivery, attempt)
             return
+
+    def _lost_reply(self, delivery: Delivery, attempts: int, exc: OutcomeUnknown) -> None:
+        """No reply after the data: never retried now; once more, later, if not lost before."""
+        now = self.clock()
+        again = delivery.lost_replies == 0
+        log.warning("delivery to %s: %s; %s", delivery.recipient, exc.message,
+                    f"one more try after {self.retry.unknown_retry_after}" if again
+                    else "lost twice: not sent again")
+        if self.outbox.mark_unknown(delivery, now, attempts, exc.reply,
+                                    now + self.retry.unknown_retry_after if again else None):
+            self.unknown += 1
+        self._lost_in_row += 1
+        if self._lost_in_row >= self.retry.max_lost_in_row and not self.stopped:
+            raise MailError(f"giving up for now: {self._lost_in_row} messages in a row got no "
+                            f"reply after their data ({exc.reply})",
+                            "the SMTP server seems to take messages without answering: check "
+                            "it, then run `digest send` again (`digest history` counts the "
+                            "unknown deliveries)")
 
     def _give_back(self, delivery: Delivery, attempts: int, exc: TemporaryFailure) -> None:
         now = self.clock()

@@ -103,6 +103,10 @@ class Behaviour:
     drop_on_data: int = 0  # close the connection on the next N DATA commands
     delay: float = 0.0  # seconds per accepted message
     reject_always: dict[str, str] = field(default_factory=dict)  # address -> 5xx reply
+    # After the message is stored (received): wait this long before the 250 reply,
+    reply_delay_after_storing: float = 0.0
+    # or, for the next N messages to an address, drop the connection without a reply.
+    lose_reply_after_storing: dict[str, int] = field(default_factory=dict)
 
 
 class Handler:
@@ -155,6 +159,13 @@ class Handler:
         with self._lock:
             for rcpt in envelope.rcpt_tos:
                 self.received.append(Received(str(envelope.mail_from), rcpt, data))
+        for rcpt in envelope.rcpt_tos:
+            if b.lose_reply_after_storing.get(rcpt, 0) > 0:
+                b.lose_reply_after_storing[rcpt] -= 1
+                server.transport.abort()  # type: ignore[union-attr]  # nothing more is written
+                return "250 2.0.0 never seen by the client"
+        if b.reply_delay_after_storing:
+            await asyncio.sleep(b.reply_delay_after_storing)
         return "250 2.0.0 OK queued"
 
     def authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,

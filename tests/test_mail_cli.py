@@ -149,8 +149,8 @@ def test_send_history_and_exit_codes(env: dict[str, str], smtp_servers: Start,
     assert "nothing to send" in result.stdout
     table = invoke("history").stdout.splitlines()
     assert table[0].split() == ["#", "created", "(UTC)", "status", "articles", "recipients",
-                                "sent", "failed", "skipped", "pending"]
-    assert table[1].split()[3:] == ["done", "3", "3", "2", "1", "0", "0"]
+                                "sent", "failed", "skipped", "pending", "unknown"]
+    assert table[1].split()[3:] == ["done", "3", "3", "2", "1", "0", "0", "0"]
 
 
 def test_send_needs_secret_key(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ from digest.errors import ConfigError, MailError, SMTPConfigError, StoreError
 from digest.mail_message import OutgoingMessage
 from digest.mailer import Mailer, Meanwhile, MemoryMailer, SMTPMailer
 from digest.outbox import Delivery, Recorder, history
-from digest.send import RetryPolicy, SendReport, send_digest
+from digest.send import RetryPolicy, SendReport, claim_lease, send_digest
 from digest.settings import Settings
 from digest.store import Store
 from digest.subscribers import subscribe_many, unsubscribe
@@ -157,8 +157,10 @@ def test_dropped_connection_is_resumed_on_a_new_one(tmp_path: Path, store: Store
     settings = make_settings(tmp_path, **server.env())
     addresses = fill(store)
     report = run(settings, store)
-    assert report.sent == 3
-    assert sorted(r.rcpt_to for r in server.received) == addresses
+    # The drop came after the data: the outcome of r000 is unknown (not retried now;
+    # see test_mail_lost_reply.py), and the others go out on a new connection.
+    assert (report.sent, report.unknown) == (2, 1)
+    assert sorted(r.rcpt_to for r in server.received) == addresses[1:]
     assert server.handler.connections == 2
 
 
@@ -368,7 +370,8 @@ def test_store_failure_while_recording_stops_the_run_safely(
     assert [m.recipient for m in mailer.sent] == addresses[:3]
     monkeypatch.setattr(Recorder, "mark_sent", real)
     # Later (the lost claim has expired), the edition is completed.
-    later = send_digest(settings, store, lambda: mailer, NOW + timedelta(minutes=6))
+    later = send_digest(settings, store, lambda: mailer,
+                        NOW + claim_lease(settings) + timedelta(minutes=1))
     assert later.finished
     assert sorted(m.recipient for m in mailer.sent) == sorted([*addresses, addresses[2]])
     assert len({m.message_id for m in mailer.sent}) == 6  # the repeat has the same Message-ID

@@ -11,7 +11,7 @@ import pytest
 
 from digest.errors import SMTPConfigError
 from digest.mail_message import OutgoingMessage
-from digest.mailer import PermanentFailure, SMTPMailer, TemporaryFailure
+from digest.mailer import OutcomeUnknown, PermanentFailure, SMTPMailer, TemporaryFailure
 from tests.fixtures_mail import (  # noqa: F401
     PASSWORD,
     TLS,
@@ -208,9 +208,8 @@ def test_dropped_connection_is_reopened(tmp_path: Path, smtp_servers: Start) -> 
     server = smtp_servers(behaviour=Behaviour(drop_on_data=1))
     m = mailer(tmp_path, server)
     try:
-        with pytest.raises(TemporaryFailure) as caught:
+        with pytest.raises(OutcomeUnknown):  # dropped after the data: maybe delivered
             m.send(message())
-        assert caught.value.connection_lost
         m.send(message())
     finally:
         m.close()
