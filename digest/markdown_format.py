@@ -45,8 +45,8 @@ class _Loader(yaml.SafeLoader):
 
     _depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
-        event = self.peek_event()
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise _Refused("uses a YAML anchor or alias ('&' or '*')",
                            "write each value out; front matter does not support them")
@@ -58,7 +58,7 @@ class _Loader(yaml.SafeLoader):
             if self._depth > DEPTH_MAX:
                 raise _Refused(f"nests lists or mappings more than {DEPTH_MAX} deep",
                                "use plain 'key: value' lines and simple lists")
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 

@@ -104,8 +104,8 @@ def test_any_bytes_give_an_article_or_an_article_error(data: bytes, zone: ZoneIn
 
 
 @PROPERTIES
-@given(st.datetimes().map(lambda d: d.replace(microsecond=0)), st.sampled_from(["", "Z", "+09:00", "-23:59", "+14:00"]), ZONES,
-       st.booleans())
+@given(st.datetimes().map(lambda d: d.replace(microsecond=0)),
+       st.sampled_from(["", "Z", "+09:00", "-23:59", "+14:00"]), ZONES, st.booleans())
 def test_dates_outside_the_years_digest_can_handle_are_refused(
         moment: object, offset: str, zone: ZoneInfo, markdown: bool) -> None:
     text = str(moment).replace(" ", "T") + offset
@@ -118,8 +118,8 @@ def test_dates_outside_the_years_digest_can_handle_are_refused(
         assert "out of range" in article.reason
 
 
-SLUG_CHARS = st.sampled_from(list(string.ascii_letters + string.digits + "-_.~/") +
-                             ["//", "/./", "/../", "/.", "é", "\n", " ", "\\", "%2f", "\udcff"])
+SLUG_CHARS = st.sampled_from([*string.ascii_letters, *string.digits, *"-_.~/", "//", "/./",
+                              "/../", "/.", "é", "\n", " ", "\\", "%2f", "\udcff"])
 
 
 @PROPERTIES
