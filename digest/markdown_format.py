@@ -26,8 +26,41 @@ _FRONT = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DO
 _TAG = re.compile(r"<[^>]+>")
 
 
+FRONT_MATTER_MAX = 64 * 1024  # characters between the '---' lines
+VALUE_MAX = 4000  # characters in one value (a title, a summary, one tag)
+DEPTH_MAX = 8  # nested lists and mappings
+
+
+class _Refused(Exception):
+    """Front matter this reader will not expand: an anchor or alias, too deep, too long."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that leaves dates as text, so digest parses them and names bad ones."""
+    """SafeLoader that leaves dates as text, so digest parses them and names bad ones.
+
+    It refuses anchors and aliases outright (front matter never needs them, and
+    nested aliases expand exponentially: nine levels took 2.2 GB), nesting deeper
+    than DEPTH_MAX and scalars longer than VALUE_MAX, before constructing anything.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused("uses a YAML anchor or alias ('&' or '*')",
+                           "write each value out; front matter does not support them")
+        if isinstance(event, yaml.ScalarEvent) and len(event.value) > VALUE_MAX:
+            raise _Refused(f"has a value of {len(event.value):,} characters, over the limit of "
+                           f"{VALUE_MAX:,}", "shorten it; put long text in the body")
+        self._depth += 1
+        try:
+            if self._depth > DEPTH_MAX:
+                raise _Refused(f"nests lists or mappings more than {DEPTH_MAX} deep",
+                               "use plain 'key: value' lines and simple lists")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -46,8 +79,15 @@ def parse(key: str, text: str) -> Fields:
         raise ArticleError(key, "no YAML front matter",
                            "start the file with a '---' line, then 'date: YYYY-MM-DD' and "
                            "'title: ...', then another '---' line")
+    front = match.group(1) or ""
+    if len(front) > FRONT_MATTER_MAX:
+        raise ArticleError(key, f"front matter is {len(front):,} characters long, over the limit "
+                           f"of {FRONT_MATTER_MAX:,}", "shorten it; put long text in the body")
     try:
-        headers = yaml.load(match.group(1) or "", Loader=_Loader) or {}  # noqa: S506
+        headers = yaml.load(front, Loader=_Loader) or {}  # noqa: S506
+    except _Refused as exc:
+        reason, hint = exc.args
+        raise ArticleError(key, f"front matter {reason}", hint) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 2}" if mark is not None else ""

@@ -37,7 +37,7 @@ from digest.article import ID_NAMESPACE, Article, Entry, SourceFile, article_pat
 from digest.errors import ArticleError, DigestError, shown_path
 from digest.html import absolutize
 from digest.output import Generation, current_generation, place
-from digest.reading import read_article
+from digest.reading import read_article, read_source
 from digest.scan import scan
 from digest.settings import Settings
 from digest.store import Store, StoredArticle, iso
@@ -202,6 +202,8 @@ def publish(settings: Settings, store: Store, now: datetime,
             if record != old:
                 changed.append(record)
 
+        if found.unlisted:  # articles in a folder that can't be listed now keep their records
+            current.update((k, r) for k, r in stored.items() if k not in current and found.hides(k))
         clock.mark(f"read {len(tasks)} files")
         del tasks, outcomes  # 100,000 of them are worth freeing before the listings
         # Scheduled articles that came due since the last run.
@@ -224,6 +226,8 @@ def publish(settings: Settings, store: Store, now: datetime,
         def body_of(entry: Entry) -> str | None:
             """The article's HTML; None when its file is broken now (its last good record stays)."""
             if entry.key not in bodies:
+                if entry.key not in sources:  # kept while its folder can't be listed
+                    return None
                 try:
                     bodies[entry.key] = _read(sources[entry.key], settings).body_html
                 except ArticleError:
@@ -518,12 +522,7 @@ def _render_archive(reader: _Reader, page: _ArchivePage) -> list[tuple[bool, int
 
 
 def _read(source: SourceFile, settings: Settings) -> Article:
-    try:
-        with open(source.path, "rb") as handle:
-            data = handle.read(settings.max_article_bytes + 1)
-    except OSError as exc:
-        raise ArticleError(source.key, f"cannot read ({exc.strerror})",
-                           "check that the file exists and is readable") from exc
+    data = read_source(source, settings.max_article_bytes)
     return read_article(source, data, settings.site_timezone, settings.max_article_bytes)
 
 

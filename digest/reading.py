@@ -12,7 +12,9 @@ Two formats, chosen by extension:
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
@@ -34,7 +36,10 @@ _ABBREVIATIONS = frozenset((
     "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "e.g", "i.e", "u.s", "u.k", "u.n",
 ))
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*(?=\s+[\"'“‘(\[]?[A-Z0-9])")
-_SLUG_SAFE = re.compile(r"^[A-Za-z0-9._~/-]+$")
+_SLUG_SEGMENT = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*")
+SLUG_MAX = 200  # characters in a whole slug
+SLUG_SEGMENT_MAX = 100  # characters between two slashes
+YEAR_MIN, YEAR_MAX = 1900, 9000  # dates outside break time zone and mail date arithmetic
 
 
 @dataclass(frozen=True)
@@ -97,11 +102,8 @@ def build(key: str, fields: Fields, zone: ZoneInfo, content_hash: str,
                            "add a 'title' header or a first paragraph")
     summary = _one_line(str(h["summary"])) if h.get("summary") else shorten(fields.lead, SUMMARY_MAX)
     explicit_id = _one_line(str(h["id"])) if h.get("id") else None
-    slug = str(h.get("slug") or key.rsplit(".", 1)[0]).strip("/")
-    if not _SLUG_SAFE.match(slug) or ".." in slug.split("/"):
-        raise ArticleError(key, f"slug {slug!r} can't be used in a URL",
-                           "use only letters, digits, '-', '_', '.' and '/' in the slug "
-                           "(or rename the file)")
+    slug = check_slug(key, str(h.get("slug") or key.rsplit(".", 1)[0]).strip("/"),
+                      explicit=bool(h.get("slug")))
     author = _one_line(str(h["author"])) if h.get("author") else None
     return Article(
         key=key,
@@ -137,9 +139,72 @@ def to_datetime(key: str, name: str, value: object, zone: ZoneInfo) -> datetime:
             raise ArticleError(key, f"{name} {text!r} is not a real date",
                                f"write the {name} as YYYY-MM-DD (or YYYY-MM-DDTHH:MM+00:00)"
                                ) from None
+    if not YEAR_MIN <= result.year <= YEAR_MAX:
+        raise ArticleError(key, f"{name} {value!s:.40} is out of range",
+                           f"write a {name} between the years {YEAR_MIN} and {YEAR_MAX}")
     if result.tzinfo is None:
         result = result.replace(tzinfo=zone)
     return result
+
+
+def check_slug(key: str, slug: str, explicit: bool) -> str:
+    """The slug when a page can be published under it (and served), else ArticleError.
+
+    One check for a slug from a 'slug' header and for one made from the file path:
+    '/'-separated segments of ASCII letters, digits, '-', '_', '~' and '.', none empty
+    and none starting with a dot (the web server refuses such paths), of bounded length.
+    """
+    segments = slug.split("/")
+    problem = None
+    if len(slug) > SLUG_MAX:
+        problem = f"is {len(slug)} characters long, over the limit of {SLUG_MAX}"
+    elif any(len(segment) > SLUG_SEGMENT_MAX for segment in segments):
+        problem = f"has a part over {SLUG_SEGMENT_MAX} characters long"
+    elif not all(_SLUG_SEGMENT.fullmatch(segment) for segment in segments):
+        problem = "can't be used in a URL"
+    if problem is None:
+        return slug
+    shown = shown_name(slug[:60]) + ("…" if len(slug) > 60 else "")
+    where = "" if explicit else " (made from the file name)"
+    raise ArticleError(key, f"slug '{shown}'{where} {problem}",
+                       "use only ASCII letters, digits, '-', '_', '~' and '.' between single "
+                       "'/'; no part may start with '.' "
+                       + ("(fix the 'slug' header)" if explicit
+                          else "(rename the file, or set a 'slug' header)"))
+
+
+def shown_name(text: str) -> str:
+    """A file name or slug fit to print: undecodable bytes and control characters escaped."""
+    if text.isprintable():
+        return text
+    raw = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in raw)
+
+
+def not_a_regular_file(key: str, mode: int) -> ArticleError:
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+    return ArticleError(shown_name(key), f"is {kind}, not a regular file",
+                        "replace it with a text file, or move it out of the articles folder")
+
+
+def read_source(source: SourceFile, max_bytes: int) -> bytes:
+    """The first max_bytes + 1 bytes of an article file; never blocks on a FIFO or device."""
+    try:
+        fd = os.open(source.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ArticleError(shown_name(source.key), f"cannot read ({exc.strerror})",
+                           "check that the file exists and is readable") from exc
+    with open(fd, "rb") as handle:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):  # replaced since the scan
+            raise not_a_regular_file(source.key, mode)
+        try:
+            return handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise ArticleError(shown_name(source.key), f"cannot read ({exc.strerror})",
+                               "check that the file exists and is readable") from exc
 
 
 def headline(lead: str) -> str:
