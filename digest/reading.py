@@ -20,7 +20,7 @@ from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from digest.article import Article, SourceFile, entry_id
-from digest.errors import ArticleError
+from digest.errors import ArticleError, shown_path
 from digest.html import strip_xml_illegal, xml_illegal
 
 TEXT_SUFFIXES = (".txt",)
@@ -164,7 +164,7 @@ def check_slug(key: str, slug: str, explicit: bool) -> str:
         problem = "can't be used in a URL"
     if problem is None:
         return slug
-    shown = shown_name(slug[:60]) + ("…" if len(slug) > 60 else "")
+    shown = shown_path(slug[:60]) + ("…" if len(slug) > 60 else "")
     where = "" if explicit else " (made from the file name)"
     raise ArticleError(key, f"slug '{shown}'{where} {problem}",
                        "use only ASCII letters, digits, '-', '_', '~' and '.' between single "
@@ -173,19 +173,11 @@ def check_slug(key: str, slug: str, explicit: bool) -> str:
                           else "(rename the file, or set a 'slug' header)"))
 
 
-def shown_name(text: str) -> str:
-    """A file name or slug fit to print: undecodable bytes and control characters escaped."""
-    if text.isprintable():
-        return text
-    raw = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in raw)
-
-
 def not_a_regular_file(key: str, mode: int) -> ArticleError:
     kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
             else "a socket" if stat.S_ISSOCK(mode)
             else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
-    return ArticleError(shown_name(key), f"is {kind}, not a regular file",
+    return ArticleError(key, f"is {kind}, not a regular file",
                         "replace it with a text file, or move it out of the articles folder")
 
 
@@ -194,7 +186,7 @@ def read_source(source: SourceFile, max_bytes: int) -> bytes:
     try:
         fd = os.open(source.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise ArticleError(shown_name(source.key), f"cannot read ({exc.strerror})",
+        raise ArticleError(source.key, f"cannot read ({exc.strerror})",
                            "check that the file exists and is readable") from exc
     with open(fd, "rb") as handle:
         mode = os.fstat(fd).st_mode
@@ -203,7 +195,7 @@ def read_source(source: SourceFile, max_bytes: int) -> bytes:
         try:
             return handle.read(max_bytes + 1)
         except OSError as exc:
-            raise ArticleError(shown_name(source.key), f"cannot read ({exc.strerror})",
+            raise ArticleError(source.key, f"cannot read ({exc.strerror})",
                                "check that the file exists and is readable") from exc
 
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from digest.article import SourceFile
-from digest.errors import ArticleError
-from digest.reading import SUFFIXES, not_a_regular_file, shown_name
+from digest.errors import ArticleError, shown_path
+from digest.reading import SUFFIXES, not_a_regular_file
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class _Walk:
         except OSError as exc:
             self.unlisted.append(prefix)
             self.problems.append(ArticleError(
-                shown_name(prefix) or ".", f"cannot list folder ({exc.strerror}); "
+                prefix or ".", f"cannot list folder ({exc.strerror}); "
                 "the articles in it keep their last published versions",
                 "check its permissions"))
             return
@@ -101,7 +101,7 @@ class _Walk:
                     else:
                         self.problems.append(not_a_regular_file(key, info.st_mode))
             except OSError as exc:
-                self.problems.append(ArticleError(shown_name(key), f"cannot read ({exc.strerror})",
+                self.problems.append(ArticleError(key, f"cannot read ({exc.strerror})",
                                                   "check that the file exists and is readable"))
 
     def _descend(self, path: str, key: str, identity: tuple[int, int]) -> bool:
@@ -115,7 +115,7 @@ class _Walk:
         kind = "folder" if entry.is_dir() else "file"
         if kind == "folder" or _is_article_name(entry.name):
             self.problems.append(ArticleError(
-                shown_name(key), f"{kind} name is not valid UTF-8",
+                key, f"{kind} name is not valid UTF-8",
                 f"rename the {kind} (digest uses the path in URLs and in its state store)"))
 
     def _link(self, entry: os.DirEntry[str], key: str) -> None:
@@ -124,7 +124,7 @@ class _Walk:
         if os.path.commonpath([target, self.real_root]) != self.real_root:
             if _is_article_name(entry.name) or os.path.isdir(entry.path):
                 self.problems.append(ArticleError(
-                    shown_name(key), "is a symlink that leads outside the articles folder",
+                    key, "is a symlink that leads outside the articles folder",
                     "copy the file into the articles folder instead of linking it"))
             return
         info = os.stat(entry.path)
@@ -140,14 +140,14 @@ class _Walk:
         try:
             info = os.stat(path)
         except OSError as exc:
-            self.problems.append(ArticleError(shown_name(key), f"cannot read ({exc.strerror})",
+            self.problems.append(ArticleError(key, f"cannot read ({exc.strerror})",
                                               "check that the link's target exists"))
             return
         if not self._descend(path, key, (info.st_dev, info.st_ino)):
             target = os.path.relpath(os.path.realpath(path), self.real_root)
-            where = "the articles folder itself" if target == "." else f"{shown_name(target)}/"
+            where = "the articles folder itself" if target == "." else f"{shown_path(target)}/"
             self.problems.append(ArticleError(
-                shown_name(key), f"is a symlink to {where}, which is already read "
+                key, f"is a symlink to {where}, which is already read "
                 "(a loop or a second path to the same articles); skipped",
                 "remove the link: every article is published once, under its real path"))
 

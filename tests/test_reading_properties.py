@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from digest.article import Article, SourceFile
-from digest.errors import ArticleError
+from digest.errors import ArticleError, shown_path
 from digest.reading import (
     SLUG_MAX,
     SLUG_SEGMENT_MAX,
@@ -45,7 +45,7 @@ def read(key: str, data: bytes, zone: ZoneInfo) -> Article | ArticleError:
         return read_article(SourceFile(key, "/nonexistent/" + key, len(data), 0), data, zone,
                             1 << 20)
     except ArticleError as exc:
-        assert exc.path == key and exc.message.startswith(key + ": ")
+        assert exc.path == key and exc.message.startswith(shown_path(key) + ": ")
         assert exc.reason and exc.hint
         return exc
 
