@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -77,7 +77,7 @@ def read_article(source: SourceFile, data: bytes, zone: ZoneInfo, max_bytes: int
     else:
         fields = text_format.parse(source.key, text)
     digest_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
-    return build(source.key, fields, zone, digest_hash, tuple(warnings))
+    return xml_safe(build(source.key, fields, zone, digest_hash, tuple(warnings)))
 
 
 def build(key: str, fields: Fields, zone: ZoneInfo, content_hash: str,
@@ -117,6 +117,33 @@ def build(key: str, fields: Fields, zone: ZoneInfo, content_hash: str,
         draft=_flag(key, h.get("draft")),
         content_hash=content_hash,
         warnings=warnings,
+    )
+
+
+def xml_safe(article: Article) -> Article:
+    """The article without characters XML forbids in any field that feeds and pages show.
+
+    The raw text was cleaned already; this catches what arrived escaped and was
+    decoded later: YAML escapes ("\\x01") in the headers, character references
+    (``&#x1;``, ``&#xFFFE;``) in the body, its attributes and so its lead.
+    """
+    fields = (article.title, article.summary, article.author or "", article.id, *article.tags,
+              article.body_html)
+    bad = sorted(set().union(*(xml_illegal(text) for text in fields)))
+    if not bad:
+        return article
+    title = strip_xml_illegal(article.title).strip()
+    if not title:
+        raise ArticleError(article.key, "the title has only control characters",
+                           "write a title with some text")
+    return replace(
+        article, title=title, summary=strip_xml_illegal(article.summary),
+        author=strip_xml_illegal(article.author) if article.author else article.author,
+        id=strip_xml_illegal(article.id),
+        tags=tuple(t for t in map(strip_xml_illegal, article.tags) if t),
+        body_html=strip_xml_illegal(article.body_html),
+        warnings=(*article.warnings,
+                  f"removed escaped characters XML forbids ({', '.join(bad)})"),
     )
 
 
