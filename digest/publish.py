@@ -116,10 +116,12 @@ def check(settings: Settings, now: datetime, progress: Progress | None = None) -
             problems.append(ArticleError(f"template {name}", str(exc), "fix the template"))
     found = scan(settings.articles_dir)
     problems.extend(found.problems)
+    meta = feed_meta(settings, feed_id(settings))
     read: list[Article] = []
     for done, source in enumerate(found.sorted_files(), 1):
         try:
             article = _read(source, settings)
+            _feed_check(article, _remember(article, source, None, now), settings, meta)
             read.append(article)
             problems.extend(ArticleError(source.key, w, "fix the file") for w in article.warnings)
         except ArticleError as exc:
@@ -211,10 +213,13 @@ def publish(settings: Settings, store: Store, now: datetime,
                 changed.append(current[key])
                 new += 1
 
-        unique, duplicates = _unique({k: (r.entry_id, r.slug) for k, r in current.items()})
+        unique, duplicates = _unique({k: (r.entry_id, r.slug) for k, r in current.items()},
+                                     _established(stored))
         winners = {k: r for k, r in current.items() if k in unique}
         problems.extend(duplicates)
-        removed = [key for key in stored if key not in current]
+        # A refused newcomer is not remembered: it must never count as established later.
+        removed = [key for key in stored if key not in winners]
+        changed = [r for r in changed if r.key in winners]
         published = sorted((r for r in winners.values() if r.status == "published"),
                            key=lambda r: (r.published, r.key))
         entries = [entry_of(r, settings) for r in published]
@@ -380,6 +385,7 @@ def _process_one(task: tuple[SourceFile, StoredArticle | None]) -> _Outcome:
     try:
         article = _read(source, job.settings)
         record = _remember(article, source, old, job.now)
+        _feed_check(article, record, job.settings, job.meta)
         if record.status != "published":
             return record, article.warnings, None, 0
         env = _worker["env"]
@@ -482,6 +488,12 @@ def _read(source: SourceFile, settings: Settings) -> Article:
     return read_article(source, data, settings.site_timezone, settings.max_article_bytes)
 
 
+def _feed_check(article: Article, record: StoredArticle, settings: Settings,
+                meta: feeds.FeedMeta) -> None:
+    """Raise ArticleError if this article would break a feed (its body as read, links relative)."""
+    feeds.check_item(meta, feeds.FeedItem(entry_of(record, settings), article.body_html))
+
+
 def _status(article: Article, now: datetime) -> str:
     if article.draft:
         return "draft"
@@ -507,13 +519,25 @@ def _remember(article: Article, source: SourceFile, old: StoredArticle | None,
     )
 
 
-def _unique(identities: dict[str, tuple[str, str]]) -> tuple[set[str], list[ArticleError]]:
-    """Keys that keep their (entry id, slug); a later key (by path) that repeats one loses."""
+def _established(stored: dict[str, StoredArticle]) -> dict[str, tuple[str, str]]:
+    """The (entry id, slug) each remembered article was published under."""
+    return {k: (r.entry_id, r.slug) for k, r in stored.items()}
+
+
+def _unique(identities: dict[str, tuple[str, str]],
+            established: dict[str, tuple[str, str]] | None = None,
+            ) -> tuple[set[str], list[ArticleError]]:
+    """Keys that keep their (entry id, slug); one that repeats another's loses.
+
+    An article that keeps the id and slug it was published under wins over a
+    newcomer (a new file, or one whose id or slug changed); among equals, path order.
+    """
     kept: set[str] = set()
     problems: list[ArticleError] = []
     ids: dict[str, str] = {}
     slugs: dict[str, str] = {}
-    for key in sorted(identities):
+    old = established or {}
+    for key in sorted(identities, key=lambda k: (old.get(k) != identities[k], k)):
         entry_id, slug = identities[key]
         clash = _clash(key, entry_id, slug, ids, slugs)
         if clash:
@@ -526,11 +550,12 @@ def _unique(identities: dict[str, tuple[str, str]]) -> tuple[set[str], list[Arti
 def _clash(key: str, entry_id: str, slug: str, ids: dict[str, str],
            slugs: dict[str, str]) -> ArticleError | None:
     if entry_id in ids:
-        return ArticleError(key, f"has the same id as {ids[entry_id]}",
-                            "give one of them a different 'id' header")
+        return ArticleError(key, f"has the same id as {ids[entry_id]}, which keeps it; "
+                            f"{key} is not published", f"give {key} a different 'id' header")
     if slug.lower() in slugs:
         return ArticleError(key, f"would have the same page as {slugs[slug.lower()]} "
-                            f"(slug {slug!r})", "rename one file or set a different 'slug'")
+                            f"(slug {slug!r}), which keeps it; {key} is not published",
+                            f"rename {key} or set a different 'slug' in it")
     ids[entry_id] = key
     slugs[slug.lower()] = key
     return None
