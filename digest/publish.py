@@ -29,6 +29,7 @@ import jinja2
 
 from digest import __version__, feeds, site, templates
 from digest.article import ID_NAMESPACE, Article, Entry, SourceFile, article_path
+from digest.body_cache import BodyCache
 from digest.errors import ArticleError
 from digest.html import absolutize
 from digest.output import Generation, current_generation, place
@@ -225,15 +226,21 @@ def publish(settings: Settings, store: Store, now: datetime,
         entries = [entry_of(r, settings) for r in published]
         sources = {f.key: f for f in found.files}
         bodies: dict[str, str | None] = {}
+        kept_bodies = BodyCache(settings.output_dir)  # sanitized once, kept between publishes
 
         def body_of(entry: Entry) -> str | None:
             """The article's HTML; None when its file is broken now (its last good record stays)."""
             if entry.key not in bodies:
-                try:
-                    bodies[entry.key] = _read(sources[entry.key], settings).body_html
-                except ArticleError:
-                    bodies[entry.key] = None
+                bodies[entry.key] = kept_bodies.body(
+                    current[entry.key].content_hash, lambda: _made_body(sources[entry.key]))
             return bodies[entry.key]
+
+        def _made_body(source: SourceFile) -> tuple[str, str] | None:
+            try:
+                article = _read(source, settings)
+            except ArticleError:
+                return None
+            return article.content_hash, article.body_html
 
         # Pages of duplicates written while reading: drop them, and rewrite a winner's page
         # that a loser with the same slug may have overwritten.
@@ -264,6 +271,7 @@ def publish(settings: Settings, store: Store, now: datetime,
             gen.write(name, site.static_file(env, name))
         clock.mark("listings and feeds")
         gen.commit()
+        kept_bodies.prune()
         written, kept, nbytes = gen.written, gen.kept, gen.bytes_written
         clock.mark("sync and swap")
 
