@@ -132,15 +132,15 @@ def xml_safe(article: Article) -> Article:
     bad = sorted(set().union(*(xml_illegal(text) for text in fields)))
     if not bad:
         return article
-    title = strip_xml_illegal(article.title).strip()
+    title = _one_line(strip_xml_illegal(article.title))
     if not title:
         raise ArticleError(article.key, "the title has only control characters",
                            "write a title with some text")
     return replace(
-        article, title=title, summary=strip_xml_illegal(article.summary),
-        author=strip_xml_illegal(article.author) if article.author else article.author,
+        article, title=title, summary=_one_line(strip_xml_illegal(article.summary)),
+        author=_one_line(strip_xml_illegal(article.author)) or None if article.author else None,
         id=strip_xml_illegal(article.id),
-        tags=tuple(t for t in map(strip_xml_illegal, article.tags) if t),
+        tags=tuple(t for t in (_one_line(strip_xml_illegal(t)) for t in article.tags) if t),
         body_html=strip_xml_illegal(article.body_html),
         warnings=(*article.warnings,
                   f"removed escaped characters XML forbids ({', '.join(bad)})"),
