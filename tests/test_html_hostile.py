@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from digest import feeds
 from digest.article import Entry
 from digest.errors import ArticleError
-from digest.html import MAX_NESTING, absolutize, bound_nesting, sanitize
+from digest.html import MAX_NESTING, absolutize, bound_nesting
 from digest.publish import publish
 from digest.store import Store
 from tests.conftest import digest_cli, make_settings, write
