@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from feedgen.entry import FeedEntry
 from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from digest import __version__
 from digest.article import Entry
+from digest.errors import ArticleError
 
 HISTORY_NS = "http://purl.org/syndication/history/1.0"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -124,27 +126,49 @@ def json_feed(meta: FeedMeta, items: Sequence[FeedItem]) -> bytes:
         "description": meta.subtitle,
         "language": meta.language,
         "authors": [{"name": meta.author}],
-        "items": [],
     }
-    for item in items:
-        entry = item.entry
-        record: dict[str, Any] = {
-            "id": entry.id,
-            "url": entry.url,
-            "title": entry.title,
-            "summary": entry.summary,
-            "date_published": entry.published.isoformat(),
-            "date_modified": entry.updated.isoformat(),
-            "authors": [{"name": entry.author}],
-        }
-        if item.content_html is not None:
-            record["content_html"] = item.content_html
-        else:
-            record["content_text"] = entry.summary
-        if entry.tags:
-            record["tags"] = list(entry.tags)
-        document["items"].append(record)
+    document["items"] = [_json_record(item) for item in items]
     return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def check_item(meta: FeedMeta, item: FeedItem) -> None:
+    """Build this one item as the Atom, RSS and JSON feeds would, or raise ArticleError.
+
+    The fields were cleaned when read; this is the safety net for whatever still
+    breaks the XML library, run on each article as it is read (and by `digest
+    check`), so one such article is refused alone instead of failing the publish.
+    """
+    try:
+        fe = FeedEntry()
+        _fill_entry(fe, item, meta)
+        fe.guid(item.entry.id, permalink=False)
+        fe.atom_entry()
+        fe.rss_entry()
+        json.dumps(_json_record(item), ensure_ascii=False).encode("utf-8")
+    except (ValueError, TypeError, etree.LxmlError) as exc:
+        raise ArticleError(item.entry.key, f"cannot be put in a feed ({exc})",
+                           "remove unusual characters or markup from its title, summary "
+                           "and text") from exc
+
+
+def _json_record(item: FeedItem) -> dict[str, Any]:
+    entry = item.entry
+    record: dict[str, Any] = {
+        "id": entry.id,
+        "url": entry.url,
+        "title": entry.title,
+        "summary": entry.summary,
+        "date_published": entry.published.isoformat(),
+        "date_modified": entry.updated.isoformat(),
+        "authors": [{"name": entry.author}],
+    }
+    if item.content_html is not None:
+        record["content_html"] = item.content_html
+    else:
+        record["content_text"] = entry.summary
+    if entry.tags:
+        record["tags"] = list(entry.tags)
+    return record
 
 
 def _generator(meta: FeedMeta, items: Sequence[FeedItem]) -> FeedGenerator:

@@ -170,7 +170,7 @@ class Generation:
 
     def _prune(self, keep: set[str]) -> None:
         for path in self.root.iterdir():
-            if path.is_dir() and path.name not in keep:
+            if path.is_dir() and path.name.startswith("g") and path.name not in keep:
                 shutil.rmtree(path, ignore_errors=True)
 
 

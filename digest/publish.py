@@ -34,6 +34,7 @@ import jinja2
 
 from digest import __version__, feeds, site, templates
 from digest.article import ID_NAMESPACE, Article, Entry, SourceFile, article_path
+from digest.body_cache import BodyCache
 from digest.errors import ArticleError, DigestError, shown_path
 from digest.html import absolutize
 from digest.output import Generation, current_generation, place
@@ -121,10 +122,12 @@ def check(settings: Settings, now: datetime, progress: Progress | None = None) -
             problems.append(ArticleError(f"template {name}", str(exc), "fix the template"))
     found = scan(settings.articles_dir)
     problems.extend(found.problems)
+    meta = feed_meta(settings, feed_id(settings))
     read: list[Article] = []
     for done, source in enumerate(found.sorted_files(), 1):
         try:
             article = _read(source, settings)
+            _feed_check(article, _remember(article, source, None, now), settings, meta)
             read.append(article)
             problems.extend(ArticleError(source.key, w, "fix the file") for w in article.warnings)
         except ArticleError as exc:
@@ -212,27 +215,37 @@ def publish(settings: Settings, store: Store, now: datetime,
                 current[key] = replace(record, status="published")
                 changed.append(current[key])
 
-        unique, duplicates = _unique({k: (r.entry_id, r.slug) for k, r in current.items()})
+        unique, duplicates = _unique({k: (r.entry_id, r.slug) for k, r in current.items()},
+                                     _established(stored))
         winners = {k: r for k, r in current.items() if k in unique}
         problems.extend(duplicates)
-        removed = [key for key in stored if key not in current]
+        # A refused newcomer is not remembered: it must never count as established later.
+        removed = [key for key in stored if key not in winners]
+        changed = [r for r in changed if r.key in winners]
         new, updated, gone = _compare(_shown(stored), _shown(winners, unique))
         published = sorted((r for r in winners.values() if r.status == "published"),
                            key=lambda r: (r.published, r.key))
         entries = [entry_of(r, settings) for r in published]
         sources = {f.key: f for f in found.files}
         bodies: dict[str, str | None] = {}
+        kept_bodies = BodyCache(settings.output_dir)  # sanitized once, kept between publishes
 
         def body_of(entry: Entry) -> str | None:
             """The article's HTML; None when its file is broken now (its last good record stays)."""
             if entry.key not in bodies:
-                if entry.key not in sources:  # kept while its folder can't be listed
-                    return None
-                try:
-                    bodies[entry.key] = _read(sources[entry.key], settings).body_html
-                except ArticleError:
-                    bodies[entry.key] = None
+                # A body kept from an earlier publish also serves an article whose folder
+                # can't be listed now (its source is missing; its record is kept).
+                bodies[entry.key] = kept_bodies.body(
+                    current[entry.key].content_hash,
+                    lambda: _made_body(sources[entry.key]) if entry.key in sources else None)
             return bodies[entry.key]
+
+        def _made_body(source: SourceFile) -> tuple[str, str] | None:
+            try:
+                article = _read(source, settings)
+            except ArticleError:
+                return None
+            return article.content_hash, article.body_html
 
         # Pages of duplicates written while reading: drop them, and rewrite a winner's page
         # that a loser with the same slug may have overwritten.
@@ -263,6 +276,7 @@ def publish(settings: Settings, store: Store, now: datetime,
             gen.write(name, site.static_file(env, name))
         clock.mark("listings and feeds")
         gen.commit()
+        kept_bodies.prune()
         written, kept, nbytes = gen.written, gen.kept, gen.bytes_written
         clock.mark("sync and swap")
 
@@ -435,6 +449,7 @@ def _process_one(reader: _Reader, task: tuple[SourceFile, StoredArticle | None])
     try:
         article = _read(source, job.settings)
         record = _remember(article, source, old, job.now)
+        _feed_check(article, record, job.settings, job.meta)
         if record.status != "published":
             return record, article.warnings, None, 0
         page = article_path(record.slug)
@@ -526,6 +541,12 @@ def _read(source: SourceFile, settings: Settings) -> Article:
     return read_article(source, data, settings.site_timezone, settings.max_article_bytes)
 
 
+def _feed_check(article: Article, record: StoredArticle, settings: Settings,
+                meta: feeds.FeedMeta) -> None:
+    """Raise ArticleError if this article would break a feed (its body as read, links relative)."""
+    feeds.check_item(meta, feeds.FeedItem(entry_of(record, settings), article.body_html))
+
+
 def _status(article: Article, now: datetime) -> str:
     if article.draft:
         return "draft"
@@ -564,13 +585,25 @@ def _compare(before: dict[str, str], after: dict[str, str]) -> tuple[int, int, i
     return len(after.keys() - before.keys()), updated, len(before.keys() - after.keys())
 
 
-def _unique(identities: dict[str, tuple[str, str]]) -> tuple[set[str], list[ArticleError]]:
-    """Keys that keep their (entry id, slug); a later key (by path) that repeats one loses."""
+def _established(stored: dict[str, StoredArticle]) -> dict[str, tuple[str, str]]:
+    """The (entry id, slug) each remembered article was published under."""
+    return {k: (r.entry_id, r.slug) for k, r in stored.items()}
+
+
+def _unique(identities: dict[str, tuple[str, str]],
+            established: dict[str, tuple[str, str]] | None = None,
+            ) -> tuple[set[str], list[ArticleError]]:
+    """Keys that keep their (entry id, slug); one that repeats another's loses.
+
+    An article that keeps the id and slug it was published under wins over a
+    newcomer (a new file, or one whose id or slug changed); among equals, path order.
+    """
     kept: set[str] = set()
     problems: list[ArticleError] = []
     ids: dict[str, str] = {}
     slugs: dict[str, str] = {}
-    for key in sorted(identities):
+    old = established or {}
+    for key in sorted(identities, key=lambda k: (old.get(k) != identities[k], k)):
         entry_id, slug = identities[key]
         clash = _clash(key, entry_id, slug, ids, slugs)
         if clash:
@@ -583,11 +616,13 @@ def _unique(identities: dict[str, tuple[str, str]]) -> tuple[set[str], list[Arti
 def _clash(key: str, entry_id: str, slug: str, ids: dict[str, str],
            slugs: dict[str, str]) -> ArticleError | None:
     if entry_id in ids:
-        return ArticleError(key, f"has the same id as {shown_path(ids[entry_id])}",
-                            "give one of them a different 'id' header")
+        return ArticleError(key, f"has the same id as {shown_path(ids[entry_id])}, which keeps it; "
+                            f"{shown_path(key)} is not published",
+                            f"give {shown_path(key)} a different 'id' header")
     if slug.lower() in slugs:
         return ArticleError(key, f"would have the same page as {shown_path(slugs[slug.lower()])} "
-                            f"(slug {slug!r})", "rename one file or set a different 'slug'")
+                            f"(slug {slug!r}), which keeps it; {shown_path(key)} is not published",
+                            f"rename {shown_path(key)} or set a different 'slug' in it")
     ids[entry_id] = key
     slugs[slug.lower()] = key
     return None

@@ -15,7 +15,7 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -82,7 +82,7 @@ def read_article(source: SourceFile, data: bytes, zone: ZoneInfo, max_bytes: int
     else:
         fields = text_format.parse(source.key, text)
     digest_hash = hashlib.blake2b(data, digest_size=16).hexdigest()
-    return build(source.key, fields, zone, digest_hash, tuple(warnings))
+    return xml_safe(build(source.key, fields, zone, digest_hash, tuple(warnings)))
 
 
 def build(key: str, fields: Fields, zone: ZoneInfo, content_hash: str,
@@ -119,6 +119,33 @@ def build(key: str, fields: Fields, zone: ZoneInfo, content_hash: str,
         draft=_flag(key, h.get("draft")),
         content_hash=content_hash,
         warnings=warnings,
+    )
+
+
+def xml_safe(article: Article) -> Article:
+    """The article without characters XML forbids in any field that feeds and pages show.
+
+    The raw text was cleaned already; this catches what arrived escaped and was
+    decoded later: YAML escapes ("\\x01") in the headers, character references
+    (``&#x1;``, ``&#xFFFE;``) in the body, its attributes and so its lead.
+    """
+    fields = (article.title, article.summary, article.author or "", article.id, *article.tags,
+              article.body_html)
+    bad = sorted(set().union(*(xml_illegal(text) for text in fields)))
+    if not bad:
+        return article
+    title = _one_line(strip_xml_illegal(article.title))
+    if not title:
+        raise ArticleError(article.key, "the title has only control characters",
+                           "write a title with some text")
+    return replace(
+        article, title=title, summary=_one_line(strip_xml_illegal(article.summary)),
+        author=_one_line(strip_xml_illegal(article.author)) or None if article.author else None,
+        id=strip_xml_illegal(article.id),
+        tags=tuple(t for t in (_one_line(strip_xml_illegal(t)) for t in article.tags) if t),
+        body_html=strip_xml_illegal(article.body_html),
+        warnings=(*article.warnings,
+                  f"removed escaped characters XML forbids ({', '.join(bad)})"),
     )
 
 
