@@ -325,7 +325,8 @@ def _cron(name: str, value: str, base: Path) -> str:
 
 SPECS: tuple[Spec, ...] = (
     Spec("BASE_URL", "base_url", "http://127.0.0.1:8080/",
-         "public URL the site is served from; every absolute link is built from it", _url),
+         "public URL the site is served from; every absolute link is built from it (a "
+         "non-ASCII host or path is encoded; at most 300 characters)", _url),
     Spec("SITE_TITLE", "site_title", "digest", "title of the site, feeds and digest",
          _bounded_text),
     Spec("SITE_SUBTITLE", "site_subtitle", "New articles", "subtitle of the feeds", _text),
@@ -364,12 +365,13 @@ SPECS: tuple[Spec, ...] = (
          "PEM file of CA certificates to trust for the SMTP server's TLS "
          "(empty: the system's)", _optional_path),
     Spec("DIGEST_FROM", "digest_from", "",
-         "From address of the digest, e.g. News <news@example.org>; quote a name with "
-         'commas or colons: "Acme News, Weekly" <news@acme.org>', _optional_mailbox),
+         "From address of the digest, e.g. News <news@example.org> or "
+         '"Acme News, Weekly" <news@acme.org>', _optional_mailbox),
     Spec("DIGEST_RECIPIENTS", "digest_recipients", "",
-         "addresses added to the subscribers at each send (comma separated)", _addresses),
+         "addresses added to the subscribers at each send (comma separated; normalised like "
+         "every address: lower case, IDNA domain)", _addresses),
     Spec("DIGEST_SUBJECT", "digest_subject", "{site}: {count} new articles",
-         "subject of the digest; placeholders {site}, {count}, {date}", _subject),
+         "subject of the digest; placeholders {site}, {count}, {date} only", _subject),
     Spec("DIGEST_MAX_ITEMS", "digest_max_items", "30",
          "most articles one digest message lists (the newest); it counts the rest and "
          "links to the site", _int_parser(1, 10000)),
