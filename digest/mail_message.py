@@ -13,7 +13,8 @@ path and for display).
 
 Headers whose form mail clients depend on (List-Id, List-Unsubscribe,
 List-Unsubscribe-Post, Message-ID) are written raw and never refolded or
-RFC 2047-encoded: a client cannot read an encoded List-Unsubscribe URL.
+RFC 2047-encoded: a client cannot read an encoded List-Unsubscribe URL
+(only List-Id's title phrase may be, folded by :mod:`digest.mail_headers`).
 """
 
 from __future__ import annotations
