@@ -22,8 +22,6 @@ import hashlib
 import io
 import re
 from dataclasses import dataclass
-from email import message_from_bytes
-from email import policy as email_policy
 from email.headerregistry import Address
 from pathlib import Path
 from urllib.parse import quote
@@ -31,7 +29,7 @@ from urllib.parse import quote
 import idna
 
 from digest.errors import SubscriberError
-from digest.mail_headers import mailbox_value, plain
+from digest.mail_headers import mailbox_value, plain, reads_back
 
 _LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -120,11 +118,7 @@ def parse_mailbox(text: str, where: str = "address") -> Mailbox:
 def _check_round_trip(mailbox: Mailbox, text: str, where: str) -> None:
     """Build the header as the mailer does, parse it back: the same single mailbox."""
     value = mailbox_value("From", mailbox.display_name, mailbox.address)
-    message = message_from_bytes(f"From: {value}\r\n\r\n".encode(), policy=email_policy.default)
-    header = message["From"]
-    addresses: tuple[Address, ...] = getattr(header, "addresses", ())
-    if (len(addresses) != 1 or header.defects or addresses[0].addr_spec != mailbox.address
-            or addresses[0].display_name != mailbox.display_name):
+    if not reads_back("From", value, Address(mailbox.display_name, addr_spec=mailbox.address)):
         raise SubscriberError(f"{where}: {text!r} does not read back as one address",
                               'put the name in double quotes, e.g. "Acme News" <news@acme.org>')
 

@@ -9,6 +9,7 @@ back from its header unchanged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -28,6 +29,7 @@ from digest.addresses import (
 from digest.cli import cli
 from digest.errors import SubscriberError
 from digest.mail_headers import mailbox_value
+from digest.mail_render import one_line
 from digest.store import Store
 from digest.subscribers import list_subscribers
 from tests.fixtures_mail import (  # noqa: F401
@@ -98,7 +100,7 @@ _domain = st.one_of(
 
 
 @given(st.one_of(st.text(max_size=100), st.builds(lambda a, b: f"{a}@{b}", _local, _domain)))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_normalize_is_idempotent_and_raises_only_its_error(text: str) -> None:
     try:
         normal = normalize_address(text)
@@ -132,7 +134,7 @@ def test_bad_mailboxes_are_refused(bad: str) -> None:
 
 
 @given(st.text(max_size=80), st.sampled_from(["news@example.org", "a/b@example.com"]))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_a_parsed_mailbox_reads_back_from_its_header(name: str, address: str) -> None:
     for text in (f"{name} <{address}>", name):
         try:
@@ -142,10 +144,24 @@ def test_a_parsed_mailbox_reads_back_from_its_header(name: str, address: str) ->
         value = mailbox_value("From", mailbox.display_name, mailbox.address)
         raw = f"From: {value}\r\n\r\n".encode()
         assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+        assert all(len(word) <= 75 for word in re.findall(rb"=\?\S*?\?=", raw))
         parsed = message_from_bytes(raw, policy=policy.default)["From"].addresses
         assert len(parsed) == 1
         assert (parsed[0].display_name, parsed[0].addr_spec) == (mailbox.display_name,
                                                                  mailbox.address)
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=200, deadline=None)
+def test_a_subscriber_name_in_to_is_kept_or_left_out_never_broken(name: str) -> None:
+    name = one_line(name)
+    value = mailbox_value("To", name, "ann@example.org")
+    raw = f"To: {value}\r\n\r\n".encode()
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert all(len(word) <= 75 for word in re.findall(rb"=\?\S*?\?=", raw))
+    (parsed,) = message_from_bytes(raw, policy=policy.default)["To"].addresses
+    assert parsed.addr_spec == "ann@example.org"
+    assert parsed.display_name in (name, "")
 
 
 # -- file names ----------------------------------------------------------------------------

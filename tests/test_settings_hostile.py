@@ -180,7 +180,7 @@ def test_settings_module_does_not_import_sqlalchemy(tmp_path: Path) -> None:
     st.text(max_size=40),
     st.from_regex(r"\A[ +-]?[0-9_.]{0,20}(e[0-9]{1,3})?\s?(ms|s|m|h|d|nan|inf)?\Z"),
     st.sampled_from(["nan", "inf", "-inf", "1e308", "99999999999999d", "0.0000001ms"])))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 def test_any_setting_value_is_accepted_in_range_or_refused(spec: object, value: str) -> None:
     name = spec.env  # type: ignore[attr-defined]
     try:
