@@ -90,7 +90,7 @@ def mailbox_value(name: str, display_name: str, address: str) -> str:
         mailbox = Address(shown, addr_spec=address)
         folded = POLICY.header_factory(name, str(mailbox)).fold(policy=POLICY)
         value = str(folded)[len(name) + 1:].strip(" ").removesuffix("\r\n")
-        if not shown or (fits(value) and ("=?" not in value and shown.isascii()
+        if not shown or (fits(value) and (("=?" not in value and shown.isascii())
                                           or reads_back(name, value, mailbox))):
             break
     return value
