@@ -1,23 +1,42 @@
 """Email addresses: validate and normalise one, or read a list of them from a file.
 
-Addresses are kept in one normal form: trimmed, lower case, the domain in
-IDNA (punycode) form. Local parts must be ASCII dot-atoms (no quoted local
-parts, no SMTPUTF8), which every SMTP server accepts.
+This is the one address normaliser of digest: settings (DIGEST_FROM,
+DIGEST_RECIPIENTS, UNSUBSCRIBE_MAILTO), the subscriber list, imports, the
+sign-up form, ``send --to`` and the mailer's envelope all go through
+:func:`normalize_address`, so one person is one address everywhere.
+
+The normal form: trimmed, the whole address in lower case (mailbox names are
+case-sensitive in theory and case-insensitive at every real provider; one
+form is what keeps Ann@Example.org and ann@example.org from getting two
+digests), the domain in IDNA 2008 ASCII form (UTS 46 mapping, non-transitional:
+``straße.de`` is ``xn--strae-oqa.de``, never ``strasse.de``). Local parts must
+be ASCII dot-atoms (no quoted local parts, no SMTPUTF8), which every SMTP
+server accepts. The normal form is a fixed point: normalising it again gives
+it back.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 from dataclasses import dataclass
+from email.headerregistry import Address
 from pathlib import Path
+from urllib.parse import quote
+
+import idna
 
 from digest.errors import SubscriberError
+from digest.mail_headers import mailbox_value, plain, reads_back
 
 _LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _NAMED = re.compile(r"^\s*(.*?)\s*<([^<>]*)>\s*$")
+_LDH = re.compile(r"^[a-z0-9.-]+$")
+_LINE_END = re.compile(r"\r\n|\r|\n")  # the only line ends of a text file or a CSV
+NAME_MAX = 200  # characters of a display name
 _HEADER_NAMES = ("email", "e-mail", "email address", "e-mail address", "mail", "address")
 
 
@@ -30,6 +49,17 @@ class AddressLine:
     name: str | None
 
 
+@dataclass(frozen=True)
+class Mailbox:
+    """A display name (maybe empty) and a normalised address: what From and To hold."""
+
+    display_name: str
+    address: str
+
+    def __str__(self) -> str:
+        return str(Address(display_name=self.display_name, addr_spec=self.address))
+
+
 def normalize_address(text: str, where: str = "address") -> str:
     """Return the normal form of an address, or raise SubscriberError naming `where`."""
     candidate = text.strip()
@@ -39,6 +69,75 @@ def normalize_address(text: str, where: str = "address") -> str:
                               "use the form name@example.org")
     local, domain = candidate.rsplit("@", 1)
     return f"{local.lower()}@{_ascii_domain(domain)}"
+
+
+def is_normal_address(text: str) -> bool:
+    """True if `text` is an address in normal form (what the mailer puts in the envelope)."""
+    try:
+        return normalize_address(text) == text
+    except SubscriberError:
+        return False
+
+
+def parse_mailbox(text: str, where: str = "address") -> Mailbox:
+    """'Name <addr>', '"Name, Inc." <addr>' or a bare address, parsed strictly.
+
+    The display name is everything before the last '<' (quotes around it are
+    removed, backslash escapes undone); it may contain commas, colons and '@',
+    which the header builder quotes. The result is checked by building the
+    header with the email package and parsing it back: what is sent is exactly
+    one mailbox with this name and this address. Raises SubscriberError naming
+    `where`.
+    """
+    hint = 'use the form name@example.org or "Display Name" <name@example.org>'
+    if any(not c.isprintable() for c in text):
+        raise SubscriberError(f"{where}: {text!r} contains a line break or control character",
+                              hint)
+    match = _NAMED.match(text)
+    if not match:
+        if "<" in text or ">" in text:
+            raise SubscriberError(f"{where}: {text!r} is not an email address (unbalanced < >)",
+                                  hint)
+        return Mailbox("", normalize_address(text, where))
+    name, address = match.group(1).strip(), normalize_address(match.group(2), where)
+    quoted = re.fullmatch(r'"((?:[^"\\]|\\.)*)"', name)
+    if quoted:
+        name = re.sub(r"\\(.)", r"\1", quoted.group(1))
+    elif '"' in name or "<" in name or ">" in name:
+        raise SubscriberError(f"{where}: {text!r}: the display name has < > or a stray quote",
+                              'put the name in double quotes, e.g. "Acme News" <news@acme.org>')
+    name = " ".join(name.split())
+    if len(name) > NAME_MAX or not plain(name):
+        raise SubscriberError(f"{where}: the display name is too long (at most {NAME_MAX} "
+                              "characters, no word over 60)", "use a shorter name")
+    mailbox = Mailbox(name, address)
+    _check_round_trip(mailbox, text, where)
+    return mailbox
+
+
+def _check_round_trip(mailbox: Mailbox, text: str, where: str) -> None:
+    """Build the header as the mailer does, parse it back: the same single mailbox."""
+    value = mailbox_value("From", mailbox.display_name, mailbox.address)
+    if not reads_back("From", value, Address(mailbox.display_name, addr_spec=mailbox.address)):
+        raise SubscriberError(f"{where}: {text!r} does not read back as one address",
+                              'put the name in double quotes, e.g. "Acme News" <news@acme.org>')
+
+
+def file_name_part(address: str, limit: int = 200) -> str:
+    """The address as one safe file name part: percent-encoded, never a path."""
+    encoded = quote(address, safe="@+-_.")
+    if len(encoded) <= limit:
+        return encoded
+    digest = hashlib.sha256(address.encode()).hexdigest()[:16]
+    return f"{encoded[:limit - 17].rstrip('%')}-{digest}"
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines at CR LF, CR or LF only (not at U+2028, U+0085, vertical tab as splitlines does)."""
+    lines = _LINE_END.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def split_named(text: str) -> tuple[str | None, str]:
@@ -72,7 +171,7 @@ def read_address_file(path: Path) -> list[AddressLine]:
     except UnicodeDecodeError as exc:
         raise SubscriberError(f"{path}: not UTF-8 text ({exc.reason})",
                               "save the file as UTF-8 (CSV UTF-8 in spreadsheets)") from exc
-    lines = text.splitlines()
+    lines = split_lines(text)
     first = next((line for line in lines if line.strip() and not line.startswith("#")), "")
     if path.suffix.lower() == ".csv" or any(sep in first for sep in ",;\t"):
         return _read_csv(path, text)
@@ -92,7 +191,7 @@ def _read_csv(path: Path, text: str) -> list[AddressLine]:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, ",;\t")
     except csv.Error:
         dialect = csv.excel
-    rows = csv.reader(io.StringIO(text), dialect)
+    rows = csv.reader(io.StringIO(text, newline=""), dialect)
     found: list[AddressLine] = []
     column = 0
     name_column: int | None = None
@@ -142,9 +241,11 @@ def _problem(candidate: str) -> str | None:
         return "the part before @ must be ASCII"
     if not _LOCAL.match(local.lower()):
         return "the part before @ has characters or dots not allowed there"
+    if len(domain) > 255:
+        return "too long"
     try:
         ascii_domain = _ascii_domain(domain)
-    except UnicodeError:
+    except (UnicodeError, ValueError):  # idna.IDNAError is both
         return "the domain is not a valid name"
     labels = ascii_domain.split(".")
     if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
@@ -157,7 +258,11 @@ def _problem(candidate: str) -> str | None:
 
 
 def _ascii_domain(domain: str) -> str:
-    domain = domain.lower()
-    if domain.isascii():
-        return domain
-    return domain.encode("idna").decode("ascii")
+    """The domain in lower-case ASCII: IDNA 2008 with UTS 46 mapping (non-transitional)."""
+    lowered = domain.lower()
+    if _LDH.match(lowered) and not any(label.startswith("xn--") for label in lowered.split(".")):
+        return lowered
+    ascii_domain = idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+    if idna.encode(idna.decode(ascii_domain), uts46=True).decode("ascii") != ascii_domain:
+        raise UnicodeError("not a stable IDNA name")
+    return ascii_domain

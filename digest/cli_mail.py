@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from digest.addresses import normalize_address, read_address_file, split_named
+from digest.addresses import file_name_part, normalize_address, read_address_file, split_named
 from digest.cli_support import EXIT_PROBLEMS, Context, now, pass_ctx
 from digest.errors import SubscriberError
 from digest.mail_message import OutgoingMessage
@@ -99,7 +99,8 @@ def _show_dry_run(ctx: Context, messages: list[OutgoingMessage], out_dir: Path |
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         for number, message in enumerate(messages, start=1):
-            (out_dir / f"{number:05d}-{message.recipient}.eml").write_bytes(message.data)
+            name = f"{number:05d}-{file_name_part(message.recipient)}.eml"
+            (out_dir / name).write_bytes(message.data)
         ctx.echo(f"wrote {len(messages)} messages to {out_dir}")
         return
     click.echo(messages[0].data.decode("ascii").replace("\r\n", "\n"))

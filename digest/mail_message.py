@@ -13,7 +13,8 @@ path and for display).
 
 Headers whose form mail clients depend on (List-Id, List-Unsubscribe,
 List-Unsubscribe-Post, Message-ID) are written raw and never refolded or
-RFC 2047-encoded: a client cannot read an encoded List-Unsubscribe URL.
+RFC 2047-encoded: a client cannot read an encoded List-Unsubscribe URL
+(only List-Id's title phrase may be, folded by :mod:`digest.mail_headers`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy as email_policy
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime
+from typing import NoReturn
 from urllib.parse import quote, urlsplit
 
 from digest.errors import ConfigError
+from digest.mail_headers import list_id_value, mailbox_value, set_mailbox, set_text
 from digest.mail_render import RECIPIENT_SLOT, UNSUBSCRIBE_SLOT, RenderedDigest, one_line
 from digest.settings import Settings
 
@@ -76,7 +78,7 @@ def sender_address(settings: Settings) -> str:
     if not settings.digest_from:
         raise ConfigError("DIGEST_FROM is not set; it is needed to send the digest",
                           "add DIGEST_FROM=News <news@example.org> to .env")
-    return parseaddr(settings.digest_from)[1]
+    return settings.digest_from.address
 
 
 def sender_domain(settings: Settings) -> str:
@@ -84,19 +86,16 @@ def sender_domain(settings: Settings) -> str:
 
 
 def list_id(settings: Settings) -> str:
-    """RFC 2919 List-Id value: the site title as phrase, digest.<site host> as id."""
+    """RFC 2919 List-Id value: the site title as phrase, digest.<site host> as id (folded)."""
     host = (urlsplit(settings.site_url).hostname or "localhost").lower()
-    title = one_line(settings.site_title)
-    phrase = formataddr((title, "x@x.x")).rsplit(" <", 1)[0] if title else ""
-    return f"{phrase} <digest.{host}>".strip()
+    return list_id_value(one_line(settings.site_title), f"digest.{host}")
 
 
 def list_unsubscribe(url: str, mailto: str | None) -> str:
     """List-Unsubscribe value, folded between its two URIs (never inside one)."""
     value = f"<{url}>"
     if mailto:
-        address = parseaddr(mailto)[1]
-        value += f",\r\n <mailto:{quote(address, safe='@')}?subject=unsubscribe>"
+        value += f",\r\n <mailto:{quote(mailto, safe='@')}?subject=unsubscribe>"
     return value
 
 
@@ -132,7 +131,7 @@ class MessageFactory:
         elif _SAFE_NAME.match(name) and len(name) + len(personal.address) < 60:
             to = f"To: {name} <{personal.address}>\r\n"
         else:
-            to = POLICY.header_factory("To", str(_to_address(personal))).fold(policy=POLICY)
+            to = f"To: {mailbox_value('To', name, personal.address)}\r\n"
         return (f"{to}Date: {format_datetime(personal.date)}\r\n"
                 f"Message-ID: {personal.message_id}\r\n"
                 f"List-Unsubscribe: <{personal.unsubscribe_url}>{self._mailto}\r\n"
@@ -158,15 +157,15 @@ class MessageFactory:
 
     def _message(self, text: str, body: str, personal: Personal | None) -> EmailMessage:
         message = EmailMessage(policy=POLICY)
-        name, address = parseaddr(self.settings.digest_from or "")
-        message["From"] = Address(display_name=one_line(name), addr_spec=address)
-        message["Subject"] = self.rendered.subject
+        sender = self.settings.digest_from or _no_sender()
+        set_mailbox(message, "From", sender.display_name, sender.address)
+        set_text(message, "Subject", self.rendered.subject)
         message.set_raw("List-Id", list_id(self.settings))
         message.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
         if personal is None:
             message.set_raw(_PERSONAL, "x")  # where build() puts the personal headers
         else:
-            message["To"] = _to_address(personal)
+            set_mailbox(message, "To", one_line(personal.name or ""), personal.address)
             message["Date"] = personal.date
             message.set_raw("Message-ID", personal.message_id)
             message.set_raw("List-Unsubscribe",
@@ -188,10 +187,10 @@ def plain_message(settings: Settings, recipient: str, subject: str, text: str,
     sender = sender_address(settings)
     msg_id = f"<confirm.{uuid.uuid4().hex}@{sender_domain(settings)}>"
     message = EmailMessage(policy=POLICY)
-    name, address = parseaddr(settings.digest_from or "")
-    message["From"] = Address(display_name=one_line(name), addr_spec=address)
+    mailbox = settings.digest_from or _no_sender()
+    set_mailbox(message, "From", mailbox.display_name, mailbox.address)
     message["To"] = recipient
-    message["Subject"] = one_line(subject)
+    set_text(message, "Subject", one_line(subject))
     message["Date"] = date
     message.set_raw("Message-ID", msg_id)
     message.set_raw("Auto-Submitted", "auto-generated")
@@ -199,9 +198,9 @@ def plain_message(settings: Settings, recipient: str, subject: str, text: str,
     return OutgoingMessage(sender, recipient, msg_id, message.as_bytes(policy=POLICY))
 
 
-def _to_address(personal: Personal) -> Address:
-    username, domain = personal.address.rsplit("@", 1)
-    return Address(display_name=one_line(personal.name or ""), username=username, domain=domain)
+def _no_sender() -> NoReturn:
+    raise ConfigError("DIGEST_FROM is not set; it is needed to send mail",
+                      "add DIGEST_FROM=News <news@example.org> to .env")
 
 
 class _QuotedPrintable:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import smtplib
 import socket
 import ssl
@@ -37,6 +36,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from digest.addresses import is_normal_address
 from digest.errors import MailError, SMTPConfigError
 from digest.mail_message import OutgoingMessage
 from digest.settings import Settings
@@ -125,10 +125,10 @@ class SMTPMailer:
 
     def send(self, message: OutgoingMessage, meanwhile: Meanwhile | None = None) -> None:
         sender, recipient = message.sender, message.recipient
-        if not _ENVELOPE_ADDRESS.fullmatch(sender):
+        if not is_normal_address(sender):
             raise SMTPConfigError(f"the sender {sender!r} cannot be sent over SMTP",
                                   "check DIGEST_FROM: a plain ASCII address is needed")
-        if not _ENVELOPE_ADDRESS.fullmatch(recipient):
+        if not is_normal_address(recipient):
             raise PermanentFailure(f"{recipient!r} cannot be sent over SMTP",
                                    "550 not a plain ASCII address (checked by digest)")
         smtp = self._connection()
@@ -332,10 +332,6 @@ class MemoryMailer:
 
     def close(self) -> None:
         self.closed = True
-
-
-# What an envelope address may be here: printable ASCII, no space, no angle brackets.
-_ENVELOPE_ADDRESS = re.compile(r"[!-;=?-~]+@[!-;=?-~]+")
 
 
 class _Refused(Exception):

@@ -8,20 +8,32 @@ table and ``.env.example`` are checked against that list by the tests.
 
 from __future__ import annotations
 
+import math
 import re
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from digest.cron import CronError, parse_schedule
-from digest.errors import ConfigError
+import idna
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+from digest.addresses import Mailbox, normalize_address, parse_mailbox
+from digest.cron import CronError, parse_schedule
+from digest.errors import ConfigError, SubscriberError
+
+_DURATION = re.compile(r"^\s*([0-9]{1,15}(?:\.[0-9]{1,9})?)\s*(ms|s|m|h|d)?\s*$",
+                       re.IGNORECASE | re.ASCII)
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_ADDRESS = re.compile(r"^[^@\s<>\",;]+@[^@\s<>\",;]+\.[^@\s<>\",;]+$")
+_INTEGER = re.compile(r"^\s*([+-]?[0-9][0-9_]{0,30})\s*$", re.ASCII)
+_HOST = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?$")
+_DATABASE = re.compile(r"^([a-z0-9]+)(?:\+([a-z0-9_]+))?://", re.IGNORECASE)
+_DRIVERS = {"sqlite": ("", "pysqlite"), "postgresql": ("", "psycopg", "psycopg2")}
+SUBJECT_FIELDS = ("site", "count", "date")
+BASE_URL_MAX = 300  # octets, encoded: the List-Unsubscribe line (URL + token) stays < 998
+TEXT_MAX = 1000  # characters of a title or subject
 
 
 @dataclass(frozen=True)
@@ -50,7 +62,7 @@ class Settings:
     smtp_timeout: float = 30.0
     smtp_rate_limit: float | None = None
     smtp_ca_file: Path | None = None
-    digest_from: str | None = None
+    digest_from: Mailbox | None = None
     digest_recipients: tuple[str, ...] = ()
     digest_subject: str = "{site}: {count} new articles"
     digest_max_items: int = 30
@@ -111,30 +123,76 @@ def _optional_path(name: str, value: str, base: Path) -> Path | None:
     return _path(name, value, base) if value.strip() else None
 
 
+def _bounded_text(name: str, value: str, base: Path) -> str:
+    text = value.strip()
+    if len(text) > TEXT_MAX:
+        raise ConfigError(f"{name} is longer than {TEXT_MAX} characters",
+                          f"shorten {name}")
+    return text
+
+
 def _url(name: str, value: str, base: Path) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(
-            f"{name}={value!r} is not an absolute http(s) URL",
-            f"set {name} to the public address of the site, e.g. {name}=https://example.org/news/",
-        )
-    if parts.query or parts.fragment:
+    """An absolute http(s) URL in ASCII: IDNA host, percent-encoded path."""
+    example = f"set {name} to the public address of the site, e.g. {name}=https://example.org/news/"
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a valid URL (check the host and port)",
+                          example) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}={value!r} is not an absolute http(s) URL", example)
+    if parts.query or parts.fragment or "?" in value or "#" in value:
         raise ConfigError(f"{name}={value!r} must not have a query or fragment",
                           f"set {name} to the folder URL the site is served from")
-    return value.strip()
-
-
-def _int_parser(minimum: int, maximum: int | None = None) -> Callable[[str, str, Path], int]:
-    def parse(name: str, value: str, base: Path) -> int:
+    if parts.username is not None or any(not c.isprintable() for c in value.strip()):
+        raise ConfigError(f"{name}={value!r} has a user name or control characters",
+                          example)
+    host = parts.hostname
+    if host.startswith("[") or ":" in host:
+        netloc_host = f"[{host}]"  # an IPv6 literal, as urlsplit checked it
+    else:
         try:
-            number = int(value.strip().replace("_", ""))
-        except ValueError:
+            ascii_host = host if _HOST.match(host) else idna.encode(
+                host, uts46=True, transitional=False).decode("ascii")
+        except (UnicodeError, ValueError):
+            raise ConfigError(f"{name}={value!r}: {host!r} is not a valid host name",
+                              example) from None
+        netloc_host = ascii_host.lower()
+    netloc = netloc_host + (f":{port}" if port is not None else "")
+    path = re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", parts.path)
+    path = quote(path, safe="/%:@!$&'()*+,;=-._~")
+    url = urlunsplit((parts.scheme.lower(), netloc, path or "/", "", ""))
+    if len(url) > BASE_URL_MAX:
+        raise ConfigError(f"{name} is longer than {BASE_URL_MAX} characters once encoded",
+                          "use a shorter address for the site")
+    return url
+
+
+def _database_url(name: str, value: str, base: Path) -> str:
+    """sqlite:/// or postgresql:// (checked here, without importing SQLAlchemy)."""
+    text = value.strip()
+    match = _DATABASE.match(text)
+    hint = (f"set {name}=sqlite:///digest.sqlite3 or "
+            f"{name}=postgresql://user@host:5432/dbname (the only supported databases)")
+    if not match:
+        raise ConfigError(f"{name}={value!r} is not a database URL", hint)
+    backend, driver = match.group(1).lower(), (match.group(2) or "").lower()
+    if backend not in _DRIVERS or driver not in _DRIVERS[backend]:
+        raise ConfigError(f"{name}={value!r}: {match.group(0)[:-3]} is not supported", hint)
+    return text
+
+
+def _int_parser(minimum: int, maximum: int) -> Callable[[str, str, Path], int]:
+    def parse(name: str, value: str, base: Path) -> int:
+        match = _INTEGER.match(value)
+        if not match:
             raise ConfigError(f"{name}={value!r} is not a whole number",
-                              f"set {name} to a whole number >= {minimum}") from None
-        if number < minimum or (maximum is not None and number > maximum):
-            upper = f" and <= {maximum}" if maximum is not None else ""
+                              f"set {name} to a whole number from {minimum} to {maximum}")
+        number = int(match.group(1).replace("_", ""))
+        if not minimum <= number <= maximum:
             raise ConfigError(f"{name}={value!r} is out of range",
-                              f"set {name} to a whole number >= {minimum}{upper}")
+                              f"set {name} to a whole number from {minimum} to {maximum}")
         return number
 
     return parse
@@ -144,33 +202,47 @@ def _optional_port(name: str, value: str, base: Path) -> int | None:
     return _int_parser(1, 65535)(name, value, base) if value.strip() else None
 
 
-def parse_duration(name: str, value: str) -> float:
-    """Seconds from '300', '90s', '5m', '2h', '1d' or '250ms'."""
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
+def parse_duration(name: str, value: str, minimum: float = 0.001,
+                   maximum: float = 7 * 86400.0) -> float:
+    """Seconds from '300', '90s', '5m', '2h', '1d' or '250ms', within [minimum, maximum]."""
     match = _DURATION.match(value)
     if not match:
         raise ConfigError(f"{name}={value!r} is not a duration",
                           f"set {name} to seconds or a number with a unit: 30s, 5m, 2h, 1d")
     seconds = float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()]
-    if seconds <= 0:
-        raise ConfigError(f"{name}={value!r} must be longer than zero",
-                          f"set {name} to a positive duration such as 5m")
+    if not minimum <= seconds <= maximum:
+        raise ConfigError(f"{name}={value!r} is out of range",
+                          f"set {name} to a duration from {_span(minimum)} to {_span(maximum)}")
     return seconds
 
 
-def _duration(name: str, value: str, base: Path) -> float:
-    return parse_duration(name, value)
+def _duration_parser(minimum: float, maximum: float) -> Callable[[str, str, Path], float]:
+    def parse(name: str, value: str, base: Path) -> float:
+        return parse_duration(name, value, minimum, maximum)
+
+    return parse
+
+
+RATE_MIN, RATE_MAX = 0.01, 10000.0
 
 
 def _optional_rate(name: str, value: str, base: Path) -> float | None:
     if not value.strip():
         return None
-    try:
-        rate = float(value)
-    except ValueError:
-        rate = -1.0
-    if rate <= 0:
-        raise ConfigError(f"{name}={value!r} is not a positive number",
-                          f"set {name} to messages per second (e.g. 10), or leave it empty")
+    hint = (f"set {name} to messages per second from {RATE_MIN:g} to {RATE_MAX:g} "
+            "(e.g. 10), or leave it empty for no limit")
+    if not re.fullmatch(r"\s*[0-9]{1,6}(\.[0-9]{1,6})?\s*", value, re.ASCII):
+        raise ConfigError(f"{name}={value!r} is not a number", hint)
+    rate = float(value)
+    if not (math.isfinite(rate) and RATE_MIN <= rate <= RATE_MAX):
+        raise ConfigError(f"{name}={value!r} is out of range", hint)
     return rate
 
 
@@ -200,38 +272,45 @@ def _security(name: str, value: str, base: Path) -> str:
     return mode
 
 
-def check_address(address: str, where: str) -> str:
-    """Return a plain address or raise ConfigError naming where it came from."""
-    candidate = address.strip()
-    if not _ADDRESS.match(candidate) or any(ord(c) < 32 for c in candidate):
-        raise ConfigError(f"{where}: {address!r} is not an email address",
-                          "use the form name@example.org")
-    return candidate
+def _optional_mailbox(name: str, value: str, base: Path) -> Mailbox | None:
+    """'Display Name <addr>' or an address, parsed as the From header is built."""
+    if not value.strip():
+        return None
+    try:
+        return parse_mailbox(value, name)
+    except SubscriberError as exc:
+        raise ConfigError(exc.message, exc.hint) from None
 
 
 def _optional_address(name: str, value: str, base: Path) -> str | None:
-    if not value.strip():
-        return None
-    # Allow "Display Name <addr@example.org>".
-    match = re.match(r"^\s*(.*?)\s*<([^<>]+)>\s*$", value)
-    check_address(match.group(2) if match else value, name)
-    if "\n" in value or "\r" in value:
-        raise ConfigError(f"{name} contains a line break", f"write {name} on one line")
-    return value.strip()
+    """A bare address (a display name, if given, is dropped)."""
+    mailbox = _optional_mailbox(name, value, base)
+    return mailbox.address if mailbox else None
 
 
 def _addresses(name: str, value: str, base: Path) -> tuple[str, ...]:
     parts = [p for p in re.split(r"[,\s;]+", value) if p]
-    return tuple(dict.fromkeys(check_address(p, name) for p in parts))
+    try:
+        return tuple(dict.fromkeys(normalize_address(p, name) for p in parts))
+    except SubscriberError as exc:
+        raise ConfigError(exc.message, f"{exc.hint}; separate addresses with commas") from None
 
 
 def _subject(name: str, value: str, base: Path) -> str:
+    hint = "use only the placeholders {site}, {count} and {date} (write {{ and }} for braces)"
+    text = _bounded_text(name, value, base)
     try:
-        value.format(site="x", count=1, date="2000-01-01")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError(f"{name}={value!r} has an unknown placeholder ({exc})",
-                          "use only {site}, {count} and {date}") from None
-    return value
+        fields = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ConfigError(f"{name}={value!r} has a stray brace ({exc})", hint) from None
+    for _literal, field_name, spec, conversion in fields:
+        if field_name is None:
+            continue
+        if field_name not in SUBJECT_FIELDS or spec or conversion:
+            raise ConfigError(f"{name}={value!r} has an unknown placeholder "
+                              f"{{{field_name}{'!' + conversion if conversion else ''}"
+                              f"{':' + spec if spec else ''}}}", hint)
+    return text
 
 
 def _cron(name: str, value: str, base: Path) -> str:
@@ -246,8 +325,10 @@ def _cron(name: str, value: str, base: Path) -> str:
 
 SPECS: tuple[Spec, ...] = (
     Spec("BASE_URL", "base_url", "http://127.0.0.1:8080/",
-         "public URL the site is served from; every absolute link is built from it", _url),
-    Spec("SITE_TITLE", "site_title", "digest", "title of the site, feeds and digest", _text),
+         "public URL the site is served from; every absolute link is built from it (a "
+         "non-ASCII host or path is encoded; at most 300 characters)", _url),
+    Spec("SITE_TITLE", "site_title", "digest", "title of the site, feeds and digest",
+         _bounded_text),
     Spec("SITE_SUBTITLE", "site_subtitle", "New articles", "subtitle of the feeds", _text),
     Spec("SITE_AUTHOR", "site_author", "digest", "default author of articles and feeds", _text),
     Spec("SITE_LANGUAGE", "site_language", "en", "language code of the site and feeds", _text),
@@ -262,11 +343,12 @@ SPECS: tuple[Spec, ...] = (
          "folder of your Jinja2 templates; missing ones fall back to the built-in set",
          _optional_path),
     Spec("DATABASE_URL", "database_url", "sqlite:///digest.sqlite3",
-         "state store: sqlite:///file.sqlite3 or postgresql://user@host/db", _text),
+         "state store: sqlite:///file.sqlite3 or postgresql://user@host/db", _database_url),
     Spec("FEED_MAX_ITEMS", "feed_max_items", "50",
          "entries in the feed; older ones move to archive feeds", _int_parser(1, 10000)),
     Spec("MAX_ARTICLE_BYTES", "max_article_bytes", "1048576",
-         "larger article files are refused", _int_parser(64)),
+         "larger article files are refused (64 to 1073741824)",
+         _int_parser(64, 1 << 30)),
     Spec("SMTP_HOST", "smtp_host", "localhost", "SMTP server for the digest", _text),
     Spec("SMTP_PORT", "smtp_port", "",
          "SMTP port (default: 587 for starttls, 465 for ssl, 25 for none)", _optional_port),
@@ -275,18 +357,23 @@ SPECS: tuple[Spec, ...] = (
     Spec("SMTP_USERNAME", "smtp_username", "", "SMTP login (empty: no AUTH)", _optional_text),
     Spec("SMTP_PASSWORD", "smtp_password", "", "SMTP password; never logged",
          _optional_text, secret=True),
-    Spec("SMTP_TIMEOUT", "smtp_timeout", "30s", "SMTP network timeout", _duration),
+    Spec("SMTP_TIMEOUT", "smtp_timeout", "30s",
+         "SMTP network timeout, 100ms to 1h (connecting, each command; "
+         "the reply to a message's data is awaited up to 10 minutes)",
+         _duration_parser(0.1, 3600.0)),
     Spec("SMTP_RATE_LIMIT", "smtp_rate_limit", "",
-         "most messages per second (empty: no limit)", _optional_rate),
+         "most messages per second, 0.01 to 10000 (empty: no limit)", _optional_rate),
     Spec("SMTP_CA_FILE", "smtp_ca_file", "",
          "PEM file of CA certificates to trust for the SMTP server's TLS "
          "(empty: the system's)", _optional_path),
     Spec("DIGEST_FROM", "digest_from", "",
-         "From address of the digest, e.g. News <news@example.org>", _optional_address),
+         "From address of the digest, e.g. News <news@example.org> or "
+         '"Acme News, Weekly" <news@acme.org>', _optional_mailbox),
     Spec("DIGEST_RECIPIENTS", "digest_recipients", "",
-         "addresses added to the subscribers at each send (comma separated)", _addresses),
+         "addresses added to the subscribers at each send (comma separated; normalised like "
+         "every address: lower case, IDNA domain)", _addresses),
     Spec("DIGEST_SUBJECT", "digest_subject", "{site}: {count} new articles",
-         "subject of the digest; placeholders {site}, {count}, {date}", _subject),
+         "subject of the digest; placeholders {site}, {count}, {date} only", _subject),
     Spec("DIGEST_MAX_ITEMS", "digest_max_items", "30",
          "most articles one digest message lists (the newest); it counts the rest and "
          "links to the site", _int_parser(1, 10000)),
@@ -296,13 +383,15 @@ SPECS: tuple[Spec, ...] = (
          "signs unsubscribe and confirmation links; required to send and serve", _optional_text,
          secret=True),
     Spec("PUBLISH_INTERVAL", "publish_interval", "5m",
-         "how often `digest run` publishes (seconds, or 30s, 5m, 1h)", _duration),
+         "how often `digest run` publishes (seconds, or 30s, 5m, 1h; 100ms to 7d)",
+         _duration_parser(0.1, 7 * 86400.0)),
     Spec("DIGEST_SCHEDULE", "digest_schedule", "0 7 * * *",
          "crontab (minute hour day month weekday) for the digest; weekday 0 or 7 = Sunday, "
          "1 = Monday, or names sun-sat", _cron),
     Spec("DIGEST_TIMEZONE", "digest_timezone", "UTC", "time zone of DIGEST_SCHEDULE", _zone),
     Spec("MISFIRE_GRACE_TIME", "misfire_grace_time", "1h",
-         "a digest missed while down is still sent if the service is back within this", _duration),
+         "a digest missed while down is still sent if the service is back within this "
+         "(1s to 7d)", _duration_parser(1.0, 7 * 86400.0)),
     Spec("SERVE_HOST", "serve_host", "127.0.0.1", "address `digest serve` listens on", _text),
     Spec("SERVE_PORT", "serve_port", "8080", "port `digest serve` listens on",
          _int_parser(1, 65535)),
