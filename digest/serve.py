@@ -8,8 +8,10 @@ thread), or until a ``stop`` event is set (in any thread: this is how
 other request is answered from the output folder by
 :class:`digest.serve_static.StaticApp`.
 
-uvicorn picks httptools and uvloop when they are installed ("auto"), and
-h11 and asyncio otherwise; the start-up log line says which.
+HTTP is parsed by httptools, with the per-connection limits of
+:mod:`digest.serve_limits` (header size and time, body time); uvicorn picks
+uvloop when it is installed, asyncio otherwise; the start-up log line says
+which.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from starlette.types import Lifespan
 
 from digest.errors import ServeError
 from digest.serve_files import CACHE_BUDGET, MAX_CACHED_FILE, OutputFiles
+from digest.serve_limits import LimitedHttpToolsProtocol
 from digest.serve_static import Message, Receive, Scope, Send, StaticApp, log_access
 from digest.settings import Settings
 
@@ -125,7 +128,7 @@ def build_server(app: DigestApp) -> uvicorn.Server:
     """
     config = uvicorn.Config(
         app,
-        http="auto",
+        http=LimitedHttpToolsProtocol,
         loop="auto",
         lifespan="on",
         log_config=None,
@@ -163,8 +166,8 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def implementation() -> str:
-    """Which HTTP parser and event loop uvicorn's "auto" picks here."""
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    """The HTTP parser and the event loop uvicorn's "auto" picks here."""
+    http = "httptools"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     return f"uvicorn {uvicorn.__version__}, http={http}, loop={loop}"
 
