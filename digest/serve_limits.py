@@ -12,9 +12,10 @@ one client could hold memory without bound or a connection open for good.
   (or a silent close if nothing of a next request came);
 * BODY_TIMEOUT seconds for a request body to arrive complete: then the
   connection is closed (with 408 if no answer was started);
-* a body the application did not read (it answered first, e.g. 413 for a
-  form over MAX_BODY, or a GET with a body) is not drained: the connection
-  is closed once the answer is sent.
+* a body the application did not read (it answered first: 413 for a form
+  over MAX_BODY, 405 for a POST to a file) is read and dropped up to
+  MAX_DRAIN_BYTES, so the client sees the answer rather than a reset; past
+  that the connection is closed.
 
 The body itself is held by uvicorn at most to its flow-control high-water
 mark (64 KiB) before reading pauses; the routes read at most MAX_BODY
@@ -33,6 +34,7 @@ from uvicorn.server import ServerState
 
 MAX_HEAD_BYTES = 16 * 1024
 MAX_BODY = 4096
+MAX_DRAIN_BYTES = 1024 * 1024  # dropped, not kept: costs time (bounded), not memory
 HEAD_TIMEOUT = 10.0
 BODY_TIMEOUT = 10.0
 
@@ -62,6 +64,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_left: int | None = self.max_head_bytes  # None: reading a body
         self._head_started = False  # bytes of the next head arrived
         self._message_done = True
+        self._drain_left: int | None = None  # answered, the rest of the body is dropped
         self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------
@@ -77,6 +80,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         while data and not self.transport.is_closing():
             if self._head_left is None:  # in a body: uvicorn's flow control bounds it
+                if self._drain_left is not None:
+                    self._drain_left -= len(data)
+                    if self._drain_left < 0:
+                        self._refuse(b"")
+                        return
                 super().data_received(data)
                 return
             self._head_started = True
@@ -100,14 +108,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._message_done = True
+        self._drain_left = None
         self._head_left = self.max_head_bytes
         self._head_started = False
         self._arm(self.head_timeout, self._head_timed_out)
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
-        if not self._message_done:  # answered before the body came: do not drain it
-            self.transport.close()
+        if not self._message_done:  # answered before the body came: drop it, bounded
+            self._drain_left = MAX_DRAIN_BYTES
         super().on_response_complete()
 
     # -- timers -------------------------------------------------------------------------
