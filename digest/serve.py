@@ -120,15 +120,18 @@ def create_app(
     return DigestApp(StaticApp(files), routes, lifespan)
 
 
-def build_server(app: DigestApp) -> uvicorn.Server:
+def build_server(app: DigestApp,
+                 protocol: type[LimitedHttpToolsProtocol] = LimitedHttpToolsProtocol,
+                 ) -> uvicorn.Server:
     """A uvicorn server for `app`, configured as `digest serve` runs it.
 
+    `protocol` is the HTTP protocol class (tests pass one with shorter limits).
     It logs through the application's logging setup (uvicorn's own config is
     not applied) and leaves access logging to ``digest.serve``.
     """
     config = uvicorn.Config(
         app,
-        http=LimitedHttpToolsProtocol,
+        http=protocol,
         loop="auto",
         lifespan="on",
         log_config=None,
