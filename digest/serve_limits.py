@@ -26,6 +26,7 @@ too (see "Request limits" in the README).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.config import Config
@@ -121,7 +122,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- timers -------------------------------------------------------------------------
 
-    def _arm(self, seconds: float, callback: Any) -> None:
+    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
         self._disarm()
         self._timer = self.loop.call_later(seconds, callback)
 
