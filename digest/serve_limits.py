@@ -7,6 +7,10 @@ one client could hold memory without bound or a connection open for good.
 
 * at most MAX_HEAD_BYTES of request line and headers: more gets 431 and the
   connection is closed (nothing beyond the limit is handed to the parser);
+* after a 431 or 408 the server stops sending and reads and drops what the
+  client still sends, for up to LINGER_SECONDS and MAX_DRAIN_BYTES, then
+  closes: closing at once with unread data would reset the connection and
+  the client might never read the answer;
 * HEAD_TIMEOUT seconds for a request head to arrive complete, counted from
   the connection (or the end of the previous request): then 408 and close
   (or a silent close if nothing of a next request came);
@@ -36,6 +40,7 @@ from uvicorn.server import ServerState
 MAX_HEAD_BYTES = 16 * 1024
 MAX_BODY = 4096
 MAX_DRAIN_BYTES = 1024 * 1024  # dropped, not kept: costs time (bounded), not memory
+LINGER_SECONDS = 2.0
 HEAD_TIMEOUT = 10.0
 BODY_TIMEOUT = 10.0
 
@@ -66,6 +71,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_started = False  # bytes of the next head arrived
         self._message_done = True
         self._drain_left: int | None = None  # answered, the rest of the body is dropped
+        self._linger_left: int | None = None  # refused: everything is dropped
         self._timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------
@@ -79,12 +85,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_left is not None:
+            self._linger_left -= len(data)
+            if self._linger_left < 0:
+                self.transport.close()
+            return
         while data and not self.transport.is_closing():
             if self._head_left is None:  # in a body: uvicorn's flow control bounds it
                 if self._drain_left is not None:
                     self._drain_left -= len(data)
                     if self._drain_left < 0:
-                        self._refuse(b"")
+                        self._disarm()
+                        self.transport.close()
                         return
                 super().data_received(data)
                 return
@@ -147,10 +159,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._message_done or self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_started:
-            self.transport.write(HEAD_TOO_SLOW)
-        self.transport.close()
+            self._refuse(HEAD_TOO_SLOW)
+        else:
+            self.transport.close()
 
     def _refuse(self, answer: bytes) -> None:
+        """Send `answer`, then read and drop input for a while (see the module doc)."""
         self._disarm()
         self.transport.write(answer)
-        self.transport.close()
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self._linger_left = MAX_DRAIN_BYTES
+        self._timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        self.flow.resume_reading()
