@@ -8,8 +8,10 @@ thread), or until a ``stop`` event is set (in any thread: this is how
 other request is answered from the output folder by
 :class:`digest.serve_static.StaticApp`.
 
-uvicorn picks httptools and uvloop when they are installed ("auto"), and
-h11 and asyncio otherwise; the start-up log line says which.
+HTTP is parsed by httptools, with the per-connection limits of
+:mod:`digest.serve_limits` (header size and time, body time); uvicorn picks
+uvloop when it is installed, asyncio otherwise; the start-up log line says
+which.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from starlette.types import Lifespan
 
 from digest.errors import ServeError
 from digest.serve_files import CACHE_BUDGET, MAX_CACHED_FILE, OutputFiles
+from digest.serve_limits import LimitedHttpToolsProtocol
 from digest.serve_static import Message, Receive, Scope, Send, StaticApp, log_access
 from digest.settings import Settings
 
@@ -117,15 +120,18 @@ def create_app(
     return DigestApp(StaticApp(files), routes, lifespan)
 
 
-def build_server(app: DigestApp) -> uvicorn.Server:
+def build_server(app: DigestApp,
+                 protocol: type[LimitedHttpToolsProtocol] = LimitedHttpToolsProtocol,
+                 ) -> uvicorn.Server:
     """A uvicorn server for `app`, configured as `digest serve` runs it.
 
+    `protocol` is the HTTP protocol class (tests pass one with shorter limits).
     It logs through the application's logging setup (uvicorn's own config is
     not applied) and leaves access logging to ``digest.serve``.
     """
     config = uvicorn.Config(
         app,
-        http="auto",
+        http=protocol,
         loop="auto",
         lifespan="on",
         log_config=None,
@@ -163,8 +169,8 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def implementation() -> str:
-    """Which HTTP parser and event loop uvicorn's "auto" picks here."""
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    """The HTTP parser and the event loop uvicorn's "auto" picks here."""
+    http = "httptools"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     return f"uvicorn {uvicorn.__version__}, http={http}, loop={loop}"
 

@@ -41,7 +41,9 @@ from urllib.parse import quote
 from digest.serve_paths import INDEX, relative_path, resolve_inside
 from digest.serve_types import ATOM, RSS, content_type, is_compressible
 
-Headers = list[tuple[bytes, bytes]]
+# Tuples: a StaticFile's header lists are sent with every response for it, so no
+# response (or middleware) may change them in place.
+Headers = tuple[tuple[bytes, bytes], ...]
 Version = tuple[int, int, int, int]
 
 MAX_CACHED_FILE = 1 << 20
@@ -52,6 +54,14 @@ _CACHE_CONTROL = b"no-cache"
 _STYLESHEET = b"<?xml-stylesheet"
 _STYLESHEET_SNIFF = 1024
 _BROWSER_TYPE = b"application/xml"
+# Published pages are never framed (clickjacking of the sign-up form) and run no
+# script; sources of styles and images stay free, so a site previewed on
+# another host than BASE_URL keeps its style sheet. templates/base.html repeats
+# what a <meta> can for servers that send no such header.
+CONTENT_SECURITY_POLICY = b"script-src 'none'; object-src 'none'; base-uri 'none'; " \
+    b"frame-ancestors 'none'"
+PAGE_POLICY: Headers = ((b"content-security-policy", CONTENT_SECURITY_POLICY),
+                        (b"x-frame-options", b"DENY"))
 
 
 def version_of(st: os.stat_result) -> Version:
@@ -297,19 +307,20 @@ def _build(
     if vary:
         cache.append((b"vary", b", ".join(vary)))
     common = [(b"last-modified", last_modified), *cache]
-    kind = [(b"content-type", media_type.encode("ascii")), (b"x-content-type-options", b"nosniff")]
-    headers = [*kind, (b"content-length", str(st.st_size).encode()), (b"etag", etag), *common]
-    not_modified = [(b"etag", etag), *cache]
+    kind = [(b"content-type", media_type.encode("ascii")), (b"x-content-type-options", b"nosniff"),
+            *PAGE_POLICY]
+    headers = (*kind, (b"content-length", str(st.st_size).encode()), (b"etag", etag), *common)
+    not_modified = ((b"etag", etag), *cache)
     gzip_headers = gzip_not_modified = None
     if gzip_body is not None and gzip_etag is not None:
-        gzip_headers = [
+        gzip_headers = (
             *kind,
             (b"content-encoding", b"gzip"),
             (b"content-length", str(len(gzip_body)).encode()),
             (b"etag", gzip_etag),
             *common,
-        ]
-        gzip_not_modified = [(b"etag", gzip_etag), *cache]
+        )
+        gzip_not_modified = ((b"etag", gzip_etag), *cache)
     browser = browser_gzip = None
     if styled:
         browser = _relabel(headers, _BROWSER_TYPE)
@@ -337,4 +348,5 @@ def _build(
 
 
 def _relabel(headers: Headers, media_type: bytes) -> Headers:
-    return [(name, media_type if name == b"content-type" else value) for name, value in headers]
+    return tuple((name, media_type if name == b"content-type" else value)
+                 for name, value in headers)

@@ -8,11 +8,17 @@
 * ``GET /subscribe`` shows the sign-up form (also on the index page when
   SUBSCRIBE_FORM=on); ``POST /subscribe`` (``email=...``, url-encoded) answers
   the same neutral page whatever the address's status, and a confirmation
-  mail goes out in the background. Posts from another site's page (by
-  ``Origin`` or ``Sec-Fetch-Site``) are refused; rate limits apply per client
-  address, per email address and overall.
+  mail goes out in the background. Posts from another site's page are
+  refused: an ``Origin`` other than BASE_URL's (scheme, host and port; the
+  request's ``Host`` does not count), or ``Sec-Fetch-Site: cross-site``. A post
+  without ``Origin`` (not a browser form) is accepted; rate limits apply per
+  client address, per email address and overall.
 * ``GET /confirm?token=T`` shows a "Confirm" button and changes nothing;
   ``POST`` confirms. Confirming twice is harmless.
+
+The posts that carry a token (unsubscribe, confirm) are not checked by
+origin: the signed token is what allows them, and RFC 8058 one-click posts come
+from mail providers' servers, without ``Origin``, or from any page.
 
 A malformed link is answered 400, a forged, tampered-with or expired one 403,
 with a short plain explanation. Every answer of these routes is ``no-store``,
@@ -33,18 +39,19 @@ from starlette.routing import BaseRoute, Route
 
 from digest.errors import SubscriberError
 from digest.publish import site_info
+from digest.serve_limits import MAX_BODY
 from digest.settings import Settings
 from digest.signup import Signup
 from digest.templates import environment, render
 from digest.tokens import PURPOSE_CONFIRM, PURPOSE_UNSUBSCRIBE, TokenError
 
 PAGE_TEMPLATE = "web_page.html"
-MAX_BODY = 4096
 _HEADERS = {
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
     "x-robots-tag": "noindex",
+    "x-frame-options": "DENY",
     "content-security-policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
                                 "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
 }
@@ -78,8 +85,7 @@ class SignupRoutes:
         self.site = site_info(settings)
         self.env = environment(settings.templates_dir)
         render(self.env, PAGE_TEMPLATE, {"site": self.site, "page": Page("x", ())})  # fail at start
-        base = urlsplit(settings.site_url)
-        self.origin = f"{base.scheme}://{base.netloc}".lower()
+        self.origin = origin_of(settings.site_url)
 
     def routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
@@ -200,9 +206,7 @@ class SignupRoutes:
         origin = request.headers.get("origin")
         if origin is None:
             return True  # not a browser form: only the rate limits apply
-        host = request.headers.get("host", "")
-        allowed = {self.origin, f"http://{host}".lower(), f"https://{host}".lower()}
-        return origin.lower() in allowed
+        return origin_of(origin) == self.origin
 
     def _refused(self, exc: TokenError, what: str) -> Response:
         status = 400 if exc.reason == "malformed" else 403
@@ -218,6 +222,28 @@ class SignupRoutes:
         headers = dict(_HEADERS)
         headers.update(extra or {})
         return HTMLResponse(text, status_code=status, headers=headers)
+
+
+def origin_of(url: str) -> str:
+    """The origin of a URL as a browser writes it: lowercase scheme://host[:port].
+
+    The port is left out when it is the scheme's default, so BASE_URL
+    ``https://Example.org:443/news/`` has the origin ``https://example.org``.
+    Anything unreadable (``null``, a bad port) gives "", which matches nothing.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    scheme, host = parts.scheme.lower(), (parts.hostname or "")
+    if scheme not in ("http", "https") or not host:
+        return ""
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == {"http": 80, "https": 443}[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
 
 
 def _action(name: str, token: str | None = None) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from digest.serve_files import OutputFiles, Redirect, StaticFile
+from digest.serve_files import PAGE_POLICY, Headers, OutputFiles, Redirect, StaticFile
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -30,17 +30,19 @@ NOT_FOUND_PAGE = (
     b"<title>Not found</title></head>\n<body><h1>Not found</h1>\n"
     b"<p>There is nothing at this address.</p></body></html>\n"
 )
-_NOT_FOUND_HEADERS = [
+# Tuples, as the header lists of files are: shared by every response, changed by none.
+_NOT_FOUND_HEADERS: Headers = (
     (b"content-type", b"text/html; charset=utf-8"),
     (b"content-length", str(len(NOT_FOUND_PAGE)).encode()),
     (b"x-content-type-options", b"nosniff"),
-]
+    *PAGE_POLICY,
+)
 _NOT_ALLOWED_BODY = b"Method not allowed: use GET or HEAD.\n"
-_NOT_ALLOWED_HEADERS = [
+_NOT_ALLOWED_HEADERS: Headers = (
     (b"content-type", b"text/plain; charset=utf-8"),
     (b"content-length", str(len(_NOT_ALLOWED_BODY)).encode()),
     (b"allow", b"GET, HEAD"),
-]
+)
 _CHUNK = 256 * 1024
 _ACCEPT_CACHE_SIZE = 256
 
@@ -149,11 +151,11 @@ class StaticApp:
             location = found.location
             if scope.get("query_string"):
                 location += b"?" + scope["query_string"]
-            headers = [(b"location", location), (b"content-length", b"0")]
+            headers = ((b"location", location), (b"content-length", b"0"))
             await self._fixed(scope, send, 301, headers, b"")
 
     async def _fixed(
-        self, scope: Scope, send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+        self, scope: Scope, send: Send, status: int, headers: Headers, body: bytes
     ) -> None:
         if scope["method"] == "HEAD":
             body = b""
@@ -222,7 +224,7 @@ class StaticApp:
         return known
 
     async def _stream(
-        self, scope: Scope, send: Send, item: StaticFile, headers: list[tuple[bytes, bytes]]
+        self, scope: Scope, send: Send, item: StaticFile, headers: Headers
     ) -> None:
         """Send a file too large to keep in memory, if it is still the version described."""
         try:

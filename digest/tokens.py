@@ -8,7 +8,12 @@ and the time it was issued, signed with HMAC-SHA256 keyed by SECRET_KEY::
 
 Its form is ``<address>.<issued>.<signature>``: the address in unpadded
 base64url, the issue time as base-36 Unix seconds, the signature in unpadded
-base64url. It uses only ``A-Z a-z 0-9 - _ .``, so it needs no escaping in a
+base64url. Anyone can send anything as a token, so it is read strictly and
+with bounded work: at most MAX_TOKEN characters, each field in the one
+spelling :func:`make_token` writes (canonical base64url; lowercase base-36
+without sign or leading zeros, at most 8 digits), the signature checked (in
+constant time) before the address or the time is trusted, and the time within
+EARLIEST..LATEST. It uses only ``A-Z a-z 0-9 - _ .``, so it needs no escaping in a
 URL and is never folded or encoded inside a mail header.
 
 The purpose is not written into the token, only signed: a confirmation token
@@ -34,6 +39,15 @@ PURPOSE_CONFIRM = "confirm"
 CLOCK_SKEW = timedelta(minutes=5)
 _VERSION = b"digest-token-1"
 _B64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_BASE36_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+# An address is at most 254 octets (RFC 5321 4.5.3.1.3); base64 makes 4 of 3.
+MAX_ADDRESS_FIELD = 340
+MAX_ISSUED_DIGITS = 8  # 36**8 seconds is past the year 90000: LATEST fits easily
+_SIGNATURE_FIELD = 43  # 32 bytes of HMAC-SHA256, unpadded base64url
+MAX_TOKEN = MAX_ADDRESS_FIELD + 1 + MAX_ISSUED_DIGITS + 1 + _SIGNATURE_FIELD
+# Issue times outside these bounds are no token of ours (Unix seconds, UTC).
+EARLIEST = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp())
+LATEST = int(datetime(2200, 1, 1, tzinfo=UTC).timestamp())
 
 
 class TokenError(DigestError):
@@ -49,8 +63,10 @@ def make_token(secret: str, purpose: str, address: str, issued_at: datetime) -> 
     if not secret:
         raise ValueError("make_token needs a non-empty secret")
     issued = _seconds(issued_at)
+    if not EARLIEST <= issued < LATEST:
+        raise ValueError(f"tokens are issued between 2020 and 2200, not at {issued_at}")
     payload = _b64(address.encode("utf-8")) + "." + _base36(issued)
-    return payload + "." + _b64(_sign(secret, purpose, address, issued))
+    return payload + "." + _b64(_sign(secret, purpose, address.encode("utf-8"), issued))
 
 
 def verify_token(secret: str, purpose: str, token: str, now: datetime,
@@ -62,21 +78,17 @@ def verify_token(secret: str, purpose: str, token: str, now: datetime,
     """
     if not secret:
         raise ValueError("verify_token needs a non-empty secret")
-    parts = token.strip().split(".")
-    if len(parts) != 3:
-        raise TokenError("the link is incomplete or damaged", "malformed")
+    address_field, issued, signature = _fields(token)
     try:
-        address = _unb64(parts[0]).decode("utf-8")
-        issued = int(parts[1], 36)
-        signature = _unb64(parts[2])
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise TokenError("the link is incomplete or damaged", "malformed") from None
-    if _base36(issued) != parts[1]:  # one spelling per token: no "+1", "0 1" or "1_0"
-        raise TokenError("the link is incomplete or damaged", "malformed")
-    expected = _sign(secret, purpose, address, issued)
-    if not hmac.compare_digest(signature, expected):
+        address = address_field.decode("utf-8")
+    except UnicodeDecodeError:
+        address = None
+    expected = _sign(secret, purpose, address_field, issued)
+    if not hmac.compare_digest(signature, expected) or address is None:
         raise TokenError("the link is not valid (altered, or made for another purpose)",
                          "invalid")
+    if not EARLIEST <= issued < LATEST:
+        raise TokenError("the link is not valid (issued at an impossible time)", "invalid")
     age = _seconds(now) - issued
     if age < -CLOCK_SKEW.total_seconds():
         raise TokenError("the link is not valid (issued in the future)", "invalid")
@@ -87,14 +99,44 @@ def verify_token(secret: str, purpose: str, token: str, now: datetime,
 
 def issued_at(token: str) -> datetime:
     """The (unverified) issue time written in a token; for display and logs only."""
+    issued = _fields(token)[1]
+    if not EARLIEST <= issued < LATEST:
+        raise TokenError("the link is not valid (issued at an impossible time)", "invalid")
+    return datetime.fromtimestamp(issued, UTC)
+
+
+def _fields(token: str) -> tuple[bytes, int, bytes]:
+    """(address bytes, issue time, signature) of a well-formed token, else TokenError.
+
+    Bounded work whatever `token` is: its length is checked first, and every
+    field must be the one spelling make_token writes ("+1", "01", "1_0", "A"
+    for "a", a sign or padding are refused).
+    """
+    malformed = TokenError("the link is incomplete or damaged", "malformed")
+    if len(token) > MAX_TOKEN:
+        raise malformed
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise malformed
+    address_text, issued_text, signature_text = parts
+    if (len(address_text) > MAX_ADDRESS_FIELD or len(signature_text) != _SIGNATURE_FIELD
+            or not _is_base36(issued_text)):
+        raise malformed
     try:
-        return datetime.fromtimestamp(int(token.split(".")[1], 36), UTC)
-    except (IndexError, ValueError, OverflowError):
-        raise TokenError("the link is incomplete or damaged", "malformed") from None
+        return _unb64(address_text), int(issued_text, 36), _unb64(signature_text)
+    except (ValueError, binascii.Error):
+        raise malformed from None
 
 
-def _sign(secret: str, purpose: str, address: str, issued: int) -> bytes:
-    message = b"\x00".join((_VERSION, purpose.encode("utf-8"), address.encode("utf-8"),
+def _is_base36(text: str) -> bool:
+    """True for the canonical base-36 spelling of a number of at most MAX_ISSUED_DIGITS."""
+    if not 0 < len(text) <= MAX_ISSUED_DIGITS or not all(c in _BASE36_DIGITS for c in text):
+        return False
+    return text == "0" or text[0] != "0"
+
+
+def _sign(secret: str, purpose: str, address: bytes, issued: int) -> bytes:
+    message = b"\x00".join((_VERSION, purpose.encode("utf-8"), address,
                             str(issued).encode("ascii")))
     return hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
 
@@ -119,10 +161,12 @@ def _unb64(text: str) -> bytes:
 
 
 def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    """The base-36 spelling of a number >= 0 (a negative one would never reach 0)."""
+    if number < 0:
+        raise ValueError(f"base 36 of a negative number: {number}")
     out = ""
     while True:
         number, rest = divmod(number, 36)
-        out = digits[rest] + out
+        out = _BASE36_DIGITS[rest] + out
         if number == 0:
             return out

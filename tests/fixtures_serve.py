@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from digest.serve import DigestApp, build_server, listen
+from digest.serve_limits import LimitedHttpToolsProtocol
 from digest.settings import ENV_NAMES
 from tests.conftest import REPO, digest_cli
 from tests.fixtures_mail import Received, SMTPServer, free_port
@@ -33,10 +34,11 @@ ARTICLE = "title {title}\ndate {date} {lead}\n\nA second paragraph.\n"
 
 
 @contextmanager
-def running_server(app: DigestApp) -> Iterator[str]:
+def running_server(app: DigestApp, protocol: type[LimitedHttpToolsProtocol] | None = None,
+                   ) -> Iterator[str]:
     """Run `app` on uvicorn (as `digest serve` configures it) in a thread; yield its URL."""
     sock = listen("127.0.0.1", 0)
-    server = build_server(app)
+    server = build_server(app) if protocol is None else build_server(app, protocol)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
