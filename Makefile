@@ -27,6 +27,7 @@ test: install
 lint: install
 	$(BIN)/ruff check digest tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Publish and mail delivery speed against floors measured in the same run. The mail part
 # is bounded: one delivery of 10,000 messages between two floor runs (1-2 minutes here);

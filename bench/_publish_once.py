@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 start_import = time.perf_counter()
-from digest.publish import publish  # noqa: E402
+from digest.publish.build import publish  # noqa: E402
 from digest.settings import load_settings  # noqa: E402
-from digest.store import Store  # noqa: E402
+from digest.store.database import Store  # noqa: E402
 
 imported = time.perf_counter() - start_import
 

@@ -71,7 +71,7 @@ def stat_floor(articles: Path) -> float:
 def startup_seconds() -> float:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import digest.cli"], env=env, check=True)
+    subprocess.run([sys.executable, "-c", "import digest.cli.main"], env=env, check=True)
     return time.perf_counter() - start
 
 
@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--pelican", action="store_true", help="also time Pelican if installed")
     args = parser.parse_args()
     start = startup_seconds()
-    print(f"start-up (python -c 'import digest.cli'): {start:.3f} s, reported apart\n")
+    print(f"start-up (python -c 'import digest.cli.main'): {start:.3f} s, reported apart\n")
     header = (f"{'N':>7} | {'cold s':>7} {'I/O floor':>9} {'ratio':>6} | {'unchanged s':>11} "
               f"{'(1st run)':>9} {'stat floor':>10} {'ratio':>6} | {'1 changed s':>11} | "
               f"{'main MB':>7} {'reader MB':>9} | {'files':>6} {'MB out':>6} | pelican")

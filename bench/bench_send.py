@@ -40,18 +40,18 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from digest.mail_message import (
+from digest.mail.message import (
     MessageFactory,
     OutgoingMessage,
     message_id,
     sender_domain,
 )
-from digest.mailer import SMTPMailer
-from digest.outbox import Edition, Outbox
-from digest.send import personal, render_edition, send_digest
+from digest.mail.outbox import Edition, Outbox
+from digest.mail.send import personal, render_edition, send_digest
+from digest.mail.smtp import SMTPMailer
+from digest.mail.subscribers import subscribe_many
 from digest.settings import Settings, load_settings
-from digest.store import Store, StoredArticle, resolve_url
-from digest.subscribers import subscribe_many
+from digest.store.database import Store, StoredArticle, resolve_url
 
 NOW = datetime(2024, 5, 6, 7, 0, tzinfo=UTC)
 

@@ -172,7 +172,7 @@ def start_digest(base: Path, port: int, access_log: bool) -> Server:
     program = (
         "import logging\n"
         "from pathlib import Path\n"
-        "from digest.serve import serve\n"
+        "from digest.web.server import serve\n"
         "from digest.settings import load_settings\n"
         f"{logging_setup}\n"
         f"serve(load_settings({{'OUTPUT_DIR': 'public', 'SERVE_HOST': {HOST!r}, "

@@ -1,4 +1,4 @@
-from digest.cli import main
+from digest.cli.main import main
 
 # Guarded: reader processes are started with "spawn" and import this module again.
 if __name__ == "__main__":

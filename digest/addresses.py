@@ -29,7 +29,7 @@ from urllib.parse import quote
 import idna
 
 from digest.errors import SubscriberError
-from digest.mail_headers import mailbox_value, plain, reads_back
+from digest.headers import mailbox_value, plain, reads_back
 
 _LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from digest.settings import ENV_NAMES, Settings, load_settings
-from digest.store import Store
+from digest.store.database import Store
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "articles" / "000_b4d3f6eb2287ccfb.txt"

@@ -30,7 +30,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from digest.settings import ENV_NAMES, Settings, load_settings
-from digest.store import Store, StoredArticle
+from digest.store.database import Store, StoredArticle
 from tests.conftest import POSTGRES_URL
 
 logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd's own chatter

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from digest.serve import DigestApp, build_server, listen
-from digest.serve_limits import LimitedHttpToolsProtocol
 from digest.settings import ENV_NAMES
+from digest.web.limits import LimitedHttpToolsProtocol
+from digest.web.server import DigestApp, build_server, listen
 from tests.conftest import REPO, digest_cli
 from tests.fixtures_mail import Received, SMTPServer, free_port
 

@@ -26,12 +26,12 @@ from digest.addresses import (
     normalize_address,
     parse_mailbox,
 )
-from digest.cli import cli
+from digest.cli.main import cli
 from digest.errors import SubscriberError
-from digest.mail_headers import mailbox_value
-from digest.mail_render import one_line
-from digest.store import Store
-from digest.subscribers import list_subscribers
+from digest.headers import mailbox_value
+from digest.mail.render import one_line
+from digest.mail.subscribers import list_subscribers
+from digest.store.database import Store
 from tests.fixtures_mail import (  # noqa: F401
     SMTPServer,
     add_articles,

@@ -6,7 +6,7 @@ import re
 
 import click
 
-from digest.cli import cli
+from digest.cli.main import cli
 from digest.settings import SPECS
 from tests.conftest import REPO
 

@@ -20,12 +20,12 @@ from click.testing import CliRunner, Result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest.cli import cli
+from digest.cli.main import cli
 from digest.errors import ConfigError
-from digest.mail_headers import POLICY, list_id_value, set_text
-from digest.mail_render import one_line
+from digest.headers import POLICY, list_id_value, set_text
+from digest.mail.render import one_line
 from digest.settings import SPECS, load_settings
-from digest.store import Store
+from digest.store.database import Store
 from tests.conftest import digest_cli
 from tests.fixtures_mail import (  # noqa: F401
     Received,

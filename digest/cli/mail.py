@@ -1,0 +1,301 @@
+"""Commands: send, preview, history, subscribers (add, remove, list, import)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import tempfile
+import threading
+import webbrowser
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from digest.addresses import file_name_part, normalize_address, read_address_file, split_named
+from digest.cli.support import EXIT_PROBLEMS, Context, now, pass_ctx
+from digest.errors import SubscriberError
+from digest.mail.message import OutgoingMessage
+from digest.mail.outbox import history as edition_history
+from digest.mail.send import SendReport, preview_html, send_digest, test_message
+from digest.mail.send import dry_run as build_dry_run
+from digest.mail.smtp import SMTPMailer
+from digest.mail.subscribers import (
+    STATUSES,
+    SubscribeReport,
+    count_by_status,
+    forget,
+    list_subscribers,
+    subscribe_many,
+    unsubscribe,
+)
+
+EXIT_STOPPED = 1
+EXIT_UNKNOWN = 4  # the run finished, but the reply to some messages was lost
+
+
+@click.command()
+@click.option("--force", is_flag=True, help="Send an edition even when no article is new.")
+@click.option("--dry-run", is_flag=True,
+              help="Build the messages and show them; send nothing, record nothing.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="With --dry-run: write one .eml file per recipient into this folder.")
+@click.option("--to", "test_address", metavar="ADDRESS",
+              help="Send a test of the next edition to this address only; record nothing.")
+@pass_ctx
+def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
+         test_address: str | None) -> None:
+    """Build (or resume) the digest edition and mail it to every subscriber.
+
+    Each article goes out in exactly one edition. An interrupted run is
+    resumed by the next one: nobody already served gets the edition twice.
+    Exits with 3 when some deliveries failed or were deferred, and with 4
+    when the server's reply to some messages was lost after their data (the
+    outcome is unknown: each is sent once more by a run 30 minutes later or
+    more, with the same Message-ID; `digest history` counts them).
+    """
+    settings = ctx.settings
+    if out_dir is not None and not dry_run:
+        raise click.UsageError("--out needs --dry-run")
+    if dry_run and test_address:
+        raise click.UsageError("use either --dry-run or --to")
+    if dry_run:
+        with ctx.store() as store:
+            messages = build_dry_run(settings, store, now())
+        _show_dry_run(ctx, messages, out_dir)
+        return
+    if test_address:
+        address = normalize_address(test_address, "--to")
+        with ctx.store() as store:
+            message = test_message(settings, store, address, now())
+        mailer = SMTPMailer(settings)
+        try:
+            mailer.send(message)
+        finally:
+            mailer.close()
+        ctx.echo(f"sent a test of the next digest to {address} (nothing recorded)")
+        return
+    stop = threading.Event()
+    with ctx.store() as store, _stop_on_signals(stop), _ProgressBar(ctx) as bar:
+        report = send_digest(settings, store, lambda: SMTPMailer(settings), now(),
+                             force=force, should_stop=stop.is_set, progress=bar.update)
+    _summarise(ctx, report)
+    if report.stopped:
+        click.echo("stopped; run `digest send` again to deliver the rest", err=True)
+        sys.exit(EXIT_STOPPED)
+    if report.unknown:
+        sys.exit(EXIT_UNKNOWN)
+    if not report.ok:
+        sys.exit(EXIT_PROBLEMS)
+
+
+def _show_dry_run(ctx: Context, messages: list[OutgoingMessage], out_dir: Path | None) -> None:
+    if not messages:
+        ctx.echo("no recipients: nothing would be sent")
+        return
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for number, message in enumerate(messages, start=1):
+            name = f"{number:05d}-{file_name_part(message.recipient)}.eml"
+            (out_dir / name).write_bytes(message.data)
+        ctx.echo(f"wrote {len(messages)} messages to {out_dir}")
+        return
+    click.echo(messages[0].data.decode("ascii").replace("\r\n", "\n"))
+    recipients = ", ".join(m.recipient for m in messages)
+    click.echo(f"would send {len(messages)} message(s), to: {recipients}", err=True)
+    if len(messages) > 1:
+        click.echo("(only the first is shown; use --out DIR to write them all)", err=True)
+
+
+def _summarise(ctx: Context, report: SendReport) -> None:
+    if report.edition is None:
+        ctx.echo("no new articles since the last digest: nothing to send (--force sends anyway)")
+        return
+    verb = "created" if report.created else "resumed"
+    ctx.echo(f"edition {report.edition} ({verb}, {report.articles} articles, "
+             f"{report.recipients} recipients): {report.sent} sent, {report.failed} failed, "
+             f"{report.skipped} skipped, {report.deferred} deferred"
+             + (f", {report.unknown} unknown" if report.unknown else ""))
+    for failure in report.failures:
+        click.echo(f"  failed: {failure.recipient}: {failure.reply}", err=True)
+    if report.unknown:
+        click.echo(f"  {report.unknown} messages got no reply after their data: the server "
+                   "may have them; each is sent once more (same Message-ID) by a `digest send` "
+                   "30 minutes later or more", err=True)
+    if report.remaining:
+        click.echo(f"  {report.remaining} deliveries still to do; `digest send` resumes them",
+                   err=True)
+
+
+@click.command()
+@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the HTML here (default: a file in the temporary folder).")
+@click.option("--open", "open_browser", is_flag=True, help="Open it in a web browser.")
+@pass_ctx
+def preview(ctx: Context, out_file: Path | None, open_browser: bool) -> None:
+    """Write the HTML of the next digest to a file and print its path."""
+    with ctx.store() as store:
+        html = preview_html(ctx.settings, store, now())
+    path = out_file or Path(tempfile.gettempdir()) / "digest-preview.html"
+    path.write_text(html, encoding="utf-8")
+    click.echo(str(path))
+    if open_browser:
+        webbrowser.open(path.resolve().as_uri())
+
+
+@click.command()
+@click.option("--limit", default=20, show_default=True, help="How many editions to show.")
+@pass_ctx
+def history(ctx: Context, limit: int) -> None:
+    """List past digest editions with their delivery counts.
+
+    unknown: messages whose reply was lost after their data (the server may
+    have them); sent once more later, then left unconfirmed.
+    """
+    with ctx.store() as store:
+        rows = edition_history(store, limit)
+    if not rows:
+        ctx.echo("no editions yet")
+        return
+    ctx.echo(f"{'#':>5}  {'created (UTC)':<16}  {'status':<7}  {'articles':>8}  "
+             f"{'recipients':>10}  {'sent':>6}  {'failed':>6}  {'skipped':>7}  {'pending':>7}  "
+             f"{'unknown':>7}")
+    for r in rows:
+        created = r.created_at.strftime("%Y-%m-%d %H:%M")
+        ctx.echo(f"{r.id:>5}  {created:<16}  {r.status:<7}  {r.article_count:>8}  "
+                 f"{r.recipient_count:>10}  {r.sent:>6}  {r.failed:>6}  {r.skipped:>7}  "
+                 f"{r.pending:>7}  {r.unknown:>7}")
+
+
+@click.group()
+def subscribers() -> None:
+    """Manage the digest's subscribers (kept in the state store)."""
+
+
+@subscribers.command("add")
+@click.argument("addresses", nargs=-1, required=True)
+@click.option("--resubscribe", is_flag=True,
+              help="Subscribe again addresses that unsubscribed (only with their consent).")
+@pass_ctx
+def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool) -> None:
+    """Subscribe ADDRESSES ('name@example.org' or 'Name <name@example.org>')."""
+    entries = []
+    for number, text in enumerate(addresses, start=1):
+        name, address = split_named(text)
+        entries.append((normalize_address(address, f"address {number}"), name))
+    with ctx.store() as store:
+        report = subscribe_many(store, entries, now(), source="cli", resubscribe=resubscribe)
+    _report_subscribe(ctx, report)
+
+
+@subscribers.command("remove")
+@click.argument("addresses", nargs=-1, required=True)
+@click.option("--forget", "erase", is_flag=True,
+              help="Delete the addresses from the list instead of keeping them as unsubscribed.")
+@pass_ctx
+def remove(ctx: Context, addresses: tuple[str, ...], erase: bool) -> None:
+    """Unsubscribe ADDRESSES (kept as unsubscribed, so imports skip them)."""
+    checked = [normalize_address(a, f"address {i}") for i, a in enumerate(addresses, start=1)]
+    with ctx.store() as store:
+        for address in checked:
+            if erase:
+                done = forget(store, address)
+                ctx.echo(f"{address}: {'deleted' if done else 'not on the list'}")
+            else:
+                done = unsubscribe(store, address, now())
+                ctx.echo(f"{address}: {'unsubscribed' if done else 'was not subscribed'}")
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice(STATUSES), help="Only addresses with this status.")
+@pass_ctx
+def list_command(ctx: Context, status: str | None) -> None:
+    """List the addresses, their status and since when."""
+    with ctx.store() as store:
+        rows = list_subscribers(store, status)
+        counts = count_by_status(store)
+    for s in rows:
+        name = f"  {s.name}" if s.name else ""
+        click.echo(f"{s.address}\t{s.status}\t{s.updated_at:%Y-%m-%d}{name}")
+    summary = ", ".join(f"{counts[k]} {k}" for k in STATUSES)
+    click.echo(f"{len(rows)} shown ({summary})", err=True)
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--resubscribe", is_flag=True,
+              help="Subscribe again addresses that unsubscribed (only with their consent).")
+@pass_ctx
+def import_command(ctx: Context, file: Path, resubscribe: bool) -> None:
+    """Subscribe the addresses in FILE: a CSV (an 'email' column, else the first) or
+    one address per line. Nothing is imported if any line is invalid."""
+    lines = read_address_file(file)
+    if not lines:
+        raise SubscriberError(f"{file}: no addresses found",
+                              "put one address per line, or a CSV with an 'email' column")
+    with ctx.store() as store:
+        report = subscribe_many(store, [(line.address, line.name) for line in lines], now(),
+                                source="import", resubscribe=resubscribe)
+    _report_subscribe(ctx, report)
+
+
+def _report_subscribe(ctx: Context, report: SubscribeReport) -> None:
+    ctx.echo(f"{len(report.added)} added, {len(report.subscribed)} subscribed again or "
+             f"confirmed, {len(report.unchanged)} already subscribed, "
+             f"{len(report.kept_unsubscribed)} kept unsubscribed")
+    for address in report.kept_unsubscribed:
+        click.echo(f"  kept unsubscribed: {address} (use --resubscribe only with their consent)",
+                   err=True)
+
+
+class _ProgressBar:
+    """A click progress bar on stderr, made when the total is known."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.enabled = not ctx.quiet
+        self._bar: Any = None
+        self._done = 0
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.render_finish()
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            self._bar = click.progressbar(length=max(total, done), label="sending",
+                                          file=sys.stderr, show_pos=True)
+            self._bar.__enter__()
+        self._bar.update(done - self._done)
+        self._done = done
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """The first SIGTERM or SIGINT stops the send between messages; a second SIGINT aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("\nstopping after the current message...", err=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+COMMANDS: list[click.Command] = [send, preview, history, subscribers]

@@ -1,0 +1,45 @@
+"""Command: serve (the published site, unsubscribe links and the sign-up form over HTTP)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import click
+
+from digest.cli.support import Context, now, pass_ctx
+from digest.logs import FORMATS, setup_logging
+from digest.mail.smtp import SMTPMailer
+from digest.web.app import serve_site
+from digest.web.signup import check_signup_settings
+
+
+@click.command()
+@click.option("--host", help="Address to listen on (default: SERVE_HOST, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="Port to listen on (default: SERVE_PORT, 8080; 0: any free port).")
+@click.option("--log-format", type=click.Choice(FORMATS), default="text", show_default=True,
+              help="Log lines on stderr: text, or one JSON object per line for log collectors.")
+@pass_ctx
+def serve(ctx: Context, host: str | None, port: int | None, log_format: str) -> None:
+    """Serve OUTPUT_DIR over HTTP, with one-click unsubscribe and the sign-up form.
+
+    Answers GET/HEAD for the published files (ETag, gzip), POST
+    /unsubscribe for the digest's List-Unsubscribe links, and, with
+    SUBSCRIBE_FORM=on, /subscribe and /confirm (double opt-in). Needs
+    SECRET_KEY. Runs until Ctrl-C or SIGTERM; logs one line per request.
+    """
+    settings = ctx.settings
+    if host is not None:
+        settings = dataclasses.replace(settings, serve_host=host)
+    if port is not None:
+        settings = dataclasses.replace(settings, serve_port=port)
+    check_signup_settings(settings)
+    level = logging.DEBUG if ctx.debug else logging.WARNING if ctx.quiet else logging.INFO
+    setup_logging(log_format, level)
+    logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))  # start-up chatter
+    with ctx.store() as store:
+        serve_site(settings, store, lambda: SMTPMailer(settings), now)
+
+
+COMMANDS: list[click.Command] = [serve]

@@ -1,0 +1,1 @@
+"""The email digest: edition, rendering, outbox and SMTP delivery."""

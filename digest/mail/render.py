@@ -1,0 +1,147 @@
+"""Render a digest edition to a subject, a plain-text body and an HTML body.
+
+Rendering happens once per edition. The per-recipient values (the address
+and the unsubscribe link) are rendered as placeholder words
+(:data:`RECIPIENT_SLOT`, :data:`UNSUBSCRIBE_SLOT`) that
+:mod:`digest.mail_message` replaces for each recipient, so templates may print
+them but not transform them (no ``|upper`` on the address).
+
+Template variables (both ``digest.txt`` and ``digest.html``):
+
+    site.title, site.url          the site
+    edition.number, edition.date  edition number and its date (YYYY-MM-DD)
+    articles                      the newest DIGEST_MAX_ITEMS articles of the
+                                  edition, newest first; each has: title, url,
+                                  summary, author, published (datetime),
+                                  date (YYYY-MM-DD)
+    count, subject, preheader     number of articles in the edition, the subject
+                                  line, the hidden preview text of mail clients
+    more                          how many articles of the edition are not
+                                  listed (0 when all are); site.url has them
+    recipient, unsubscribe_url    the recipient's address and one-click link
+    unsubscribe_mailto            UNSUBSCRIBE_MAILTO or None
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import css_inline
+
+from digest.errors import TemplateError
+from digest.model import article_path
+from digest.settings import Settings
+from digest.templates import environment, render
+
+RECIPIENT_SLOT = "zzdigestrecipientslotzz"
+UNSUBSCRIBE_SLOT = "zzdigestunsubscribeslotzz"
+TEXT_TEMPLATE = "digest.txt"
+HTML_TEMPLATE = "digest.html"
+CONFIRM_TEMPLATE = "confirm.txt"
+PREHEADER_MAX = 150
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    """One article as the digest shows it (a snapshot taken when the edition was made)."""
+
+    slug: str
+    title: str
+    summary: str
+    author: str
+    published: datetime
+
+
+@dataclass(frozen=True)
+class DigestContent:
+    number: int
+    created_at: datetime
+    items: tuple[DigestItem, ...]
+
+
+@dataclass(frozen=True)
+class RenderedDigest:
+    """Subject and bodies of one edition, with the per-recipient slots still in."""
+
+    subject: str
+    text: str
+    html: str
+
+
+def one_line(text: str) -> str:
+    """Text on one line: control characters (CR, LF, NUL, ...) become spaces."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
+def plain_block(text: str) -> str:
+    """Text keeping its line breaks, without other control characters."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(one_line(line) for line in lines).strip()
+
+
+def subject_line(settings: Settings, content: DigestContent) -> str:
+    date = content.created_at.astimezone(settings.digest_timezone).date().isoformat()
+    return one_line(settings.digest_subject.format(
+        site=settings.site_title, count=len(content.items), date=date))
+
+
+def listed_items(items: tuple[DigestItem, ...], limit: int) -> list[DigestItem]:
+    """The newest `limit` items, newest first (the edition still carries them all)."""
+    return sorted(items, key=lambda item: item.published, reverse=True)[:limit]
+
+
+def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
+    """Render the text and HTML bodies (CSS inlined) of an edition."""
+    env = environment(settings.templates_dir)
+    zone = settings.digest_timezone
+    subject = subject_line(settings, content)
+    listed = listed_items(content.items, settings.digest_max_items)
+    articles: list[dict[str, Any]] = [
+        {"title": one_line(item.title), "url": settings.url(article_path(item.slug)),
+         "summary": plain_block(item.summary), "author": one_line(item.author),
+         "published": item.published, "date": item.published.astimezone(zone).date().isoformat()}
+        for item in listed
+    ]
+    preheader = " · ".join(str(a["title"]) for a in articles) or "No new articles"
+    if len(preheader) > PREHEADER_MAX:
+        preheader = preheader[:PREHEADER_MAX].rsplit(" ", 1)[0] + " …"
+    context: dict[str, Any] = {
+        "site": {"title": one_line(settings.site_title), "url": settings.site_url},
+        "edition": {"number": content.number,
+                    "date": content.created_at.astimezone(zone).date().isoformat()},
+        "articles": articles,
+        "count": len(content.items),
+        "more": len(content.items) - len(articles),
+        "subject": subject,
+        "preheader": preheader,
+        "recipient": RECIPIENT_SLOT,
+        "unsubscribe_url": UNSUBSCRIBE_SLOT,
+        "unsubscribe_mailto": settings.unsubscribe_mailto,
+    }
+    text = render(env, TEXT_TEMPLATE, context)
+    html = render(env, HTML_TEMPLATE, context)
+    try:
+        inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+        html = inliner.inline(html)
+    except (css_inline.InlineError, ValueError) as exc:
+        raise TemplateError(f"{HTML_TEMPLATE}: cannot inline its CSS ({exc})",
+                            "check the <style> block of the template") from exc
+    return RenderedDigest(subject=subject, text=_normal_newlines(text), html=html)
+
+
+def render_confirmation(settings: Settings, address: str, confirm_url: str) -> str:
+    """The text of the double opt-in mail (confirm.txt; variables in its header)."""
+    env = environment(settings.templates_dir)
+    context = {"site": {"title": one_line(settings.site_title), "url": settings.site_url},
+               "address": address, "confirm_url": confirm_url}
+    return _normal_newlines(render(env, CONFIRM_TEMPLATE, context))
+
+
+def confirmation_subject(settings: Settings) -> str:
+    return f"Confirm your subscription to {one_line(settings.site_title)}"
+
+
+def _normal_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n") + "\n"

@@ -1,0 +1,1 @@
+"""Publishing: article files in, feeds and the static site out."""

@@ -1,0 +1,202 @@
+"""Feeds as bytes: Atom 1.0 (feedgen), RSS 2.0 (feedgen) and JSON Feed 1.1.
+
+Nothing here touches the clock or the disk: the same entries give the same
+bytes, so an unchanged site re-publishes byte-identical feeds.
+
+Archives follow RFC 5005 (archived feeds): older entries live in fixed pages
+of FEED_MAX_ITEMS entries counted from the oldest, so a new article never
+shifts them; each page links to its neighbours with ``prev-archive`` /
+``next-archive`` and to the subscription document with ``current``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from feedgen.entry import FeedEntry
+from feedgen.ext.base import BaseExtension
+from feedgen.feed import FeedGenerator
+from lxml import etree
+
+from digest import __version__
+from digest.errors import ArticleError
+from digest.model import Entry
+
+HISTORY_NS = "http://purl.org/syndication/history/1.0"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class FeedMeta:
+    """What every feed document says about the site."""
+
+    feed_id: str
+    title: str
+    subtitle: str
+    author: str
+    language: str
+    home_url: str
+    atom_url: str
+    rss_url: str
+    json_url: str
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    entry: Entry
+    content_html: str | None  # absolute-URL, sanitized HTML; None in archive pages
+
+
+@dataclass(frozen=True)
+class ArchiveLinks:
+    """RFC 5005 links of one Atom document (absolute URLs, or None)."""
+
+    prev_archive: str | None
+    next_archive: str | None = None
+    current: str | None = None  # set only on archive documents
+
+
+class _ArchiveMarker(BaseExtension):  # type: ignore[misc]
+    """Adds <fh:archive/> to an Atom archive document."""
+
+    def extend_ns(self) -> dict[str, str]:
+        return {"fh": HISTORY_NS}
+
+    def extend_atom(self, feed: Any) -> Any:
+        etree.SubElement(feed, f"{{{HISTORY_NS}}}archive")
+        return feed
+
+
+def newest_update(items: Sequence[FeedItem]) -> datetime:
+    return max((item.entry.updated for item in items), default=EPOCH)
+
+
+def atom(meta: FeedMeta, items: Sequence[FeedItem], self_url: str,
+         links: ArchiveLinks | None = None, stylesheet: str | None = None) -> bytes:
+    """An Atom 1.0 document; `stylesheet` is the (relative) URL of an XSLT for browsers."""
+    fg = _generator(meta, items)
+    fg.link(href=self_url, rel="self", type="application/atom+xml")
+    fg.link(href=meta.home_url, rel="alternate", type="text/html")
+    if links is not None:
+        if links.current:
+            fg.link(href=links.current, rel="current", type="application/atom+xml")
+        if links.prev_archive:
+            fg.link(href=links.prev_archive, rel="prev-archive", type="application/atom+xml")
+        if links.next_archive:
+            fg.link(href=links.next_archive, rel="next-archive", type="application/atom+xml")
+        if links.current:
+            fg.register_extension("fh", _ArchiveMarker, None, atom=True, rss=False)
+    for item in items:
+        fe = fg.add_entry(order="append")
+        _fill_entry(fe, item, meta)
+    data: bytes = fg.atom_str(pretty=True, encoding="UTF-8")
+    if stylesheet:
+        declaration, _, rest = data.partition(b"\n")
+        pi = f'<?xml-stylesheet type="text/xsl" href="{stylesheet}"?>'.encode()
+        data = declaration + b"\n" + pi + b"\n" + rest
+    return data
+
+
+def rss(meta: FeedMeta, items: Sequence[FeedItem]) -> bytes:
+    """An RSS 2.0 document of the same entries."""
+    fg = _generator(meta, items)
+    fg.link(href=meta.rss_url, rel="self", type="application/rss+xml")
+    fg.link(href=meta.home_url, rel="alternate")  # feedgen uses the last link as <link>
+    fg.description(meta.subtitle or meta.title)
+    fg.lastBuildDate(newest_update(items))
+    for item in items:
+        fe = fg.add_entry(order="append")
+        _fill_entry(fe, item, meta)
+        fe.guid(item.entry.id, permalink=False)
+    result: bytes = fg.rss_str(pretty=True, encoding="UTF-8")
+    return result
+
+
+def json_feed(meta: FeedMeta, items: Sequence[FeedItem]) -> bytes:
+    """A JSON Feed 1.1 document of the same entries."""
+    document: dict[str, Any] = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": meta.title,
+        "home_page_url": meta.home_url,
+        "feed_url": meta.json_url,
+        "description": meta.subtitle,
+        "language": meta.language,
+        "authors": [{"name": meta.author}],
+    }
+    document["items"] = [_json_record(item) for item in items]
+    return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def check_item(meta: FeedMeta, item: FeedItem) -> None:
+    """Build this one item as the Atom, RSS and JSON feeds would, or raise ArticleError.
+
+    The fields were cleaned when read; this is the safety net for whatever still
+    breaks the XML library, run on each article as it is read (and by `digest
+    check`), so one such article is refused alone instead of failing the publish.
+    """
+    try:
+        fe = FeedEntry()
+        _fill_entry(fe, item, meta)
+        fe.guid(item.entry.id, permalink=False)
+        fe.atom_entry()
+        fe.rss_entry()
+        json.dumps(_json_record(item), ensure_ascii=False).encode("utf-8")
+    except (ValueError, TypeError, etree.LxmlError) as exc:
+        raise ArticleError(item.entry.key, f"cannot be put in a feed ({exc})",
+                           "remove unusual characters or markup from its title, summary "
+                           "and text") from exc
+
+
+def _json_record(item: FeedItem) -> dict[str, Any]:
+    entry = item.entry
+    record: dict[str, Any] = {
+        "id": entry.id,
+        "url": entry.url,
+        "title": entry.title,
+        "summary": entry.summary,
+        "date_published": entry.published.isoformat(),
+        "date_modified": entry.updated.isoformat(),
+        "authors": [{"name": entry.author}],
+    }
+    if item.content_html is not None:
+        record["content_html"] = item.content_html
+    else:
+        record["content_text"] = entry.summary
+    if entry.tags:
+        record["tags"] = list(entry.tags)
+    return record
+
+
+def _generator(meta: FeedMeta, items: Sequence[FeedItem]) -> FeedGenerator:
+    fg = FeedGenerator()
+    fg.id(meta.feed_id)
+    fg.title(meta.title)
+    if meta.subtitle:
+        fg.subtitle(meta.subtitle)
+    fg.author({"name": meta.author})
+    fg.language(meta.language)
+    fg.generator("digest", version=__version__)
+    fg.updated(newest_update(items))
+    return fg
+
+
+def _fill_entry(fe: Any, item: FeedItem, meta: FeedMeta) -> None:
+    entry = item.entry
+    fe.id(entry.id)
+    fe.title(entry.title)
+    fe.link(href=entry.url, rel="alternate", type="text/html")
+    fe.published(entry.published)
+    fe.updated(entry.updated)
+    fe.author({"name": entry.author})
+    for tag in entry.tags:
+        fe.category(term=tag, label=tag)
+    if entry.summary:
+        fe.summary(entry.summary)
+    if item.content_html is not None:
+        fe.content(item.content_html, type="html")
+    elif not entry.summary:
+        fe.summary(entry.title)

@@ -1,0 +1,1 @@
+"""Article formats: the plain-text format and Markdown with front matter."""

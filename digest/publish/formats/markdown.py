@@ -1,0 +1,116 @@
+"""Markdown with YAML front matter (the Jekyll / Hugo / Pelican convention).
+
+    ---
+    title: Hello
+    date: 2024-05-01
+    tags: [news, local]
+    ---
+    The body, in CommonMark.
+
+Front-matter keys: title, date, updated, author, tags, summary, id, slug, draft.
+"""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import yaml
+from markdown_it import MarkdownIt
+
+from digest.errors import ArticleError
+from digest.publish.reading import Fields
+from digest.publish.sanitize import sanitize
+
+_FRONT = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+FRONT_MATTER_MAX = 64 * 1024  # characters between the '---' lines
+VALUE_MAX = 4000  # characters in one value (a title, a summary, one tag)
+DEPTH_MAX = 8  # nested lists and mappings
+
+
+class _Refused(Exception):
+    """Front matter this reader will not expand: an anchor or alias, too deep, too long."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text, so digest parses them and names bad ones.
+
+    It refuses anchors and aliases outright (front matter never needs them, and
+    nested aliases expand exponentially: nine levels took 2.2 GB), nesting deeper
+    than DEPTH_MAX and scalars longer than VALUE_MAX, before constructing anything.
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused("uses a YAML anchor or alias ('&' or '*')",
+                           "write each value out; front matter does not support them")
+        if isinstance(event, yaml.ScalarEvent) and len(event.value) > VALUE_MAX:
+            raise _Refused(f"has a value of {len(event.value):,} characters, over the limit of "
+                           f"{VALUE_MAX:,}", "shorten it; put long text in the body")
+        self._depth += 1
+        try:
+            if self._depth > DEPTH_MAX:
+                raise _Refused(f"nests lists or mappings more than {DEPTH_MAX} deep",
+                               "use plain 'key: value' lines and simple lists")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+_md = MarkdownIt("commonmark", {"html": True, "linkify": False, "typographer": False}) \
+    .enable(["table", "strikethrough"])
+
+
+def parse(key: str, text: str) -> Fields:
+    text = text.lstrip("\n")
+    match = _FRONT.match(text)
+    if not match:
+        raise ArticleError(key, "no YAML front matter",
+                           "start the file with a '---' line, then 'date: YYYY-MM-DD' and "
+                           "'title: ...', then another '---' line")
+    front = match.group(1) or ""
+    if len(front) > FRONT_MATTER_MAX:
+        raise ArticleError(key, f"front matter is {len(front):,} characters long, over the limit "
+                           f"of {FRONT_MATTER_MAX:,}", "shorten it; put long text in the body")
+    try:
+        headers = yaml.load(front, Loader=_Loader) or {}  # noqa: S506
+    except _Refused as exc:
+        reason, hint = exc.args
+        raise ArticleError(key, f"front matter {reason}", hint) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 2}" if mark is not None else ""
+        raise ArticleError(key, f"front matter is not valid YAML{where}",
+                           "check quotes and colons; quote titles that contain ': '") from None
+    if not isinstance(headers, dict):
+        raise ArticleError(key, "front matter is not a set of 'key: value' lines",
+                           "write one 'key: value' per line between the '---' lines")
+    body = text[match.end():]
+    html = sanitize(_md.render(body))
+    tokens = _md.parse(body)
+    lead = ""
+    first_heading = None
+    for i, token in enumerate(tokens):
+        if token.type == "heading_open" and first_heading is None and i + 1 < len(tokens):
+            first_heading = _plain(tokens[i + 1].content)
+        if token.type == "paragraph_open" and not lead and i + 1 < len(tokens):
+            lead = _plain(_md.renderInline(tokens[i + 1].content))
+    if not lead and not headers.get("summary") and not headers.get("title"):
+        raise ArticleError(key, "has no text", "write at least one paragraph below the front matter")
+    return Fields(headers={str(k).lower(): v for k, v in headers.items()}, lead=lead,
+                  body_html=html, first_heading=first_heading)
+
+
+def _plain(html: str) -> str:
+    return " ".join(unescape(_TAG.sub("", html)).split())

@@ -1,0 +1,1 @@
+"""`digest run`: the scheduler, its jobs, its lock and its status."""

@@ -1,0 +1,96 @@
+"""What the two scheduled jobs do: publish, and send the digest.
+
+Each job takes a :class:`JobContext` and returns a :class:`JobResult` (a
+one-line summary and an outcome) for the log and `digest status`; errors
+propagate as exceptions, and the scheduler logs and records them. The
+scheduler receives the jobs as a mapping, so tests inject their own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from digest.mail.send import SendReport, send_digest
+from digest.mail.smtp import SMTPMailer
+from digest.publish import build as publishing
+from digest.settings import Settings
+from digest.store.database import Store
+from digest.store.runs import OK, PROBLEMS, STOPPED
+
+log = logging.getLogger("digest.schedule")
+
+PUBLISH = "publish"
+SEND = "send-digest"
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job run gets: settings, the store, its start time and a stop flag."""
+
+    settings: Settings
+    store: Store
+    now: datetime
+    should_stop: Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class JobResult:
+    summary: str
+    outcome: str = OK  # ok, problems or stopped
+
+
+Job = Callable[[JobContext], JobResult]
+
+
+def publish_job(ctx: JobContext) -> JobResult:
+    """Publish ARTICLES_DIR. It is not interrupted: a publish swaps its output only at the end."""
+    report = publishing.publish(ctx.settings, ctx.store, ctx.now)
+    if report.nothing_changed:
+        summary = f"{_count(report.published, 'article')}, nothing changed"
+    else:
+        summary = (f"{_count(report.published, 'article')}: {report.new} new, {report.updated} updated, "
+                   f"{report.removed} removed, {report.files_written} files written")
+        for problem in report.problems:  # logged when they appear, not at every interval
+            log.warning("publish: %s%s", problem.message,
+                        f" (hint: {problem.hint})" if problem.hint else "",
+                        extra={"job": PUBLISH})
+    if report.problems:
+        return JobResult(f"{summary}; {_count(len(report.problems), 'problem')} "
+                         "(`digest check` lists them)", PROBLEMS)
+    return JobResult(summary)
+
+
+def send_job(ctx: JobContext) -> JobResult:
+    """Send (or resume) the digest edition; stops between messages when asked to."""
+    report = send_digest(ctx.settings, ctx.store, lambda: SMTPMailer(ctx.settings), ctx.now,
+                         should_stop=ctx.should_stop)
+    return send_result(report)
+
+
+def send_result(report: SendReport) -> JobResult:
+    if report.edition is None:
+        return JobResult("no new articles: nothing to send")
+    summary = (f"edition {report.edition} ({_count(report.articles, 'article')}, "
+               f"{_count(report.recipients, 'recipient')}): {report.sent} sent, "
+               f"{report.failed} failed, {report.skipped} skipped, {report.deferred} deferred, "
+               f"{report.remaining} remaining"
+               + (f", {report.unknown} unknown (reply lost after the data)"
+                  if report.unknown else ""))
+    for failure in report.failures:
+        log.warning("send-digest: delivery to %s failed: %s", failure.recipient, failure.reply,
+                    extra={"job": SEND})
+    if report.stopped:
+        return JobResult(summary + "; stopped, the next run resumes it", STOPPED)
+    if not report.ok:
+        return JobResult(summary, PROBLEMS)
+    return JobResult(summary)
+
+
+def _count(number: int, word: str) -> str:
+    return f"{number} {word}" + ("" if number == 1 else "s")
+
+
+DEFAULT_JOBS: Mapping[str, Job] = {PUBLISH: publish_job, SEND: send_job}

@@ -1,0 +1,64 @@
+"""What `digest status` shows: whether the service runs, each job's next run and last result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from digest.cron import next_fire
+from digest.service.jobs import PUBLISH, SEND
+from digest.service.scheduler import JOB_TABLE, describe_job, schedule_of
+from digest.settings import Settings
+from digest.store import runs as job_runs
+from digest.store.database import Store
+
+_jobs_table = sa.Table(
+    JOB_TABLE, sa.MetaData(),
+    sa.Column("id", sa.Unicode(191), primary_key=True),
+    sa.Column("next_run_time", sa.Float(25)),
+)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job: str
+    schedule: str  # in words
+    next_run: datetime | None  # UTC; None: at the start of the service (publish) or never
+    next_from_service: bool  # True: what the running service has scheduled; False: computed
+    last: job_runs.JobRun | None
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    holder: str | None  # who runs `digest run` on this store, None when nobody does
+    jobs: tuple[JobStatus, ...]
+
+    @property
+    def running(self) -> bool:
+        return self.holder is not None
+
+
+def service_status(settings: Settings, store: Store, now: datetime,
+                   holder: str | None) -> ServiceStatus:
+    """The status of both jobs; `holder` is the lock holder (see digest.service_lock.holder)."""
+    stored = scheduled_times(store) if holder is not None else {}
+    last = job_runs.last_runs(store)
+    computed = {PUBLISH: None, SEND: next_fire(schedule_of(settings).trigger, now)}
+    jobs = tuple(
+        JobStatus(job=job, schedule=describe_job(settings, job),
+                  next_run=stored[job] if job in stored else computed[job],
+                  next_from_service=job in stored, last=last.get(job))
+        for job in (PUBLISH, SEND))
+    return ServiceStatus(holder, jobs)
+
+
+def scheduled_times(store: Store) -> dict[str, datetime | None]:
+    """Next run times in APScheduler's job store (empty before the first `digest run`)."""
+    if not sa.inspect(store.engine).has_table(JOB_TABLE):
+        return {}
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(_jobs_table.c.id, _jobs_table.c.next_run_time)).all()
+    return {row.id: None if row.next_run_time is None
+            else datetime.fromtimestamp(row.next_run_time, UTC) for row in rows}

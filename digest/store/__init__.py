@@ -1,0 +1,1 @@
+"""The state store: one schema, one boundary to SQLite or PostgreSQL."""

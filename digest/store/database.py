@@ -1,0 +1,284 @@
+"""The state store: SQLite by default, PostgreSQL through DATABASE_URL.
+
+It remembers what the publisher saw (one row per article file, with its
+content hash and when it first appeared and last changed) and, through the
+tables later migrations add, the digest editions and deliveries. All access
+goes through SQLAlchemy Core so one code path serves both databases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from digest.errors import StoreError
+from digest.store.migrations import MIGRATIONS
+
+_metadata = sa.MetaData()
+
+schema_migrations = sa.Table(
+    "schema_migrations", _metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("applied_at", sa.Text, nullable=False),
+)
+meta = sa.Table(
+    "meta", _metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+articles = sa.Table(
+    "articles", _metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("entry_id", sa.Text, nullable=False),
+    sa.Column("slug", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mtime_ns", sa.BigInteger, nullable=False),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("first_seen", sa.Text, nullable=False),
+    sa.Column("last_changed", sa.Text, nullable=False),
+    sa.Column("published", sa.Text, nullable=False),
+    sa.Column("updated", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredArticle:
+    """What the store keeps of one article file between runs."""
+
+    key: str
+    entry_id: str
+    slug: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    first_seen: datetime
+    last_changed: datetime
+    published: datetime
+    updated: datetime
+    title: str
+    author: str
+    tags: tuple[str, ...]
+    summary: str
+    status: str  # "published", "draft" or "scheduled"
+
+
+def iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime given to the store")
+    return moment.isoformat()
+
+
+def from_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def resolve_url(database_url: str, base_dir: Path) -> str:
+    """Make a relative SQLite file path absolute against base_dir."""
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        raise StoreError(f"DATABASE_URL={database_url!r} is not a database URL",
+                         "use sqlite:///digest.sqlite3 or postgresql://user@host:5432/dbname"
+                         ) from None
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        if not path.is_absolute():
+            url = url.set(database=str(base_dir / path))
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() in ("", "psycopg2"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+class Store:
+    """A connection pool to the state store, migrated to the current schema."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, database_url: str, base_dir: Path) -> Store:
+        url = resolve_url(database_url, base_dir)
+        shown = make_url(url).render_as_string(hide_password=True)
+        try:
+            if url.startswith("sqlite"):
+                engine = sa.create_engine(url, connect_args={"timeout": 30})
+                sa.event.listen(engine, "connect", _sqlite_pragmas)
+            else:
+                engine = sa.create_engine(url, pool_pre_ping=True)
+            store = cls(engine)
+            store.migrate()
+        except NoSuchModuleError:
+            raise StoreError(f"DATABASE_URL {shown}: unsupported database",
+                             "use a sqlite:/// or postgresql:// URL") from None
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise StoreError(f"cannot open the state store {shown}: {reason}",
+                             "check DATABASE_URL, that the database server runs and that "
+                             "the folder of a SQLite file is writable") from exc
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One transaction; commits on success, rolls back on any error."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise StoreError(f"state store error: {reason}",
+                             "check that the database is reachable and not full") from exc
+
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold a lock named `name` across every process that shares this store.
+
+        PostgreSQL: a session advisory lock on a dedicated connection (released
+        by the server if the process dies). SQLite: nothing to do here, since a
+        SQLite store is local and the output folder has its own file lock.
+        """
+        if self.dialect != "postgresql":
+            yield
+            return
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big",
+                             signed=True)
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
+
+    # -- schema ----------------------------------------------------------------
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations in order; return the names applied."""
+        applied_now: list[str] = []
+        known = {m.name for m in MIGRATIONS}
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Serialize concurrent migrators (several nodes starting at once).
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7351009)")
+            schema_migrations.create(conn, checkfirst=True)
+            done = {row[0] for row in conn.execute(sa.select(schema_migrations.c.name))}
+            unknown = sorted(done - known)
+            if unknown:
+                raise StoreError(
+                    f"the state store has schema migrations this version does not know: "
+                    f"{', '.join(unknown)}", "upgrade digest to the version that wrote it")
+            for migration in MIGRATIONS:
+                if migration.name in done:
+                    continue
+                for statement in migration.statements:
+                    conn.exec_driver_sql(statement)
+                conn.execute(schema_migrations.insert().values(
+                    name=migration.name, applied_at=iso(_utcnow())))
+                applied_now.append(migration.name)
+        return applied_now
+
+    def applied_migrations(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(
+                sa.select(schema_migrations.c.name).order_by(schema_migrations.c.name))]
+
+    # -- meta ------------------------------------------------------------------
+
+    def get_meta(self, name: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(meta.c.value).where(meta.c.name == name)).scalar()
+
+    def get_meta_many(self, names: Iterable[str]) -> dict[str, str | None]:
+        wanted = list(names)
+        with self.engine.connect() as conn:
+            found: dict[str, str] = dict(conn.execute(sa.select(meta.c.name, meta.c.value)
+                                      .where(meta.c.name.in_(wanted))).all())
+        return {name: found.get(name) for name in wanted}
+
+    def set_meta(self, values: dict[str, str], conn: Connection | None = None) -> None:
+        if conn is None:
+            with self.transaction() as own:
+                self.set_meta(values, own)
+            return
+        if not values:
+            return
+        conn.execute(meta.delete().where(meta.c.name.in_(list(values))))
+        conn.execute(meta.insert(), [{"name": k, "value": v} for k, v in values.items()])
+
+    # -- articles --------------------------------------------------------------
+
+    def load_articles(self) -> dict[str, StoredArticle]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(articles)).all()
+        return {row.key: _article_from_row(row._mapping) for row in rows}
+
+    def save_articles(self, changed: Sequence[StoredArticle], removed: Iterable[str],
+                      meta_values: dict[str, str] | None = None) -> None:
+        """Replace the rows of changed articles, delete removed ones, in one transaction."""
+        doomed = [a.key for a in changed] + list(removed)
+        with self.transaction() as conn:
+            for start in range(0, len(doomed), 500):
+                conn.execute(articles.delete().where(articles.c.key.in_(doomed[start:start + 500])))
+            for start in range(0, len(changed), 1000):  # in batches: bounded memory
+                conn.execute(articles.insert(),
+                             [_article_to_row(a) for a in changed[start:start + 1000]])
+            if meta_values:
+                self.set_meta(meta_values, conn)
+
+
+def _article_to_row(a: StoredArticle) -> dict[str, Any]:
+    return {
+        "key": a.key, "entry_id": a.entry_id, "slug": a.slug, "size": a.size,
+        "mtime_ns": a.mtime_ns, "content_hash": a.content_hash,
+        "first_seen": iso(a.first_seen), "last_changed": iso(a.last_changed),
+        "published": iso(a.published), "updated": iso(a.updated), "title": a.title,
+        "author": a.author, "tags": json.dumps(list(a.tags), ensure_ascii=False),
+        "summary": a.summary, "status": a.status,
+    }
+
+
+def _article_from_row(row: Any) -> StoredArticle:
+    return StoredArticle(
+        key=row["key"], entry_id=row["entry_id"], slug=row["slug"], size=row["size"],
+        mtime_ns=row["mtime_ns"], content_hash=row["content_hash"],
+        first_seen=from_iso(row["first_seen"]), last_changed=from_iso(row["last_changed"]),
+        published=from_iso(row["published"]), updated=from_iso(row["updated"]),
+        title=row["title"], author=row["author"], tags=tuple(json.loads(row["tags"])),
+        summary=row["summary"], status=row["status"],
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _utcnow() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)

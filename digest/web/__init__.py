@@ -1,0 +1,1 @@
+"""`digest serve`: the static site, sign-up and unsubscribe over HTTP."""

@@ -1,0 +1,145 @@
+"""`digest run` and `digest status` as a user runs them: subprocesses, signals, exit codes."""
+
+# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest.mail.outbox import history
+from digest.service.jobs import SEND
+from digest.store import runs as job_runs
+from digest.store.database import Store
+from tests.conftest import copy_sample, digest_cli, write
+from tests.fixtures_mail import Behaviour, SMTPServer, base_env, smtp_servers  # noqa: F401
+from tests.schedule_process import DigestRun
+
+NEVER = "0 0 1 1 *"
+
+
+@pytest.fixture
+def runs() -> Iterator[Callable[..., DigestRun]]:
+    """runs(cwd, env, *args) starts `digest run`; whatever still runs is killed at the end."""
+    started: list[DigestRun] = []
+
+    def start(cwd: Path, env: dict[str, str], *args: str) -> DigestRun:
+        run = DigestRun(cwd, env, *args)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        run.close()
+
+
+def env_for(site: Path, database_url: str, **values: str) -> dict[str, str]:
+    env = base_env(site)
+    env.update(DATABASE_URL=database_url, PUBLISH_INTERVAL="1h", DIGEST_SCHEDULE=NEVER)
+    env.update(values)
+    return env
+
+
+def test_a_second_run_on_the_same_store_refuses_to_start(
+        site: Path, database_url: str, runs: Callable[..., DigestRun]) -> None:
+    env = env_for(site, database_url)
+    first = runs(site, env)
+    first.wait_for_log("digest run started")
+    second = digest_cli("run", cwd=site, env=env, timeout=60)
+    assert second.returncode == 1
+    assert "error: another `digest run` (pid " in second.stderr
+    assert f"pid {first.pid} on " in second.stderr
+    assert "is already running on the state store" in second.stderr
+    assert "hint: stop the other `digest run` first" in second.stderr
+    assert "Traceback" not in second.stderr
+    status = digest_cli("status", cwd=site, env=env)
+    assert f"service: running (pid {first.pid} on " in status.stdout
+    # The lock dies with its process, SIGKILL included.
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    third = runs(site, env)
+    third.wait_for_log("digest run started")
+    assert third.stop() == 0
+    assert "service: not running" in digest_cli("status", cwd=site, env=env).stdout
+
+
+def test_once_with_json_logs_reports_a_failing_job_and_exits_1(site: Path) -> None:
+    copy_sample(site)
+    env = env_for(site, "sqlite:///state.sqlite3")
+    del env["SECRET_KEY"]
+    result = digest_cli("run", "--once", "--log-format", "json", cwd=site, env=env)
+    assert result.returncode == 1, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    publish = next(r for r in records if r.get("job") == "publish")
+    assert publish["level"] == "INFO" and publish["outcome"] == "ok"
+    assert isinstance(publish["duration"], float)
+    assert publish["message"].startswith("publish: 1 article: 1 new")
+    send = next(r for r in records if r.get("job") == "send-digest")
+    assert send["level"] == "ERROR" and send["outcome"] == "failed"
+    assert "SECRET_KEY is not set" in send["message"] and "hint:" in send["message"]
+    assert send["time"].endswith("Z")
+    status = digest_cli("status", cwd=site, env=env)
+    assert status.returncode == 0
+    lines = status.stdout.splitlines()
+    assert lines[0] == "service: not running (start it with `digest run`)"
+    assert lines[1].split() == ["publish", "every", "1h"]
+    assert lines[2].split()[1:] == ["at", "the", "start", "of", "`digest", "run`"]
+    assert lines[3].strip().startswith("last: ok at ") and "1 article: 1 new" in lines[3]
+    assert lines[4] == f"send-digest  '{NEVER}' in UTC"
+    assert "next: " in lines[5] and "01-01 00:00:00 UTC (when `digest run` runs)" in lines[5]
+    assert "last: failed at " in lines[6] and "SECRET_KEY is not set" in lines[6]
+
+
+def test_sigterm_stops_a_send_between_messages_and_the_rest_goes_out_once(
+        site: Path, smtp_servers: Callable[..., SMTPServer],
+        runs: Callable[..., DigestRun]) -> None:
+    server = smtp_servers(behaviour=Behaviour(delay=0.3))
+    recipients = [f"reader{n:02d}@example.org" for n in range(12)]
+    due = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    env = env_for(site, "sqlite:///state.sqlite3", **server.env(),
+                  DIGEST_RECIPIENTS=",".join(recipients),
+                  DIGEST_SCHEDULE=f"{due.minute} {due.hour} * * *")
+    copy_sample(site)
+    assert digest_cli("publish", cwd=site, env=env).returncode == 0
+    store = Store.open(env["DATABASE_URL"], site)
+    try:  # the service was last running before `due`: it catches up at start
+        job_runs.cover(store, SEND, due - timedelta(minutes=1))
+    finally:
+        store.close()
+    run = runs(site, env)
+    run.wait_for(lambda: len(server.received) >= 3, 30, "three messages")
+    assert run.stop() == 0
+    sent_by_run = len(server.received)
+    assert sent_by_run < len(recipients)
+    output = run.output()
+    assert "sending it now" in output and "stopped, the next run resumes it" in output
+    store = Store.open(env["DATABASE_URL"], site)
+    try:
+        (edition,) = history(store)
+        assert (edition.sent, edition.pending) == (sent_by_run, len(recipients) - sent_by_run)
+        assert job_runs.last_run(store, SEND).outcome == "stopped"  # type: ignore[union-attr]
+    finally:
+        store.close()
+    resumed = digest_cli("send", cwd=site, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(m.rcpt_to for m in server.received) == recipients  # each exactly once
+
+
+def test_help_of_run_and_status(tmp_path: Path) -> None:
+    for command in ("run", "status"):
+        result = digest_cli(command, "--help", cwd=tmp_path)
+        assert result.returncode == 0 and "Usage:" in result.stdout
+    assert "--log-format [text|json]" in digest_cli("run", "--help", cwd=tmp_path).stdout
+
+
+def test_a_bad_schedule_stops_run_at_start(site: Path) -> None:
+    result = digest_cli("run", cwd=site, env={"DIGEST_SCHEDULE": "0 7 * * 8"})
+    assert result.returncode == 2
+    assert "DIGEST_SCHEDULE='0 7 * * 8' is not a crontab expression" in result.stderr
+    write(site / ".env", "DIGEST_SCHEDULE=every morning\n")
+    assert digest_cli("status", cwd=site).returncode == 2

@@ -1,0 +1,91 @@
+"""The state store on SQLite and PostgreSQL: migrations and article records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from digest.errors import StoreError
+from digest.store.database import Store, StoredArticle, resolve_url
+from digest.store.migrations import MIGRATIONS
+
+T = datetime(2024, 3, 20, 8, 30, tzinfo=UTC)
+
+
+def record(key: str, **changes: object) -> StoredArticle:
+    values: dict[str, object] = dict(
+        key=key, entry_id=f"urn:x:{key}", slug=key, size=10, mtime_ns=2**62, content_hash="h",
+        first_seen=T, last_changed=T, published=T, updated=T, title="Tïtle ✓", author="",
+        tags=("a", "b c"), summary="S", status="published")
+    values.update(changes)
+    return StoredArticle(**values)  # type: ignore[arg-type]
+
+
+def test_migrations_apply_once_in_order(store: Store) -> None:
+    assert store.applied_migrations() == [m.name for m in MIGRATIONS]
+    assert store.migrate() == []
+
+
+def test_articles_round_trip(store: Store) -> None:
+    store.save_articles([record("a"), record("b", status="draft")], [], {"k": "v"})
+    loaded = store.load_articles()
+    assert loaded["a"] == record("a")
+    assert loaded["b"].status == "draft"
+    assert store.get_meta("k") == "v"
+    store.save_articles([record("a", title="New")], ["b"])
+    loaded = store.load_articles()
+    assert set(loaded) == {"a"} and loaded["a"].title == "New"
+
+
+def test_a_failed_save_changes_nothing(store: Store) -> None:
+    store.save_articles([record("a")], [])
+    with pytest.raises(StoreError):
+        store.save_articles([record("b"), record("b")], [])  # duplicate key: rolled back
+    assert set(store.load_articles()) == {"a"}
+
+
+def test_refuses_a_schema_from_a_newer_version(store: Store) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO schema_migrations (name, applied_at) "
+                             "VALUES ('9999_future', 'x')"))
+    with pytest.raises(StoreError, match="9999_future"):
+        store.migrate()
+
+
+def test_relative_sqlite_path_is_resolved_against_the_project(tmp_path: Path) -> None:
+    assert resolve_url("sqlite:///state.sqlite3", tmp_path) == \
+        f"sqlite:///{tmp_path / 'state.sqlite3'}"
+
+
+def test_bad_url_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="not a database URL"):
+        Store.open("nonsense", tmp_path)
+
+
+def test_exclusive_lock_serializes_holders(store: Store, tmp_path: Path) -> None:
+    import threading
+    import time
+
+    other = Store.open(store.engine.url.render_as_string(hide_password=False), tmp_path)
+    order: list[str] = []
+    try:
+        with store.exclusive("publish"):
+            thread = threading.Thread(target=lambda: _hold(other, order))
+            thread.start()
+            time.sleep(0.3)
+            order.append("first done")
+        thread.join(10)
+    finally:
+        other.close()
+    if store.dialect == "postgresql":
+        assert order == ["first done", "second"]
+    else:
+        assert order == ["second", "first done"]  # SQLite: local, the output lock serializes
+
+
+def _hold(store: Store, order: list[str]) -> None:
+    with store.exclusive("publish"):
+        order.append("second")

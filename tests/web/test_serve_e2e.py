@@ -1,0 +1,178 @@
+"""`digest serve` as a person runs it: the CLI in its own process, real HTTP, real SMTP.
+
+Each test publishes the sample articles with `digest publish`, starts
+`digest serve` on a free loopback port (BASE_URL pointing at it) and talks to
+it with httpx, while mail goes to an aiosmtpd server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from digest.mail.tokens import PURPOSE_UNSUBSCRIBE, make_token
+from digest.settings import ENV_NAMES
+from tests.conftest import REPO, digest_cli
+from tests.fixtures_mail import NOW, SMTPServer, free_port, smtp_servers  # noqa: F401
+from tests.fixtures_serve import (
+    SECRET_KEY,
+    Project,
+    mails_to,
+    project_env,
+    served_project,
+    wait_for,
+)
+
+_CONFIRM = re.compile(r"http://\S+?/confirm\?token=[A-Za-z0-9_.-]+")
+
+
+@pytest.fixture
+def smtp(smtp_servers: Callable[..., SMTPServer]) -> SMTPServer:  # noqa: F811
+    return smtp_servers()
+
+
+@pytest.fixture
+def project(tmp_path: Path, smtp: SMTPServer) -> Iterator[Project]:
+    with served_project(tmp_path, smtp) as running:
+        yield running
+
+
+def test_conditional_gets_follow_publishing(project: Project) -> None:
+    with httpx.Client(base_url=project.url, timeout=10) as client:
+        first = client.get("/feed.atom")
+        assert first.status_code == 200
+        etag = first.headers["etag"]
+        for _ in range(2):
+            again = client.get("/feed.atom", headers={"If-None-Match": etag})
+            assert again.status_code == 304
+            assert again.headers["etag"] == etag
+        project.cli("publish")  # nothing changed: same bytes, same ETag
+        assert client.get("/feed.atom", headers={"If-None-Match": etag}).status_code == 304
+
+        path = project.base / "articles" / "001_plain_text_headers.txt"
+        path.write_text(path.read_text(encoding="utf-8") + "\nA paragraph added later.\n",
+                        encoding="utf-8")
+        project.cli("publish")
+        changed = client.get("/feed.atom", headers={"If-None-Match": etag})
+        assert changed.status_code == 200
+        assert changed.headers["etag"] != etag
+        assert "A paragraph added later." in changed.text
+        assert client.get("/feed.atom", headers={
+            "If-None-Match": changed.headers["etag"]}).status_code == 304
+
+        index = client.get("/")
+        assert f'<form class="subscribe" method="post" action="{project.url}subscribe">' \
+            in index.text
+    log = project.log()
+    assert '"GET /feed.atom HTTP/1.1" 304 0' in log
+    assert re.search(r'INFO digest\.serve: 127\.0\.0\.1:\d+ "GET / HTTP/1\.1" 200 \d+', log)
+
+
+def test_subscribe_confirm_then_the_digest_reaches_the_address(project: Project,
+                                                              smtp: SMTPServer) -> None:
+    with httpx.Client(timeout=10) as client:
+        answer = client.post(project.url + "subscribe", data={"email": "reader@example.org"})
+        assert answer.status_code == 200
+        wait_for(lambda: bool(mails_to(smtp, "reader@example.org")), "the confirmation mail")
+        mail = mails_to(smtp, "reader@example.org")[0].parsed()
+        body = mail.get_body(("plain",))
+        assert body is not None
+        match = _CONFIRM.search(body.get_content())
+        assert match, body.get_content()
+        link = match.group(0)
+        assert link.startswith(project.url)
+
+        assert "pending" in project.cli("subscribers", "list").stdout
+        page = client.get(link)
+        assert page.status_code == 200 and "Confirm" in page.text
+        assert "pending" in project.cli("subscribers", "list").stdout  # GET changed nothing
+        assert client.post(link).status_code == 200
+        assert client.post(link).status_code == 200  # twice is harmless
+
+    listed = project.cli("subscribers", "list").stdout
+    assert re.search(r"reader@example\.org\s+subscribed", listed), listed
+    project.cli("send")
+    digests = [m for m in mails_to(smtp, "reader@example.org")
+               if "List-Unsubscribe" in m.parsed()]
+    assert len(digests) == 1
+    assert "Welcome to digest" in digests[0].parsed().get_body(("plain",)).get_content()
+
+
+def test_one_click_unsubscribe_from_a_real_digest_stops_the_next_one(project: Project,
+                                                                    smtp: SMTPServer) -> None:
+    project.cli("subscribers", "add", "ann@example.org", "bob@example.org")
+    project.cli("send")
+    first = mails_to(smtp, "ann@example.org")[0].parsed()
+    assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = re.match(r"<(http://[^>]+)>", str(first["List-Unsubscribe"]))
+    assert url, first["List-Unsubscribe"]
+    assert url.group(1).startswith(project.url + "unsubscribe?token=")
+
+    # What a mail provider does for RFC 8058 one-click: POST, no cookie, this body.
+    done = httpx.post(url.group(1), content=b"List-Unsubscribe=One-Click", timeout=10,
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert done.status_code == 200
+
+    project.add_article("later.txt", "A later article")
+    project.cli("publish")
+    project.cli("send")
+    assert len(mails_to(smtp, "ann@example.org")) == 1
+    second = mails_to(smtp, "bob@example.org")
+    assert len(second) == 2
+    assert "A later article" in second[1].parsed().get_body(("plain",)).get_content()
+
+
+def test_serve_refuses_to_start_without_secret_key(tmp_path: Path) -> None:
+    env = project_env(tmp_path, 8080, None, SECRET_KEY="")
+    result = digest_cli("serve", "--port", "0", cwd=tmp_path, env=env, timeout=60)
+    assert result.returncode == 2
+    assert "SECRET_KEY is not set" in result.stderr
+    assert "hint:" in result.stderr
+
+
+def test_run_with_serve_is_one_service_for_scheduler_and_web(tmp_path: Path,
+                                                              smtp: SMTPServer) -> None:
+    """`digest run --serve`: publishes on its schedule and serves it; SIGTERM stops both."""
+    shutil.copytree(REPO / "articles", tmp_path / "articles")
+    port = free_port()
+    env = project_env(tmp_path, port, smtp, PUBLISH_INTERVAL="1h", DIGEST_SCHEDULE="0 7 1 1 *")
+    missing = digest_cli("run", "--serve", cwd=tmp_path, env=dict(env, SECRET_KEY=""), timeout=60)
+    assert missing.returncode == 2 and "SECRET_KEY" in missing.stderr
+    full_env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    full_env.update(env, PYTHONPATH=str(REPO))
+    url = f"http://127.0.0.1:{port}/"
+    with subprocess.Popen([sys.executable, "-m", "digest", "run", "--serve"], cwd=tmp_path,
+                          env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          ) as process:
+        try:
+            def published() -> bool:
+                assert process.poll() is None
+                try:
+                    return httpx.get(url + "feed.atom", timeout=2).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_for(published, "the first publish to be served", timeout=30)
+            token = make_token(SECRET_KEY, PURPOSE_UNSUBSCRIBE, "ann@example.org", NOW)
+            assert httpx.post(f"{url}unsubscribe?token={token}", timeout=5).status_code == 200
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    text = output.decode()
+    assert process.returncode == 0, text
+    assert "digest run stopped" in text
+    assert re.search(r'INFO digest\.serve: 127\.0\.0\.1:\d+ "POST /unsubscribe\?token=\S+ '
+                     r'HTTP/1\.1" 200', text), text
+    assert "unsubscribed" in digest_cli("subscribers", "list", cwd=tmp_path, env=env).stdout
