@@ -397,8 +397,12 @@ class _Workers:
                 self.count, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_reader, initargs=(self.job, self._lifeline[0]))
         chunk = max(1, min(200, len(items) // (self.count * 8)))
-        return _reported(self._pool.map(functools.partial(_in_reader, function), items,
-                                        chunksize=chunk))
+        try:  # map submits every chunk at once: a reader killed by now breaks the submit
+            results = self._pool.map(functools.partial(_in_reader, function), items,
+                                     chunksize=chunk)
+        except BrokenProcessPool as exc:
+            raise _reader_lost() from exc
+        return _reported(results)
 
 
 def _reported(results: Iterator[R]) -> Iterator[R]:
@@ -406,10 +410,14 @@ def _reported(results: Iterator[R]) -> Iterator[R]:
     try:
         yield from results
     except BrokenProcessPool as exc:
-        raise DigestError("a reader process of the publish ended unexpectedly (killed, or out "
-                          "of memory); the previous output is kept",
-                          "run `digest publish` again; if it recurs, check the system log "
-                          "for the out-of-memory killer") from exc
+        raise _reader_lost() from exc
+
+
+def _reader_lost() -> DigestError:
+    return DigestError("a reader process of the publish ended unexpectedly (killed, or out "
+                       "of memory); the previous output is kept",
+                       "run `digest publish` again; if it recurs, check the system log "
+                       "for the out-of-memory killer")
 
 
 def _can_spawn() -> bool:

@@ -217,7 +217,7 @@ def test_migration_adds_lost_replies_to_existing_deliveries(
         tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     before = tuple(m for m in MIGRATIONS if m.name != "0004_lost_replies")
     with monkeypatch.context() as patch:
-        patch.setattr(digest.store, "MIGRATIONS", before)
+        patch.setattr(digest.store.database, "MIGRATIONS", before)
         old = Store.open(database_url, tmp_path)
         try:
             with old.transaction() as conn:
