@@ -29,6 +29,8 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
+from digest.errors import ConfigError
+
 # Classic cron order: index = cron number (0 = Sunday).
 CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 # APScheduler 3 order (0 = Monday), used to write the translated field.
@@ -36,8 +38,16 @@ _APS_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ITEM = re.compile(r"^(?P<range>\*|[0-7a-z]{1,3}(?:-[0-7a-z]{1,3})?)(?:/(?P<step>\d+))?$")
 
 
-class CronError(ValueError):
-    """The expression is not a valid crontab schedule (the message says why)."""
+class CronError(ConfigError, ValueError):
+    """The expression is not a valid crontab schedule (the message says why).
+
+    Still a ValueError, as it was before it joined the DigestError tree.
+    """
+
+    def __init__(self, message: str,
+                 hint: str | None = "write five fields: minute hour day month weekday, "
+                                    "e.g. '0 7 * * *' (daily at 07:00) or '30 6 * * mon'") -> None:
+        super().__init__(message, hint)
 
 
 @dataclass(frozen=True)

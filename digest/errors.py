@@ -7,19 +7,26 @@ with ``raise SomeError(...) from exc``.
 
     DigestError
     ├── ConfigError        a setting is missing or malformed
+    │   └── CronError          DIGEST_SCHEDULE is not a crontab expression (digest.cron)
     ├── ArticleError       one article file cannot be read or is invalid
     ├── StoreError         the state store cannot be opened or migrated
     ├── OutputError        the output folder cannot be written
     ├── TemplateError      a Jinja2 template is missing or broken
     ├── MailError          composing or delivering the digest failed
     │   ├── SMTPConfigError    authentication / TLS / connection settings are wrong
-    │   └── SubscriberError    an address is invalid
+    │   ├── SubscriberError    an address is invalid
+    │   └── DeliveryError      the server did not take a message (digest.mail.smtp):
+    │       ├── TemporaryFailure   4xx or network failure; tried again later
+    │       ├── PermanentFailure   5xx for this recipient; not retried
+    │       └── OutcomeUnknown     the reply to the end of data was lost
+    ├── TokenError         an unsubscribe or confirm link is invalid (digest.mail.tokens)
     ├── ScheduleError      the scheduler cannot start
     ├── ServeError         the web server cannot start
     └── Stopped            a signal stopped the command before it finished
 
 Paths go into messages through :func:`shown_path`, which escapes newlines and
-other invisible characters in file names.
+other invisible characters in file names. Exit codes are named in
+:mod:`digest.exit_codes`.
 """
 
 from __future__ import annotations
@@ -27,11 +34,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from digest import exit_codes
+
 
 class DigestError(Exception):
     """Base class: a message for the user plus an optional hint on what to do."""
 
-    exit_code = 1
+    exit_code = exit_codes.FAILED
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -45,7 +54,7 @@ class DigestError(Exception):
 class ConfigError(DigestError):
     """A setting is missing or has a value of the wrong form."""
 
-    exit_code = 2
+    exit_code = exit_codes.USAGE
 
 
 class ArticleError(DigestError):
@@ -76,7 +85,7 @@ class MailError(DigestError):
 class SMTPConfigError(MailError):
     """The SMTP settings are wrong: stop the whole run, retrying cannot help."""
 
-    exit_code = 2
+    exit_code = exit_codes.USAGE
 
 
 class SubscriberError(MailError):
@@ -94,7 +103,7 @@ class ServeError(DigestError):
 class Stopped(DigestError):
     """A command was stopped by a signal before it finished (exit 128 + SIGTERM)."""
 
-    exit_code = 143
+    exit_code = exit_codes.STOPPED
 
 
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}

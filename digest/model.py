@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from digest.settings import Settings
 
 # Namespace of digest's path-derived entry ids. Never change it: every entry id
 # of every installation is derived from it.
@@ -76,3 +79,27 @@ def entry_id(key: str, explicit: str | None) -> str:
 def article_path(slug: str) -> str:
     """Where an article's page lives inside the output folder (and under BASE_URL)."""
     return f"articles/{slug}.html"
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """What the site's pages (published and served) show about the site itself."""
+
+    title: str
+    subtitle: str
+    language: str
+    url: str  # absolute URL of the front page, with a trailing slash
+    atom_url: str
+    rss_url: str
+    json_url: str
+    subscribe_url: str | None = None  # the sign-up form's target; None: no form
+
+
+def site_info(settings: Settings) -> SiteInfo:
+    return SiteInfo(
+        title=settings.site_title, subtitle=settings.site_subtitle,
+        language=settings.site_language, url=settings.site_url,
+        atom_url=settings.url("feed.atom"), rss_url=settings.url("feed.rss"),
+        json_url=settings.url("feed.json"),
+        subscribe_url=settings.url("subscribe") if settings.subscribe_form else None,
+    )

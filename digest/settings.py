@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import idna
 
 from digest.addresses import Mailbox, normalize_address, parse_mailbox
-from digest.cron import CronError, parse_schedule
 from digest.errors import ConfigError, SubscriberError
 
 _DURATION = re.compile(r"^\s*([0-9]{1,15}(?:\.[0-9]{1,9})?)\s*(ms|s|m|h|d)?\s*$",
@@ -314,6 +313,10 @@ def _subject(name: str, value: str, base: Path) -> str:
 
 
 def _cron(name: str, value: str, base: Path) -> str:
+    # Imported here, not at the top: digest.cron pulls in APScheduler, which only the
+    # commands that read settings need, never `digest --help`. (Not a hidden cycle.)
+    from digest.cron import CronError, parse_schedule
+
     try:
         return parse_schedule(value, ZoneInfo("UTC")).expression
     except CronError as exc:

@@ -49,16 +49,21 @@ _TLS_HINT = ("check SMTP_SECURITY and SMTP_PORT: ssl is usually port 465, startt
 
 
 class DeliveryError(MailError):
-    """The server did not take a message."""
+    """The server did not take a message. Each kind carries a hint on what to do."""
+
+    default_hint: str | None = None
 
     def __init__(self, message: str, reply: str, code: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, self.default_hint)
         self.reply = reply
         self.code = code
 
 
 class TemporaryFailure(DeliveryError):
     """4xx reply or network failure: the same message may succeed later."""
+
+    default_hint = ("a temporary failure: the next `digest send` tries again; "
+                    "if it persists, check SMTP_HOST and the server's log")
 
     def __init__(self, message: str, reply: str, code: int | None = None,
                  connection_lost: bool = False) -> None:
@@ -69,9 +74,14 @@ class TemporaryFailure(DeliveryError):
 class PermanentFailure(DeliveryError):
     """5xx reply: this recipient will not take this message."""
 
+    default_hint = "the server refused this recipient: check the address (it is not retried)"
+
 
 class OutcomeUnknown(DeliveryError):
     """The reply to the end of data was lost: the message may or may not have been accepted."""
+
+    default_hint = ("the server may have the message: a `digest send` 30 minutes later or more "
+                    "sends it once more, with the same Message-ID")
 
 
 # RFC 5321, 4.5.3.2.6: a client should wait 10 minutes for the reply to the end of data.

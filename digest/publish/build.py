@@ -34,7 +34,7 @@ import jinja2
 
 from digest import __version__, templates
 from digest.errors import ArticleError, DigestError, shown_path
-from digest.model import ID_NAMESPACE, Article, Entry, SourceFile, article_path
+from digest.model import ID_NAMESPACE, Article, Entry, SourceFile, article_path, site_info
 from digest.publish import feeds
 from digest.publish import pages as site
 from digest.publish.body_cache import BodyCache
@@ -83,16 +83,6 @@ def feed_id(settings: Settings, remembered: str | None = None) -> str:
     if settings.feed_id:
         return settings.feed_id
     return remembered or "urn:uuid:" + str(uuid.uuid5(ID_NAMESPACE, "feed:" + settings.site_url))
-
-
-def site_info(settings: Settings) -> site.SiteInfo:
-    return site.SiteInfo(
-        title=settings.site_title, subtitle=settings.site_subtitle,
-        language=settings.site_language, url=settings.site_url,
-        atom_url=settings.url("feed.atom"), rss_url=settings.url("feed.rss"),
-        json_url=settings.url("feed.json"),
-        subscribe_url=settings.url("subscribe") if settings.subscribe_form else None,
-    )
 
 
 def feed_meta(settings: Settings, fid: str) -> feeds.FeedMeta:

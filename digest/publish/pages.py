@@ -19,21 +19,10 @@ from markupsafe import Markup
 
 from digest.errors import TemplateError
 from digest.model import Entry
+from digest.model import SiteInfo as SiteInfo  # moved: the web layer shows it too
 from digest.templates import render
 
 STATIC_FILES = ("style.css", "feed.xsl")
-
-
-@dataclass(frozen=True)
-class SiteInfo:
-    title: str
-    subtitle: str
-    language: str
-    url: str  # absolute URL of the front page, with a trailing slash
-    atom_url: str
-    rss_url: str
-    json_url: str
-    subscribe_url: str | None = None  # the sign-up form's target; None: no form
 
 
 @dataclass(frozen=True)
