@@ -7,16 +7,14 @@ import sys
 import tempfile
 import threading
 import webbrowser
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
 
+from digest import exit_codes
 from digest.addresses import file_name_part, normalize_address, read_address_file, split_named
-from digest.cli.support import EXIT_PROBLEMS, Context, now, pass_ctx
+from digest.cli.support import Context, now, pass_ctx, stop_on_signals
 from digest.errors import SubscriberError
 from digest.mail.message import OutgoingMessage
 from digest.mail.outbox import history as edition_history
@@ -32,9 +30,7 @@ from digest.mail.subscribers import (
     subscribe_many,
     unsubscribe,
 )
-
-EXIT_STOPPED = 1
-EXIT_UNKNOWN = 4  # the run finished, but the reply to some messages was lost
+from digest.service.reports import delivery_counts
 
 
 @click.command()
@@ -79,17 +75,24 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
         ctx.echo(f"sent a test of the next digest to {address} (nothing recorded)")
         return
     stop = threading.Event()
-    with ctx.store() as store, _stop_on_signals(stop), _ProgressBar(ctx) as bar:
+    with ctx.store() as store, stop_on_signals(stop, _stopping), _ProgressBar(ctx) as bar:
         report = send_digest(settings, store, lambda: SMTPMailer(settings), now(),
                              force=force, should_stop=stop.is_set, progress=bar.update)
     _summarise(ctx, report)
     if report.stopped:
         click.echo("stopped; run `digest send` again to deliver the rest", err=True)
-        sys.exit(EXIT_STOPPED)
+        sys.exit(exit_codes.FAILED)  # not STOPPED: the run ended cleanly, between messages
     if report.unknown:
-        sys.exit(EXIT_UNKNOWN)
+        sys.exit(exit_codes.UNKNOWN_OUTCOME)
     if not report.ok:
-        sys.exit(EXIT_PROBLEMS)
+        sys.exit(exit_codes.PROBLEMS)
+
+
+def _stopping(signum: int, again: bool) -> None:
+    """The first SIGTERM or SIGINT stops the send between messages; a second SIGINT aborts."""
+    if again and signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    click.echo("\nstopping after the current message...", err=True)
 
 
 def _show_dry_run(ctx: Context, messages: list[OutgoingMessage], out_dir: Path | None) -> None:
@@ -116,8 +119,7 @@ def _summarise(ctx: Context, report: SendReport) -> None:
         return
     verb = "created" if report.created else "resumed"
     ctx.echo(f"edition {report.edition} ({verb}, {report.articles} articles, "
-             f"{report.recipients} recipients): {report.sent} sent, {report.failed} failed, "
-             f"{report.skipped} skipped, {report.deferred} deferred"
+             f"{report.recipients} recipients): {delivery_counts(report)}"
              + (f", {report.unknown} unknown" if report.unknown else ""))
     for failure in report.failures:
         click.echo(f"  failed: {failure.recipient}: {failure.reply}", err=True)
@@ -275,27 +277,3 @@ class _ProgressBar:
             self._bar.__enter__()
         self._bar.update(done - self._done)
         self._done = done
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """The first SIGTERM or SIGINT stops the send between messages; a second SIGINT aborts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stop.set()
-        click.echo("\nstopping after the current message...", err=True)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-COMMANDS: list[click.Command] = [send, preview, history, subscribers]

@@ -1,29 +1,81 @@
-"""The `digest` command: a click group of the commands in the cli_* modules.
+"""The `digest` command: a click group whose commands are imported when they run.
 
 Library errors (:class:`digest.errors.DigestError`) become a one-line message
 and a hint on stderr, with the traceback only under ``--debug``.
+
+`digest --version` and `digest --help` import no command module: the table
+below names each command's module and the first paragraph of its help (a test
+checks that it matches the command's docstring), as pip does for its commands.
+Running a command imports its module only, so publishing never loads the web
+server and serving never loads feedgen or the process pool.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
-from digest import __version__
-from digest.cli import mail as cli_mail
-from digest.cli import publish as cli_publish
-from digest.cli import schedule as cli_schedule
-from digest.cli import serve as cli_serve
+from digest import __version__, exit_codes
 from digest.cli.support import Context
 from digest.errors import DigestError
 
 
+class Lazy(NamedTuple):
+    target: str  # "module:attribute" of the click command
+    summary: str  # the first paragraph of its help, for `digest --help`
+
+
+COMMANDS: dict[str, Lazy] = {
+    "check": Lazy("digest.cli.publish:check",
+                  "Read every article and template and report all problems; write nothing."),
+    "history": Lazy("digest.cli.mail:history",
+                    "List past digest editions with their delivery counts."),
+    "preview": Lazy("digest.cli.mail:preview",
+                    "Write the HTML of the next digest to a file and print its path."),
+    "publish": Lazy("digest.cli.publish:publish",
+                    "Publish ARTICLES_DIR as feeds and a static site in OUTPUT_DIR."),
+    "run": Lazy("digest.cli.schedule:run",
+                "Publish every PUBLISH_INTERVAL and send the digest on DIGEST_SCHEDULE, "
+                "until stopped."),
+    "send": Lazy("digest.cli.mail:send",
+                 "Build (or resume) the digest edition and mail it to every subscriber."),
+    "serve": Lazy("digest.cli.serve:serve",
+                  "Serve OUTPUT_DIR over HTTP, with one-click unsubscribe and the sign-up form."),
+    "status": Lazy("digest.cli.status:status",
+                   "Show whether `digest run` runs, and each job's next run time and last result."),
+    "subscribers": Lazy("digest.cli.mail:subscribers",
+                        "Manage the digest's subscribers (kept in the state store)."),
+}
+
+
 class DigestGroup(click.Group):
-    """A click group that turns DigestError into a message and an exit code."""
+    """The command group: lazy commands, and DigestError turned into a message and an exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        lazy = COMMANDS.get(cmd_name)
+        if lazy is None:
+            return None
+        module_name, _, attribute = lazy.target.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command), lazy.target
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of `--help`, from the table: as click writes it, nothing imported."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [(name, click.Command(name, help=COMMANDS[name].summary).get_short_help_str(limit))
+                for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -38,7 +90,7 @@ class DigestGroup(click.Group):
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            ctx.exit(130)
+            ctx.exit(exit_codes.INTERRUPTED)
 
 
 @click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,11 +110,6 @@ def cli(ctx: click.Context, env_file: Path | None, debug: bool, quiet: bool) -> 
     if not debug:
         logging.getLogger("digest").setLevel(logging.WARNING)
     ctx.obj = Context(env_file=env_file, debug=debug, quiet=quiet)
-
-
-for _module in (cli_publish, cli_mail, cli_schedule, cli_serve):
-    for _command in _module.COMMANDS:
-        cli.add_command(_command)
 
 
 def main() -> None:

@@ -6,13 +6,16 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import click
 
-from digest.cli.support import EXIT_PROBLEMS, Context, now, pass_ctx
+from digest import exit_codes
+from digest.cli.support import Context, handling_signals, now, pass_ctx
 from digest.errors import ArticleError, Stopped, shown_path
 from digest.publish import build as publishing
+from digest.service.reports import plural
 
 PROGRESS_THRESHOLD = 500  # show a progress bar from this many articles on
 
@@ -79,7 +82,7 @@ def publish(ctx: Context) -> None:
                  f"{_shown(report.output_dir)}")
     if report.problems:
         ctx.echo(f"{plural(len(report.problems), 'problem')}: see above, or run `digest check`")
-        raise SystemExit(EXIT_PROBLEMS)
+        raise SystemExit(exit_codes.PROBLEMS)
 
 
 @click.command()
@@ -98,7 +101,7 @@ def check(ctx: Context) -> None:
                f"{plural(len(report.problems), 'problem')}")
     ctx.echo(summary)
     if report.problems:
-        raise SystemExit(EXIT_PROBLEMS)
+        raise SystemExit(exit_codes.PROBLEMS)
 
 
 @contextmanager
@@ -106,21 +109,14 @@ def _stop_on_sigterm() -> Iterator[None]:
     """SIGTERM (as `timeout` and service managers send it) unwinds the publish: reader
     processes and the partial output are cleaned up. A second SIGTERM ends it at once."""
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         raise Stopped("publish stopped by SIGTERM; OUTPUT_DIR shows the previous output, or the "
                       "new one if it was already swapped in, never a mix",
                       "run `digest publish` again to finish the work")
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
+    with handling_signals((signal.SIGTERM,), handler):
         yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def _shown(path: object) -> str:
@@ -131,6 +127,3 @@ def _shown(path: object) -> str:
         return shown_path(path.relative_to(Path.cwd())) + "/"
     except ValueError:
         return shown_path(path) + "/"
-
-
-COMMANDS: list[click.Command] = [publish, check]

@@ -1,26 +1,20 @@
-"""Commands: run (the scheduler service), status."""
+"""Command: run (the scheduler service; `digest status` is in digest.cli.status)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import datetime
-from types import FrameType
 
 import click
 
-from digest.cli.support import EXIT_ERROR, EXIT_OK, EXIT_PROBLEMS, Context, now, pass_ctx
+from digest import exit_codes
+from digest.cli.support import Context, log_format_option, now, pass_ctx, stop_on_signals
 from digest.errors import DigestError
-from digest.logs import FORMATS, setup_logging
 from digest.mail.smtp import SMTPMailer
 from digest.service import lock as service_lock
-from digest.service.scheduler import Service, local_time, run_once
-from digest.service.status import JobStatus, service_status
+from digest.service.scheduler import Service, run_once
 from digest.settings import Settings
 from digest.store import runs as job_runs
 from digest.store.database import Store
@@ -34,8 +28,7 @@ log = logging.getLogger("digest.schedule")
 @click.option("--once", is_flag=True,
               help="Publish, then send the digest, once each, and exit (for cron or systemd "
                    "timers). Exits 1 if a job failed, 3 if one finished with problems.")
-@click.option("--log-format", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="Log lines on stderr: text, or one JSON object per line for log collectors.")
+@log_format_option
 @click.option("--serve", "with_server", is_flag=True,
               help="Also serve the site as `digest serve` does (SERVE_HOST:SERVE_PORT), in "
                    "the same process.")
@@ -52,20 +45,19 @@ def run(ctx: Context, once: bool, log_format: str, with_server: bool) -> None:
     """
     if once and with_server:
         raise click.UsageError("use either --once or --serve")
-    level = logging.DEBUG if ctx.debug else logging.WARNING if ctx.quiet else logging.INFO
-    setup_logging(log_format, level)
+    level = ctx.setup_logging(log_format)
     settings = ctx.settings
     if with_server:
         check_signup_settings(settings)  # before the lock: a missing SECRET_KEY stops at once
         logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))
     stop = threading.Event()
     with service_lock.acquire(settings.database_url, settings.base_dir, now()) as lock, \
-            ctx.store() as store, _stop_on_signals(stop):
+            ctx.store() as store, stop_on_signals(stop, _stopping):
         if once:
             outcomes = run_once(settings, store, now, stop=stop, lock=lock)
             values = set(outcomes.values())
-            sys.exit(EXIT_ERROR if job_runs.FAILED in values
-                     else EXIT_PROBLEMS if job_runs.PROBLEMS in values else EXIT_OK)
+            sys.exit(exit_codes.FAILED if job_runs.FAILED in values
+                     else exit_codes.PROBLEMS if job_runs.PROBLEMS in values else exit_codes.OK)
         service = Service(settings, store, now, stop=stop, lock=lock)
         web = _WebThread(settings, store, stop) if with_server else None
         service.start()
@@ -82,7 +74,7 @@ def run(ctx: Context, once: bool, log_format: str, with_server: bool) -> None:
     if web is not None and web.error is not None:
         raise web.error
     if service.failed:
-        sys.exit(EXIT_ERROR)
+        sys.exit(exit_codes.FAILED)
 
 
 class _WebThread:
@@ -108,67 +100,8 @@ class _WebThread:
         self._thread.join()
 
 
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set `stop`; the previous handlers come back afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            log.warning("already stopping; waiting for the job in progress (SIGKILL is safe: "
-                        "publish keeps the previous output, the next send resumes)")
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-@click.command()
-@pass_ctx
-def status(ctx: Context) -> None:
-    """Show whether `digest run` runs, and each job's next run time and last result."""
-    settings = ctx.settings
-    moment = now()
-    holder = service_lock.holder(settings.database_url, settings.base_dir, moment)
-    with ctx.store() as store:
-        report = service_status(settings, store, moment, holder)
-    if report.holder is not None:
-        click.echo(f"service: running ({report.holder})")
-    else:
-        click.echo("service: not running (start it with `digest run`)")
-    width = max(len(job.job) for job in report.jobs)
-    for job in report.jobs:
-        click.echo(f"{job.job:<{width}}  {job.schedule}")
-        click.echo(f"{'':<{width}}  next: {_next(job, settings, moment, report.running)}")
-        click.echo(f"{'':<{width}}  last: {_last(job, settings)}")
-
-
-def _next(job: JobStatus, settings: Settings, moment: datetime, running: bool) -> str:
-    if job.next_run is None:
-        return "at the start of `digest run`" if not running else "not scheduled"
-    shown = local_time(job.next_run, settings)
-    if not running:
-        return f"{shown} (when `digest run` runs)"
-    if job.next_run < moment:
-        return f"{shown} (due now)"
-    return shown
-
-
-def _last(job: JobStatus, settings: Settings) -> str:
-    last = job.last
-    if last is None or last.outcome == job_runs.NEVER:
-        return "never run"
-    when = local_time(last.started_at, settings)
-    if last.outcome == job_runs.RUNNING:
-        return f"running since {when} (or the process died)"
-    took = f" in {last.duration:.2f} s" if last.duration is not None else ""
-    return f"{last.outcome} at {when}{took}: {last.summary}"
-
-
-COMMANDS: list[click.Command] = [run, status]
+def _stopping(signum: int, again: bool) -> None:
+    """SIGTERM and SIGINT stop the service; a second one only says what it waits for."""
+    if again:
+        log.warning("already stopping; waiting for the job in progress (SIGKILL is safe: "
+                    "publish keeps the previous output, the next send resumes)")

@@ -7,8 +7,7 @@ import logging
 
 import click
 
-from digest.cli.support import Context, now, pass_ctx
-from digest.logs import FORMATS, setup_logging
+from digest.cli.support import Context, log_format_option, now, pass_ctx
 from digest.mail.smtp import SMTPMailer
 from digest.web.app import serve_site
 from digest.web.signup import check_signup_settings
@@ -18,8 +17,7 @@ from digest.web.signup import check_signup_settings
 @click.option("--host", help="Address to listen on (default: SERVE_HOST, 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535),
               help="Port to listen on (default: SERVE_PORT, 8080; 0: any free port).")
-@click.option("--log-format", type=click.Choice(FORMATS), default="text", show_default=True,
-              help="Log lines on stderr: text, or one JSON object per line for log collectors.")
+@log_format_option
 @pass_ctx
 def serve(ctx: Context, host: str | None, port: int | None, log_format: str) -> None:
     """Serve OUTPUT_DIR over HTTP, with one-click unsubscribe and the sign-up form.
@@ -35,11 +33,7 @@ def serve(ctx: Context, host: str | None, port: int | None, log_format: str) -> 
     if port is not None:
         settings = dataclasses.replace(settings, serve_port=port)
     check_signup_settings(settings)
-    level = logging.DEBUG if ctx.debug else logging.WARNING if ctx.quiet else logging.INFO
-    setup_logging(log_format, level)
+    level = ctx.setup_logging(log_format)
     logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))  # start-up chatter
     with ctx.store() as store:
         serve_site(settings, store, lambda: SMTPMailer(settings), now)
-
-
-COMMANDS: list[click.Command] = [serve]

@@ -1,32 +1,37 @@
-"""Shared pieces of the command modules: the context, settings loading, the clock.
+"""Shared pieces of the command modules: the context, settings loading, the clock,
+the log options, and stopping on a signal.
 
 This and the ``cli*`` modules are the only ones that read the environment and
-`.env`; everything below them receives a Settings value.
+`.env`; everything below them receives a Settings value. Nothing here imports
+the store, the publisher, the mailer or the web server: `digest --help` loads
+this module, and each command imports only what it uses.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from dotenv import dotenv_values
 
 from digest.errors import ConfigError
+from digest.logs import FORMATS, setup_logging
 from digest.settings import Settings, load_settings
-from digest.store.database import Store
+
+if TYPE_CHECKING:
+    from digest.store.database import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CONFIG = 2
-EXIT_PROBLEMS = 3  # the run finished, but some articles were skipped
 
 
 @dataclass
@@ -46,6 +51,10 @@ class Context:
 
     @contextmanager
     def store(self) -> Iterator[Store]:
+        # Imported on use: SQLAlchemy is most of digest's start-up time, and
+        # `digest --version`, `--help` and `check` never open the store.
+        from digest.store.database import Store
+
         store = Store.open(self.settings.database_url, self.settings.base_dir)
         try:
             yield store
@@ -55,6 +64,17 @@ class Context:
     def echo(self, message: str) -> None:
         if not self.quiet:
             click.echo(message)
+
+    @property
+    def log_level(self) -> int:
+        """The level of the long-running commands' logs: --debug, --quiet, else INFO."""
+        return logging.DEBUG if self.debug else logging.WARNING if self.quiet else logging.INFO
+
+    def setup_logging(self, log_format: str) -> int:
+        """Log to stderr in `log_format` at :attr:`log_level`; returns that level."""
+        level = self.log_level
+        setup_logging(log_format, level)
+        return level
 
 
 def read_settings(env_file: Path | None) -> Settings:
@@ -79,3 +99,49 @@ def now() -> datetime:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
+def log_format_option(function: F) -> F:
+    """``--log-format text|json``, the same for every long-running command."""
+    return click.option(
+        "--log-format", type=click.Choice(FORMATS), default="text", show_default=True,
+        help="Log lines on stderr: text, or one JSON object per line for log collectors.",
+    )(function)
+
+
+Handler = Callable[[int, FrameType | None], None]
+
+
+@contextmanager
+def handling_signals(signals: tuple[signal.Signals, ...], handler: Handler) -> Iterator[None]:
+    """Run `handler` on `signals` for the duration; the previous handlers come back afterwards.
+
+    Outside the main thread (where Python cannot set handlers) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event,
+                    notice: Callable[[int, bool], None] | None = None) -> Iterator[None]:
+    """SIGTERM and SIGINT set `stop`, which the work checks between steps.
+
+    `notice(signum, again)` runs first (`again`: `stop` was already set); it may
+    say what happens next, or raise KeyboardInterrupt to abort at once.
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if notice is not None:
+            notice(signum, stop.is_set())
+        stop.set()
+
+    with handling_signals((signal.SIGTERM, signal.SIGINT), handler):
+        yield

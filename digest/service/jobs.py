@@ -16,6 +16,7 @@ from datetime import datetime
 from digest.mail.send import SendReport, send_digest
 from digest.mail.smtp import SMTPMailer
 from digest.publish import build as publishing
+from digest.service.reports import delivery_counts, plural
 from digest.settings import Settings
 from digest.store.database import Store
 from digest.store.runs import OK, PROBLEMS, STOPPED
@@ -49,16 +50,16 @@ def publish_job(ctx: JobContext) -> JobResult:
     """Publish ARTICLES_DIR. It is not interrupted: a publish swaps its output only at the end."""
     report = publishing.publish(ctx.settings, ctx.store, ctx.now)
     if report.nothing_changed:
-        summary = f"{_count(report.published, 'article')}, nothing changed"
+        summary = f"{plural(report.published, 'article')}, nothing changed"
     else:
-        summary = (f"{_count(report.published, 'article')}: {report.new} new, {report.updated} updated, "
+        summary = (f"{plural(report.published, 'article')}: {report.new} new, {report.updated} updated, "
                    f"{report.removed} removed, {report.files_written} files written")
         for problem in report.problems:  # logged when they appear, not at every interval
             log.warning("publish: %s%s", problem.message,
                         f" (hint: {problem.hint})" if problem.hint else "",
                         extra={"job": PUBLISH})
     if report.problems:
-        return JobResult(f"{summary}; {_count(len(report.problems), 'problem')} "
+        return JobResult(f"{summary}; {plural(len(report.problems), 'problem')} "
                          "(`digest check` lists them)", PROBLEMS)
     return JobResult(summary)
 
@@ -73,9 +74,8 @@ def send_job(ctx: JobContext) -> JobResult:
 def send_result(report: SendReport) -> JobResult:
     if report.edition is None:
         return JobResult("no new articles: nothing to send")
-    summary = (f"edition {report.edition} ({_count(report.articles, 'article')}, "
-               f"{_count(report.recipients, 'recipient')}): {report.sent} sent, "
-               f"{report.failed} failed, {report.skipped} skipped, {report.deferred} deferred, "
+    summary = (f"edition {report.edition} ({plural(report.articles, 'article')}, "
+               f"{plural(report.recipients, 'recipient')}): {delivery_counts(report)}, "
                f"{report.remaining} remaining"
                + (f", {report.unknown} unknown (reply lost after the data)"
                   if report.unknown else ""))
@@ -87,10 +87,6 @@ def send_result(report: SendReport) -> JobResult:
     if not report.ok:
         return JobResult(summary, PROBLEMS)
     return JobResult(summary)
-
-
-def _count(number: int, word: str) -> str:
-    return f"{number} {word}" + ("" if number == 1 else "s")
 
 
 DEFAULT_JOBS: Mapping[str, Job] = {PUBLISH: publish_job, SEND: send_job}

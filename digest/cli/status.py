@@ -1,0 +1,56 @@
+"""Command: status (whether `digest run` runs, each job's next and last run)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+from digest.cli.support import Context, now, pass_ctx
+from digest.service import lock as service_lock
+from digest.service.scheduler import local_time
+from digest.service.status import JobStatus, service_status
+from digest.settings import Settings
+from digest.store import runs as job_runs
+
+
+@click.command()
+@pass_ctx
+def status(ctx: Context) -> None:
+    """Show whether `digest run` runs, and each job's next run time and last result."""
+    settings = ctx.settings
+    moment = now()
+    holder = service_lock.holder(settings.database_url, settings.base_dir, moment)
+    with ctx.store() as store:
+        report = service_status(settings, store, moment, holder)
+    if report.holder is not None:
+        click.echo(f"service: running ({report.holder})")
+    else:
+        click.echo("service: not running (start it with `digest run`)")
+    width = max(len(job.job) for job in report.jobs)
+    for job in report.jobs:
+        click.echo(f"{job.job:<{width}}  {job.schedule}")
+        click.echo(f"{'':<{width}}  next: {_next(job, settings, moment, report.running)}")
+        click.echo(f"{'':<{width}}  last: {_last(job, settings)}")
+
+
+def _next(job: JobStatus, settings: Settings, moment: datetime, running: bool) -> str:
+    if job.next_run is None:
+        return "at the start of `digest run`" if not running else "not scheduled"
+    shown = local_time(job.next_run, settings)
+    if not running:
+        return f"{shown} (when `digest run` runs)"
+    if job.next_run < moment:
+        return f"{shown} (due now)"
+    return shown
+
+
+def _last(job: JobStatus, settings: Settings) -> str:
+    last = job.last
+    if last is None or last.outcome == job_runs.NEVER:
+        return "never run"
+    when = local_time(last.started_at, settings)
+    if last.outcome == job_runs.RUNNING:
+        return f"running since {when} (or the process died)"
+    took = f" in {last.duration:.2f} s" if last.duration is not None else ""
+    return f"{last.outcome} at {when}{took}: {last.summary}"

@@ -1,0 +1,21 @@
+"""Report wording shared by the commands (`digest publish`, `digest send`) and the
+scheduled jobs of `digest run`, so the two say the same thing the same way."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from digest.mail.send import SendReport
+
+
+def plural(count: int, word: str) -> str:
+    """'1 article', '2 articles'."""
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def delivery_counts(report: SendReport) -> str:
+    """'3 sent, 1 failed, 0 skipped, 0 deferred': what a send did with its deliveries."""
+    return (f"{report.sent} sent, {report.failed} failed, {report.skipped} skipped, "
+            f"{report.deferred} deferred")
+
