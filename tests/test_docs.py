@@ -15,7 +15,10 @@ README = (REPO / "README.md").read_text()
 
 def _commands(group: click.Group, prefix: str = "digest") -> list[tuple[str, click.Command]]:
     found = []
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, f"{prefix} {name} is listed but cannot be loaded"
         found.append((f"{prefix} {name}", command))
         if isinstance(command, click.Group):
             found.extend(_commands(command, f"{prefix} {name}"))

@@ -22,13 +22,12 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from dotenv import dotenv_values
 
 from digest.errors import ConfigError
 from digest.logs import FORMATS, setup_logging
-from digest.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from digest.settings import Settings
     from digest.store.database import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,6 +78,11 @@ class Context:
 
 def read_settings(env_file: Path | None) -> Settings:
     """Environment over `.env` (from the working directory unless --env-file names one)."""
+    # Imported on use, like the store: `digest --help` reads no settings.
+    from dotenv import dotenv_values
+
+    from digest.settings import load_settings
+
     values: dict[str, str] = {}
     path = env_file if env_file is not None else Path.cwd() / ".env"
     if env_file is not None and not env_file.is_file():
