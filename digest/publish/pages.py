@@ -19,6 +19,7 @@ from markupsafe import Markup
 
 from digest.errors import TemplateError
 from digest.model import Entry
+from digest.settings import Settings
 from digest.templates import render
 
 STATIC_FILES = ("style.css", "feed.xsl")
@@ -34,6 +35,16 @@ class SiteInfo:
     rss_url: str
     json_url: str
     subscribe_url: str | None = None  # the sign-up form's target; None: no form
+
+
+def site_info(settings: Settings) -> SiteInfo:
+    return SiteInfo(
+        title=settings.site_title, subtitle=settings.site_subtitle,
+        language=settings.site_language, url=settings.site_url,
+        atom_url=settings.url("feed.atom"), rss_url=settings.url("feed.rss"),
+        json_url=settings.url("feed.json"),
+        subscribe_url=settings.url("subscribe") if settings.subscribe_form else None,
+    )
 
 
 @dataclass(frozen=True)

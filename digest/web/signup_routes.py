@@ -39,7 +39,7 @@ from starlette.routing import BaseRoute, Route
 
 from digest.errors import SubscriberError
 from digest.mail.tokens import PURPOSE_CONFIRM, PURPOSE_UNSUBSCRIBE, TokenError
-from digest.publish.build import site_info
+from digest.publish.pages import site_info
 from digest.settings import Settings
 from digest.templates import environment, render
 from digest.web.limits import MAX_BODY
