@@ -12,6 +12,7 @@ shifts them; each page links to its neighbours with ``prev-archive`` /
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,8 @@ from lxml import etree
 
 from digest import __version__
 from digest.errors import ArticleError
-from digest.model import Entry
+from digest.model import ID_NAMESPACE, Entry
+from digest.settings import Settings
 
 HISTORY_NS = "http://purl.org/syndication/history/1.0"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -58,6 +60,22 @@ class ArchiveLinks:
     prev_archive: str | None
     next_archive: str | None = None
     current: str | None = None  # set only on archive documents
+
+
+def feed_id(settings: Settings, remembered: str | None = None) -> str:
+    """FEED_ID, else the id remembered from the first publish, else one made from BASE_URL."""
+    if settings.feed_id:
+        return settings.feed_id
+    return remembered or "urn:uuid:" + str(uuid.uuid5(ID_NAMESPACE, "feed:" + settings.site_url))
+
+
+def feed_meta(settings: Settings, fid: str) -> FeedMeta:
+    return FeedMeta(
+        feed_id=fid, title=settings.site_title, subtitle=settings.site_subtitle,
+        author=settings.site_author, language=settings.site_language, home_url=settings.site_url,
+        atom_url=settings.url("feed.atom"), rss_url=settings.url("feed.rss"),
+        json_url=settings.url("feed.json"),
+    )
 
 
 class _ArchiveMarker(BaseExtension):  # type: ignore[misc]

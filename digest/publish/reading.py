@@ -4,9 +4,9 @@ Two formats, chosen by extension:
 
 * ``.txt``: the plain-text format (``date YYYY-MM-DD`` then the lead on the
   same line, optional ``key value`` header lines before it), see
-  :mod:`digest.text_format`;
+  :mod:`digest.publish.formats.text`;
 * ``.md`` / ``.markdown``: Markdown with YAML front matter, see
-  :mod:`digest.markdown_format`.
+  :mod:`digest.publish.formats.markdown`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from digest.errors import ArticleError, shown_path
 from digest.model import Article, SourceFile, entry_id
+from digest.publish.formats import markdown as markdown_format
+from digest.publish.formats import text as text_format
+from digest.publish.formats.fields import Fields
 from digest.publish.sanitize import strip_xml_illegal, xml_illegal
 
 TEXT_SUFFIXES = (".txt",)
@@ -42,21 +45,8 @@ SLUG_SEGMENT_MAX = 100  # characters between two slashes
 YEAR_MIN, YEAR_MAX = 1900, 9000  # dates outside break time zone and mail date arithmetic
 
 
-@dataclass(frozen=True)
-class Fields:
-    """What a format reader found; reading.build turns it into an Article."""
-
-    headers: dict[str, object]
-    lead: str  # plain text of the first paragraph
-    body_html: str
-    first_heading: str | None = None
-
-
 def read_article(source: SourceFile, data: bytes, zone: ZoneInfo, max_bytes: int) -> Article:
     """Parse the bytes of one article file. Raises ArticleError on any problem."""
-    from digest.publish.formats import markdown as markdown_format
-    from digest.publish.formats import text as text_format
-
     if len(data) > max_bytes:
         raise ArticleError(source.key, f"file is {len(data):,} bytes, over the limit of "
                            f"{max_bytes:,}", "split the article or raise MAX_ARTICLE_BYTES")

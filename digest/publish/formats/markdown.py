@@ -19,7 +19,7 @@ import yaml
 from markdown_it import MarkdownIt
 
 from digest.errors import ArticleError
-from digest.publish.reading import Fields
+from digest.publish.formats.fields import Fields
 from digest.publish.sanitize import sanitize
 
 _FRONT = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from digest.errors import ArticleError
-from digest.publish.reading import Fields
+from digest.publish.formats.fields import Fields
 from digest.publish.sanitize import paragraphs_to_html
 
 HEADER_KEYS = ("title", "date", "updated", "author", "tags", "id", "slug", "summary", "draft")

@@ -1,0 +1,114 @@
+"""The listing pages: the front page and its feeds, and the fixed archive pages.
+
+Archive pages (HTML, and Atom archive documents after RFC 5005) hold only full
+chunks of FEED_MAX_ITEMS entries, counted from the oldest; one whose entries
+did not change keeps its bytes, known by a signature remembered in the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jinja2
+
+from digest.model import Entry, site_info
+from digest.publish import feeds, pages
+from digest.publish.output import Generation, place
+from digest.publish.sanitize import absolutize
+from digest.publish.workers import Reader, Workers
+from digest.settings import Settings
+
+PARALLEL_PAGES_FROM = 40  # archive pages to render before it pays to start reader processes
+
+
+@dataclass(frozen=True)
+class ArchivePage:
+    number: int  # 1 is the oldest
+    entries: tuple[Entry, ...]  # oldest first
+    has_newer: bool
+
+    @property
+    def html_path(self) -> str:
+        return f"archive/{self.number}.html"
+
+    @property
+    def atom_path(self) -> str:
+        return f"archive/{self.number}.atom"
+
+
+def write(env: jinja2.Environment, gen: Generation, workers: Workers, entries: list[Entry],
+          body_of: Callable[[Entry], str | None], old_signatures: dict[str, str],
+          config: str) -> dict[str, str]:
+    """Front page, feeds, and the fixed archive pages (HTML and Atom) of older entries.
+
+    Returns the signature of every archive page, to remember for the next publish.
+    """
+    settings, meta = workers.job.settings, workers.job.meta
+    size = settings.feed_max_items
+    complete = len(entries) // size  # archive pages hold only full chunks, oldest first
+    new_signatures: dict[str, str] = {}
+    changed: list[ArchivePage] = []
+    for number in range(1, complete + 1):
+        chunk = entries[(number - 1) * size: number * size]
+        page = ArchivePage(number, tuple(chunk), has_newer=number < complete)
+        signature = _signature(config, chunk, str(page.has_newer))
+        new_signatures[page.html_path] = signature
+        if old_signatures.get(page.html_path) == signature and gen.keep(page.html_path) \
+                and gen.keep(page.atom_path):
+            continue
+        changed.append(page)
+    for placed in workers.map(_render_archive, changed, PARALLEL_PAGES_FROM):
+        for was_changed, nbytes in placed:
+            gen.count(was_changed, nbytes)
+
+    newest = entries[::-1][:size]
+    front = pages.PageInfo(number=0, newer_url=None,
+                           older_url=_archive_url(settings, complete, "html") if complete else None)
+    gen.write("index.html", pages.index_page(env, site_info(settings), newest, front))
+    bodies = [(e, body_of(e)) for e in newest]
+    items = [feeds.FeedItem(e, None if b is None else absolutize(b, e.url)) for e, b in bodies]
+    links = feeds.ArchiveLinks(
+        prev_archive=_archive_url(settings, complete, "atom") if complete else None)
+    gen.write("feed.atom", feeds.atom(meta, items, meta.atom_url, links, stylesheet="feed.xsl"))
+    gen.write("feed.rss", feeds.rss(meta, items))
+    gen.write("feed.json", feeds.json_feed(meta, items))
+    return new_signatures
+
+
+def _archive_url(settings: Settings, number: int, ext: str) -> str:
+    return settings.url(f"archive/{number}.{ext}")
+
+
+def _render_archive(reader: Reader, page: ArchivePage) -> list[tuple[bool, int]]:
+    """Write one archive page as HTML and as an RFC 5005 Atom archive document."""
+    job, env, info = reader.job, reader.env, reader.site
+    settings, n = job.settings, page.number
+    newest_first = page.entries[::-1]
+    html = pages.index_page(env, info, newest_first, pages.PageInfo(
+        number=n,
+        older_url=_archive_url(settings, n - 1, "html") if n > 1 else None,
+        newer_url=_archive_url(settings, n + 1, "html") if page.has_newer else info.url,
+    ))
+    links = feeds.ArchiveLinks(
+        prev_archive=_archive_url(settings, n - 1, "atom") if n > 1 else None,
+        next_archive=_archive_url(settings, n + 1, "atom") if page.has_newer else None,
+        current=job.meta.atom_url,
+    )
+    atom = feeds.atom(job.meta, [feeds.FeedItem(e, None) for e in newest_first],
+                      _archive_url(settings, n, "atom"), links, stylesheet="../feed.xsl")
+    return [(place(job.new_root, job.previous_root, path, data, reader.made), len(data))
+            for path, data in ((page.html_path, html), (page.atom_path, atom))]
+
+
+def _signature(config: str, chunk: list[Entry], extra: str) -> str:
+    """What a listing page shows, hashed: equal signatures mean byte-identical pages."""
+    digest = hashlib.blake2b(config.encode(), digest_size=16)
+    digest.update(extra.encode())
+    for e in chunk:
+        # Canonical text, not repr(): a date read back from the store has another tzinfo type.
+        fields = (e.key, e.id, e.slug, e.url, e.title, e.published.isoformat(),
+                  e.updated.isoformat(), e.author, "\x1f".join(e.tags), e.summary)
+        digest.update("\x1e".join(fields).encode("utf-8", "surrogatepass") + b"\x1d")
+    return digest.hexdigest()

@@ -1,0 +1,87 @@
+"""One article file -> the store's record of it (and its page, when read by a reader).
+
+Also the way back: the feed entry a record stands for.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from digest.errors import ArticleError
+from digest.model import Article, Entry, SourceFile, article_path
+from digest.publish import feeds
+from digest.publish.output import place
+from digest.publish.pages import article_page
+from digest.publish.reading import read_article, read_source
+from digest.publish.workers import Reader
+from digest.settings import Settings
+from digest.store.database import StoredArticle
+
+Task = tuple[SourceFile, StoredArticle | None]  # a file to read, and its record if remembered
+# The record, the reader's warnings, the page path written (or None) and the bytes
+# written (-1 when an identical previous page was linked); or why the file was refused.
+Outcome = ArticleError | tuple[StoredArticle, tuple[str, ...], str | None, int]
+
+
+def entry_of(stored: StoredArticle, settings: Settings) -> Entry:
+    return Entry(
+        key=stored.key, id=stored.entry_id, slug=stored.slug,
+        url=settings.url(article_path(stored.slug)), title=stored.title,
+        published=stored.published, updated=stored.updated,
+        author=stored.author or settings.site_author, tags=stored.tags, summary=stored.summary,
+    )
+
+
+def read_file(source: SourceFile, settings: Settings) -> Article:
+    data = read_source(source, settings.max_article_bytes)
+    return read_article(source, data, settings.site_timezone, settings.max_article_bytes)
+
+
+def feed_check(article: Article, record: StoredArticle, settings: Settings,
+               meta: feeds.FeedMeta) -> None:
+    """Raise ArticleError if this article would break a feed (its body as read, links relative)."""
+    feeds.check_item(meta, feeds.FeedItem(entry_of(record, settings), article.body_html))
+
+
+def status_of(article: Article, now: datetime) -> str:
+    if article.draft:
+        return "draft"
+    return "scheduled" if article.published > now else "published"
+
+
+def remember(article: Article, source: SourceFile, old: StoredArticle | None,
+             now: datetime) -> StoredArticle:
+    """The store's record of a freshly read article; `updated` follows content, not the clock."""
+    if old is None:
+        first_seen, last_changed = now, article.published
+    elif old.content_hash == article.content_hash:
+        first_seen, last_changed = old.first_seen, old.last_changed
+    else:
+        first_seen, last_changed = old.first_seen, max(now, article.published)
+    updated = article.updated or max(article.published, last_changed)
+    return StoredArticle(
+        key=article.key, entry_id=article.id, slug=article.slug, size=source.size,
+        mtime_ns=source.mtime_ns, content_hash=article.content_hash, first_seen=first_seen,
+        last_changed=last_changed, published=article.published, updated=updated,
+        title=article.title, author=article.author or "", tags=article.tags,
+        summary=article.summary, status=status_of(article, now),
+    )
+
+
+def read_one(reader: Reader, task: Task) -> Outcome:
+    """One article: read it, make its record, and write its page if it is published."""
+    source, old = task
+    job = reader.job
+    try:
+        article = read_file(source, job.settings)
+        record = remember(article, source, old, job.now)
+        feed_check(article, record, job.settings, job.meta)
+        if record.status != "published":
+            return record, article.warnings, None, 0
+        page = article_path(record.slug)
+        data = article_page(reader.env, reader.site, entry_of(record, job.settings),
+                            article.body_html)
+        changed = place(job.new_root, job.previous_root, page, data, reader.made)
+    except ArticleError as exc:
+        return exc
+    return record, article.warnings, page, len(data) if changed else -1
