@@ -34,7 +34,7 @@ import jinja2
 
 from digest import __version__, templates
 from digest.errors import ArticleError, DigestError, shown_path
-from digest.model import ID_NAMESPACE, Article, Entry, SourceFile, article_path
+from digest.model import ID_NAMESPACE, Article, Entry, SourceFile, StoredArticle, article_path
 from digest.publish import feeds
 from digest.publish import pages as site
 from digest.publish.body_cache import BodyCache
@@ -43,7 +43,8 @@ from digest.publish.reading import read_article, read_source
 from digest.publish.sanitize import absolutize
 from digest.publish.scan import scan
 from digest.settings import Settings
-from digest.store.database import Store, StoredArticle, iso
+from digest.store.database import Store
+from digest.store.timestamps import iso
 
 log = logging.getLogger("digest.publish")
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
