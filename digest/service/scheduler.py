@@ -33,7 +33,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -44,7 +43,7 @@ from digest.service.lock import ServiceLock
 from digest.settings import Settings
 from digest.store import runs as job_runs
 from digest.store.database import DriverError, Store
-from digest.store.schema import JOB_TABLE
+from digest.store.jobstore import job_store
 
 log = logging.getLogger("digest.schedule")
 
@@ -168,8 +167,7 @@ class Service:
         # not be skipped by APScheduler for being milliseconds later than that.
         grace = math.ceil(self.settings.misfire_grace_time) + 5
         scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self.store.engine,
-                                                     tablename=JOB_TABLE)},
+            jobstores={"default": job_store(self.store)},
             executors={"default": ThreadPoolExecutor(2)},  # a long send does not hold up publishing
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
             timezone=self.settings.digest_timezone,
