@@ -53,7 +53,7 @@ from digest.mail.message import (
     plain_message,
     sender_domain,
 )
-from digest.mail.outbox import TO_DO, Delivery, Edition, Failure, Outbox
+from digest.mail.outbox import PENDING, SENDING, TO_DO, Delivery, Edition, Failure, Outbox
 from digest.mail.render import (
     RECIPIENT_SLOT,
     UNSUBSCRIBE_SLOT,
@@ -319,7 +319,7 @@ class _Run:
 
     def deliver(self) -> None:
         counts = self.outbox.counts(self.edition.id)
-        total = counts["pending"] + counts["sending"]
+        total = counts[PENDING] + counts[SENDING]
         done = 0
         claimed: deque[Delivery] = deque()
         try:
