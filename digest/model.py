@@ -1,10 +1,16 @@
-"""The values that flow between stages: a source file and the article read from it."""
+"""The values that flow between stages, and the status values every layer shares.
+
+A source file and the article read from it; what the store keeps of an article;
+a digest item and edition. Statuses are StrEnums: stored and shown as their
+values ("published", "pending", ...), so they compare equal to those strings.
+"""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -13,6 +19,50 @@ if TYPE_CHECKING:
 # Namespace of digest's path-derived entry ids. Never change it: every entry id
 # of every installation is derived from it.
 ID_NAMESPACE = uuid.UUID("6f1c8a52-3b7e-5d0a-9e43-2c1f0d8b7a61")
+
+
+class ArticleStatus(StrEnum):
+    PUBLISHED = "published"
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"  # published later than now
+
+
+class EditionStatus(StrEnum):
+    SENDING = "sending"  # open: deliveries left to try
+    DONE = "done"
+    PREVIEW = "preview"  # never stored: what the next edition would be
+
+
+class DeliveryStatus(StrEnum):
+    """pending (``claimed_until`` then means "not before") -> sending (claimed) -> sent | failed
+    | skipped (unsubscribed meanwhile); unknown (the reply to the end of data was lost: tried
+    once more) -> unconfirmed (lost again: never sent again)."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNKNOWN = "unknown"
+    UNCONFIRMED = "unconfirmed"
+
+
+class SubscriberStatus(StrEnum):
+    SUBSCRIBED = "subscribed"  # gets the digest
+    PENDING = "pending"  # signed up on the web, awaiting the double opt-in confirmation
+    UNSUBSCRIBED = "unsubscribed"  # left; kept so no import subscribes the address again
+
+
+class RunOutcome(StrEnum):
+    """How the last run of a scheduled job ended (table ``job_runs``)."""
+
+    RUNNING = "running"  # started, not finished: still going, or the process died
+    OK = "ok"
+    PROBLEMS = "problems"  # finished, but some articles or deliveries did not go through
+    FAILED = "failed"  # an error stopped the job
+    STOPPED = "stopped"  # the service was asked to stop mid-run
+    SKIPPED = "skipped"  # missed by more than MISFIRE_GRACE_TIME
+    NEVER = "never"  # no run yet; the row only holds covered_until
 
 
 class SourceFile(NamedTuple):
@@ -61,6 +111,55 @@ class Entry:
     author: str
     tags: tuple[str, ...]
     summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredArticle:
+    """What the store keeps of one article file between runs."""
+
+    key: str
+    entry_id: str
+    slug: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    first_seen: datetime
+    last_changed: datetime
+    published: datetime
+    updated: datetime
+    title: str
+    author: str
+    tags: tuple[str, ...]
+    summary: str
+    status: str  # an ArticleStatus value
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    """One article as the digest shows it (a snapshot taken when the edition was made)."""
+
+    slug: str
+    title: str
+    summary: str
+    author: str
+    published: datetime
+
+    @classmethod
+    def of(cls, article: StoredArticle) -> DigestItem:
+        return cls(slug=article.slug, title=article.title, summary=article.summary,
+                   author=article.author, published=article.published)
+
+
+@dataclass(frozen=True)
+class Edition:
+    """One digest edition: its number, the articles it carries and how many it goes to."""
+
+    id: int
+    uid: str
+    status: EditionStatus
+    created_at: datetime
+    items: tuple[DigestItem, ...]
+    recipient_count: int
 
 
 def entry_id(key: str, explicit: str | None) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 import css_inline
 
 from digest.errors import TemplateError
-from digest.model import article_path
+from digest.model import DigestItem, article_path
 from digest.settings import Settings
 from digest.templates import environment, render
 
@@ -41,17 +41,6 @@ TEXT_TEMPLATE = "digest.txt"
 HTML_TEMPLATE = "digest.html"
 CONFIRM_TEMPLATE = "confirm.txt"
 PREHEADER_MAX = 150
-
-
-@dataclass(frozen=True)
-class DigestItem:
-    """One article as the digest shows it (a snapshot taken when the edition was made)."""
-
-    slug: str
-    title: str
-    summary: str
-    author: str
-    published: datetime
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from digest.mail.message import (
     plain_message,
     sender_domain,
 )
-from digest.mail.outbox import TO_DO, Delivery, Edition, Failure, Outbox
+from digest.mail.outbox import PENDING, SENDING, TO_DO, Delivery, Edition, Failure, Outbox
 from digest.mail.render import (
     RECIPIENT_SLOT,
     UNSUBSCRIBE_SLOT,
@@ -72,9 +72,9 @@ from digest.mail.smtp import (
 )
 from digest.mail.subscribers import SUBSCRIBED, list_subscribers, subscribe_many
 from digest.mail.tokens import PURPOSE_UNSUBSCRIBE, make_token
+from digest.model import EditionStatus
 from digest.settings import Settings
 from digest.store.database import Store
-from digest.store.schema import edition_counter
 
 log = logging.getLogger("digest.mail")
 
@@ -227,10 +227,8 @@ def next_edition(settings: Settings, store: Store, now: datetime) -> Edition:
     if current is not None:
         return current
     items = outbox.next_items(store.load_articles().values(), now)
-    with store.engine.connect() as conn:
-        last = conn.execute(edition_counter.select()).first()
-    number = (last.last_edition if last else 0) + 1
-    return Edition(number, uuid.uuid4().hex[:16], "preview", now, tuple(items), 0)
+    number = outbox.last_edition() + 1
+    return Edition(number, uuid.uuid4().hex[:16], EditionStatus.PREVIEW, now, tuple(items), 0)
 
 
 def dry_run(settings: Settings, store: Store, now: datetime) -> list[OutgoingMessage]:
@@ -321,7 +319,7 @@ class _Run:
 
     def deliver(self) -> None:
         counts = self.outbox.counts(self.edition.id)
-        total = counts["pending"] + counts["sending"]
+        total = counts[PENDING] + counts[SENDING]
         done = 0
         claimed: deque[Delivery] = deque()
         try:

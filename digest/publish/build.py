@@ -21,7 +21,7 @@ import jinja2
 
 from digest import templates
 from digest.errors import ArticleError
-from digest.model import Article, Entry, SourceFile, article_path, site_info
+from digest.model import Article, Entry, SourceFile, StoredArticle, article_path, site_info
 from digest.publish import identity, listings
 from digest.publish import scan as scanning
 from digest.publish.body_cache import BodyCache
@@ -41,7 +41,8 @@ from digest.publish.records import (
 )
 from digest.publish.workers import Job, Workers
 from digest.settings import Settings
-from digest.store.database import Store, StoredArticle, iso
+from digest.store.database import Store
+from digest.store.timestamps import iso
 
 log = logging.getLogger("digest.publish")
 Progress = Callable[[str, int, int], None]  # (phase, done, total)

@@ -33,10 +33,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.exc import SQLAlchemyError
 
 from digest.cron import Schedule, missed_run, next_fire, parse_schedule
 from digest.errors import DigestError, ScheduleError
@@ -44,11 +42,11 @@ from digest.service.jobs import DEFAULT_JOBS, PUBLISH, SEND, Job, JobContext, Jo
 from digest.service.lock import ServiceLock
 from digest.settings import Settings
 from digest.store import runs as job_runs
-from digest.store.database import Store
+from digest.store.database import DriverError, Store
+from digest.store.jobstore import job_store
 
 log = logging.getLogger("digest.schedule")
 
-JOB_TABLE = "apscheduler_jobs"
 Clock = Callable[[], datetime]
 
 _registry: dict[str, Service] = {}
@@ -133,7 +131,7 @@ class JobRunner:
     def _record(self, action: Callable[..., None], *args: Any) -> None:
         try:
             action(*args)
-        except (DigestError, SQLAlchemyError) as exc:
+        except (DigestError, DriverError) as exc:
             log.error("cannot record the job run in the state store: %s", exc)
 
 
@@ -169,8 +167,7 @@ class Service:
         # not be skipped by APScheduler for being milliseconds later than that.
         grace = math.ceil(self.settings.misfire_grace_time) + 5
         scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=self.store.engine,
-                                                     tablename=JOB_TABLE)},
+            jobstores={"default": job_store(self.store)},
             executors={"default": ThreadPoolExecutor(2)},  # a long send does not hold up publishing
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
             timezone=self.settings.digest_timezone,
@@ -183,7 +180,7 @@ class Service:
             if scheduler.running:
                 scheduler.shutdown(wait=False)
             _registry.pop("current", None)
-            if isinstance(exc, SQLAlchemyError):
+            if isinstance(exc, DriverError):
                 raise ScheduleError(f"cannot start the scheduler: {exc}",
                                     "check that the state store is reachable") from exc
             raise

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-
-import sqlalchemy as sa
+from datetime import datetime
 
 from digest.cron import next_fire
 from digest.service.jobs import PUBLISH, SEND
-from digest.service.scheduler import JOB_TABLE, describe_job, schedule_of
+from digest.service.scheduler import describe_job, schedule_of
 from digest.settings import Settings
 from digest.store import runs as job_runs
 from digest.store.database import Store
-
-_jobs_table = sa.Table(
-    JOB_TABLE, sa.MetaData(),
-    sa.Column("id", sa.Unicode(191), primary_key=True),
-    sa.Column("next_run_time", sa.Float(25)),
-)
+from digest.store.runs import scheduled_times
 
 
 @dataclass(frozen=True)
@@ -54,11 +47,4 @@ def service_status(settings: Settings, store: Store, now: datetime,
     return ServiceStatus(holder, jobs)
 
 
-def scheduled_times(store: Store) -> dict[str, datetime | None]:
-    """Next run times in APScheduler's job store (empty before the first `digest run`)."""
-    if not sa.inspect(store.engine).has_table(JOB_TABLE):
-        return {}
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(_jobs_table.c.id, _jobs_table.c.next_run_time)).all()
-    return {row.id: None if row.next_run_time is None
-            else datetime.fromtimestamp(row.next_run_time, UTC) for row in rows}
+__all__ = ["JobStatus", "ServiceStatus", "scheduled_times", "service_status"]

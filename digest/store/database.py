@@ -12,8 +12,6 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,69 +20,25 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from digest.errors import StoreError
+from digest.model import StoredArticle
 from digest.store.migrations import MIGRATIONS
+from digest.store.schema import articles, meta, schema_migrations
+from digest.store.timestamps import from_iso, iso, utcnow
 
-_metadata = sa.MetaData()
+__all__ = ["DriverError", "Store", "StoredArticle", "from_iso", "iso", "resolve_url",
+           "store_error"]
 
-schema_migrations = sa.Table(
-    "schema_migrations", _metadata,
-    sa.Column("name", sa.Text, primary_key=True),
-    sa.Column("applied_at", sa.Text, nullable=False),
-)
-meta = sa.Table(
-    "meta", _metadata,
-    sa.Column("name", sa.Text, primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-articles = sa.Table(
-    "articles", _metadata,
-    sa.Column("key", sa.Text, primary_key=True),
-    sa.Column("entry_id", sa.Text, nullable=False),
-    sa.Column("slug", sa.Text, nullable=False),
-    sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("mtime_ns", sa.BigInteger, nullable=False),
-    sa.Column("content_hash", sa.Text, nullable=False),
-    sa.Column("first_seen", sa.Text, nullable=False),
-    sa.Column("last_changed", sa.Text, nullable=False),
-    sa.Column("published", sa.Text, nullable=False),
-    sa.Column("updated", sa.Text, nullable=False),
-    sa.Column("title", sa.Text, nullable=False),
-    sa.Column("author", sa.Text, nullable=False),
-    sa.Column("tags", sa.Text, nullable=False),
-    sa.Column("summary", sa.Text, nullable=False),
-    sa.Column("status", sa.Text, nullable=False),
-)
+# Driver errors, for code that hands the engine to a library (APScheduler's job
+# store) and must recognise what that library lets through.
+DriverError = SQLAlchemyError
+
+_HINT = "check DATABASE_URL, that the database is reachable and not full"
 
 
-@dataclass(frozen=True, slots=True)
-class StoredArticle:
-    """What the store keeps of one article file between runs."""
-
-    key: str
-    entry_id: str
-    slug: str
-    size: int
-    mtime_ns: int
-    content_hash: str
-    first_seen: datetime
-    last_changed: datetime
-    published: datetime
-    updated: datetime
-    title: str
-    author: str
-    tags: tuple[str, ...]
-    summary: str
-    status: str  # "published", "draft" or "scheduled"
-
-
-def iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime given to the store")
-    return moment.isoformat()
-
-
-def from_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+def store_error(exc: Exception) -> StoreError:
+    """A driver error (SQLAlchemy's or the DB-API driver's) as a StoreError; raise it `from exc`."""
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return StoreError(f"state store error: {reason}", _HINT)
 
 
 def resolve_url(database_url: str, base_dir: Path) -> str:
@@ -146,9 +100,16 @@ class Store:
             with self.engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise StoreError(f"state store error: {reason}",
-                             "check that the database is reachable and not full") from exc
+            raise store_error(exc) from exc
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads (no transaction kept open); driver errors become StoreError."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise store_error(exc) from exc
 
     @contextmanager
     def exclusive(self, name: str) -> Iterator[None]:
@@ -195,24 +156,24 @@ class Store:
                 for statement in migration.statements:
                     conn.exec_driver_sql(statement)
                 conn.execute(schema_migrations.insert().values(
-                    name=migration.name, applied_at=iso(_utcnow())))
+                    name=migration.name, applied_at=iso(utcnow())))
                 applied_now.append(migration.name)
         return applied_now
 
     def applied_migrations(self) -> list[str]:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [row[0] for row in conn.execute(
                 sa.select(schema_migrations.c.name).order_by(schema_migrations.c.name))]
 
     # -- meta ------------------------------------------------------------------
 
     def get_meta(self, name: str) -> str | None:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return conn.execute(sa.select(meta.c.value).where(meta.c.name == name)).scalar()
 
     def get_meta_many(self, names: Iterable[str]) -> dict[str, str | None]:
         wanted = list(names)
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             found: dict[str, str] = dict(conn.execute(sa.select(meta.c.name, meta.c.value)
                                       .where(meta.c.name.in_(wanted))).all())
         return {name: found.get(name) for name in wanted}
@@ -230,7 +191,7 @@ class Store:
     # -- articles --------------------------------------------------------------
 
     def load_articles(self) -> dict[str, StoredArticle]:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             rows = conn.execute(sa.select(articles)).all()
         return {row.key: _article_from_row(row._mapping) for row in rows}
 
@@ -276,9 +237,3 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-def _utcnow() -> datetime:
-    from datetime import UTC
-
-    return datetime.now(UTC)

@@ -3,7 +3,7 @@
 `digest status` shows it; the scheduler reads ``covered_until`` at start to
 find a digest run missed while it was down (see :mod:`digest.cron`).
 
-Outcomes: ``running`` (started, not finished: still going, or the process
+Outcomes (:class:`digest.model.RunOutcome`): ``running`` (started, not finished: still going, or the process
 died), ``ok``, ``problems`` (finished, but some articles or deliveries did
 not go through), ``failed`` (an error stopped the job), ``stopped`` (the
 service was asked to stop mid-run) and ``skipped`` (missed by more than
@@ -14,33 +14,25 @@ not run yet.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from digest.store.database import Store, from_iso, iso
+from digest.model import RunOutcome
+from digest.store.database import Store
+from digest.store.schema import JOB_TABLE, job_runs, scheduler_jobs
+from digest.store.timestamps import from_iso, iso, optional
 
-RUNNING = "running"
-OK = "ok"
-PROBLEMS = "problems"
-FAILED = "failed"
-STOPPED = "stopped"
-SKIPPED = "skipped"
-NEVER = "never"  # no run yet; the row only holds covered_until
-OUTCOMES = (RUNNING, OK, PROBLEMS, FAILED, STOPPED, SKIPPED, NEVER)
+RUNNING = RunOutcome.RUNNING
+OK = RunOutcome.OK
+PROBLEMS = RunOutcome.PROBLEMS
+FAILED = RunOutcome.FAILED
+STOPPED = RunOutcome.STOPPED
+SKIPPED = RunOutcome.SKIPPED
+NEVER = RunOutcome.NEVER  # no run yet; the row only holds covered_until
+OUTCOMES = tuple(RunOutcome)
 COMPLETED = (OK, PROBLEMS, FAILED)  # runs that cover their fire time
-
-job_runs = sa.Table(
-    "job_runs", sa.MetaData(),
-    sa.Column("job", sa.Text, primary_key=True),
-    sa.Column("started_at", sa.Text, nullable=False),
-    sa.Column("finished_at", sa.Text),
-    sa.Column("duration", sa.Float),
-    sa.Column("outcome", sa.Text, nullable=False),
-    sa.Column("summary", sa.Text, nullable=False),
-    sa.Column("covered_until", sa.Text),
-)
 
 
 @dataclass(frozen=True)
@@ -51,13 +43,13 @@ class JobRun:
     started_at: datetime
     finished_at: datetime | None
     duration: float | None  # seconds
-    outcome: str
+    outcome: RunOutcome
     summary: str
     covered_until: datetime | None
 
 
 def last_runs(store: Store) -> dict[str, JobRun]:
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         rows = conn.execute(sa.select(job_runs)).all()
     return {row.job: _from_row(row._mapping) for row in rows}
 
@@ -127,7 +119,17 @@ def _replace(conn: Connection, job: str, **values: object) -> None:
 def _from_row(row: sa.RowMapping) -> JobRun:
     return JobRun(
         job=row["job"], started_at=from_iso(row["started_at"]),
-        finished_at=from_iso(row["finished_at"]) if row["finished_at"] else None,
-        duration=row["duration"], outcome=row["outcome"], summary=row["summary"],
-        covered_until=from_iso(row["covered_until"]) if row["covered_until"] else None,
+        finished_at=optional(row["finished_at"]),
+        duration=row["duration"], outcome=RunOutcome(row["outcome"]), summary=row["summary"],
+        covered_until=optional(row["covered_until"]),
     )
+
+
+def scheduled_times(store: Store) -> dict[str, datetime | None]:
+    """Next run times in APScheduler's job store (empty before the first `digest run`)."""
+    with store.reading() as conn:
+        if not sa.inspect(conn).has_table(JOB_TABLE):
+            return {}
+        rows = conn.execute(sa.select(scheduler_jobs.c.id, scheduler_jobs.c.next_run_time)).all()
+    return {row.id: None if row.next_run_time is None
+            else datetime.fromtimestamp(row.next_run_time, UTC) for row in rows}

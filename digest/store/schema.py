@@ -1,37 +1,75 @@
-"""SQLAlchemy Core declarations of the mail tables (created by migration 0002_mail).
+"""SQLAlchemy Core declarations of every table of the state store, in one MetaData.
 
-Kept apart from :mod:`digest.store` so the mail code can evolve its tables
-without touching the publisher's. The SQL that creates them lives in
-:mod:`digest.migrations`; these declarations must match it.
+The SQL that creates them lives in :mod:`digest.store.migrations` (the one
+history of the schema); these declarations must match it. Nothing calls
+``metadata.create_all``: only ``schema_migrations`` is created here, by
+:meth:`digest.store.database.Store.migrate`, before the first migration runs.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-mail_metadata = sa.MetaData()
+metadata = sa.MetaData()
+
+# -- the store itself (Store.migrate) ------------------------------------------------
+
+schema_migrations = sa.Table(
+    "schema_migrations", metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("applied_at", sa.Text, nullable=False),
+)
+
+# -- 0001_articles --------------------------------------------------------------------
+
+meta = sa.Table(
+    "meta", metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+articles = sa.Table(
+    "articles", metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("entry_id", sa.Text, nullable=False),
+    sa.Column("slug", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mtime_ns", sa.BigInteger, nullable=False),
+    sa.Column("content_hash", sa.Text, nullable=False),
+    sa.Column("first_seen", sa.Text, nullable=False),
+    sa.Column("last_changed", sa.Text, nullable=False),
+    sa.Column("published", sa.Text, nullable=False),
+    sa.Column("updated", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # ArticleStatus
+)
+
+# -- 0002_mail ------------------------------------------------------------------------
 
 subscribers = sa.Table(
-    "subscribers", mail_metadata,
+    "subscribers", metadata,
     sa.Column("address", sa.Text, primary_key=True),
     sa.Column("name", sa.Text, nullable=True),
-    sa.Column("status", sa.Text, nullable=False),  # subscribed | unsubscribed | pending
-    sa.Column("source", sa.Text, nullable=False),  # cli | import | settings | web
+    sa.Column("status", sa.Text, nullable=False),  # SubscriberStatus
+    sa.Column("source", sa.Text, nullable=False),  # cli | import | settings | web | unsubscribe
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
 )
 
 edition_counter = sa.Table(
-    "edition_counter", mail_metadata,
+    "edition_counter", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("last_edition", sa.Integer, nullable=False),
 )
 
 editions = sa.Table(
-    "editions", mail_metadata,
+    "editions", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("uid", sa.Text, nullable=False),
-    sa.Column("status", sa.Text, nullable=False),  # sending | done
+    sa.Column("status", sa.Text, nullable=False),  # EditionStatus: sending | done
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("finished_at", sa.Text, nullable=True),
     sa.Column("article_count", sa.Integer, nullable=False),
@@ -39,7 +77,7 @@ editions = sa.Table(
 )
 
 edition_articles = sa.Table(
-    "edition_articles", mail_metadata,
+    "edition_articles", metadata,
     sa.Column("article_key", sa.Text, primary_key=True),
     sa.Column("edition_id", sa.Integer, nullable=False),
     sa.Column("position", sa.Integer, nullable=False),
@@ -51,16 +89,38 @@ edition_articles = sa.Table(
 )
 
 deliveries = sa.Table(
-    "deliveries", mail_metadata,
+    "deliveries", metadata,
     sa.Column("edition_id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("recipient", sa.Text, primary_key=True),
     sa.Column("message_id", sa.Text, nullable=False),
-    # pending | sending | sent | failed | skipped | unknown | unconfirmed
-    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # DeliveryStatus
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("claimed_by", sa.Text, nullable=True),
     sa.Column("claimed_until", sa.Text, nullable=True),
     sa.Column("updated_at", sa.Text, nullable=False),
     sa.Column("reply", sa.Text, nullable=True),
     sa.Column("lost_replies", sa.Integer, nullable=False, server_default="0"),  # 0004
+)
+
+# -- 0003_schedule --------------------------------------------------------------------
+
+job_runs = sa.Table(
+    "job_runs", metadata,
+    sa.Column("job", sa.Text, primary_key=True),
+    sa.Column("started_at", sa.Text, nullable=False),
+    sa.Column("finished_at", sa.Text),
+    sa.Column("duration", sa.Float),
+    sa.Column("outcome", sa.Text, nullable=False),  # RunOutcome
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("covered_until", sa.Text),
+)
+
+# -- APScheduler's job store (created and written by APScheduler; only read here) -----
+
+JOB_TABLE = "apscheduler_jobs"
+
+scheduler_jobs = sa.Table(
+    JOB_TABLE, metadata,
+    sa.Column("id", sa.Unicode(191), primary_key=True),
+    sa.Column("next_run_time", sa.Float(25)),
 )

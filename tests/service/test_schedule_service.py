@@ -21,11 +21,12 @@ import sqlalchemy as sa
 from digest.errors import ConfigError, ScheduleError
 from digest.service import lock as service_lock
 from digest.service.jobs import PUBLISH, SEND, JobContext, JobResult
-from digest.service.scheduler import JOB_TABLE, Service, run_once
+from digest.service.scheduler import Service, run_once
 from digest.service.status import scheduled_times, service_status
 from digest.settings import Settings
 from digest.store import runs as job_runs
 from digest.store.database import Store
+from digest.store.schema import JOB_TABLE
 from tests.conftest import make_settings
 
 NEVER = "0 0 1 1 *"  # once a year: does not fire during a test

@@ -1,0 +1,16 @@
+"""APScheduler's job store on the state store's engine (its table: ``apscheduler_jobs``).
+
+APScheduler creates and writes that table itself; :mod:`digest.store.schema`
+declares it (``scheduler_jobs``) so `digest status` can read it.
+"""
+
+from __future__ import annotations
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+
+from digest.store.database import Store
+from digest.store.schema import JOB_TABLE
+
+
+def job_store(store: Store) -> SQLAlchemyJobStore:
+    return SQLAlchemyJobStore(engine=store.engine, tablename=JOB_TABLE)

@@ -1,0 +1,568 @@
+"""The outbox: editions and their deliveries in the state store.
+
+Which articles an edition carries is the mail stage's choice
+(:func:`digest.mail.edition.select_articles`), given to :class:`Outbox` as
+`select`; :class:`digest.mail.outbox.Outbox` binds it.
+
+An edition, its articles and one delivery row per recipient are written in
+one transaction before any message leaves. Then senders *claim* deliveries
+and mark each one sent only after the server accepted it.
+
+Concurrency (several ``digest send`` at once, or several nodes on one
+PostgreSQL database) is settled by compare-and-set UPDATEs, each the first
+write of its transaction, so the database serialises them:
+
+* creating an edition: ``UPDATE edition_counter SET last_edition = n + 1
+  WHERE last_edition = n``; whoever loses sees the winner's open edition;
+* claiming deliveries: ``UPDATE deliveries SET status = 'sending',
+  claimed_by = me, claimed_until = lease WHERE status = 'pending' ...``; rows
+  whose claim expired, or whose claimer was a process on this host that is no
+  longer running, can be claimed again;
+* finishing: every write on a claimed row checks ``claimed_by = me``.
+
+Delivery statuses (:class:`digest.model.DeliveryStatus`): ``pending``
+(``claimed_until`` then means "not before"), ``sending``, ``sent``, ``failed``,
+``skipped`` (unsubscribed meanwhile),
+``unknown`` (the reply to the end of data was lost: the server may have the
+message; tried once more from ``claimed_until``, never by ``claimed_by``, the
+run that lost it) and ``unconfirmed`` (lost again: never sent again).
+Times are stored as UTC ISO text with microseconds, so text order is time order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from digest.model import (
+    DeliveryStatus,
+    DigestItem,
+    Edition,
+    EditionStatus,
+    StoredArticle,
+    SubscriberStatus,
+)
+from digest.store.database import Store, store_error
+from digest.store.schema import (
+    deliveries,
+    edition_articles,
+    edition_counter,
+    editions,
+    subscribers,
+)
+from digest.store.timestamps import from_iso as unstamp
+from digest.store.timestamps import optional, stamp
+
+log = logging.getLogger("digest.mail")
+
+OPEN = EditionStatus.SENDING
+DONE = EditionStatus.DONE
+PENDING, SENDING, SENT = DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.SENT
+FAILED, SKIPPED = DeliveryStatus.FAILED, DeliveryStatus.SKIPPED
+UNKNOWN, UNCONFIRMED = DeliveryStatus.UNKNOWN, DeliveryStatus.UNCONFIRMED
+STATUSES = tuple(status.value for status in DeliveryStatus)
+TO_DO = (PENDING, SENDING, UNKNOWN)  # an edition with such deliveries is not finished
+_SUBSCRIBED = SubscriberStatus.SUBSCRIBED.value
+_CREATE_TRIES = 20
+
+# Which of the given articles the next edition carries, given the keys earlier
+# editions carried and the time (digest.mail.edition.select_articles).
+Select = Callable[[Iterable[StoredArticle], Collection[str], datetime], list[StoredArticle]]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A claimed delivery: who gets which edition, with which Message-ID."""
+
+    edition_id: int
+    recipient: str
+    name: str | None
+    message_id: str
+    attempts: int
+    lost_replies: int = 0  # earlier attempts whose end-of-data reply was lost
+
+
+@dataclass(frozen=True)
+class EditionSummary:
+    id: int
+    status: EditionStatus
+    created_at: datetime
+    finished_at: datetime | None
+    article_count: int
+    recipient_count: int
+    sent: int
+    failed: int
+    skipped: int
+    pending: int  # pending or being sent
+    unknown: int = 0  # reply lost: unknown (one more try to come) or unconfirmed
+
+
+@dataclass(frozen=True)
+class Failure:
+    recipient: str
+    reply: str
+
+
+def new_owner() -> str:
+    """An id for one sender: host, PID namespace and PID (to spot dead local claimers)."""
+    return f"{socket.gethostname()}|{_pid_namespace()}|{os.getpid()}|{uuid.uuid4().hex[:8]}"
+
+
+class Outbox:
+    """Edition and delivery bookkeeping for one sender (identified by `owner`)."""
+
+    def __init__(self, store: Store, select: Select, owner: str | None = None,
+                 lease: timedelta = timedelta(minutes=5)) -> None:
+        self.store = store
+        self.select = select
+        self.owner = owner or new_owner()
+        self.lease = lease
+        self._claimed_up_to: dict[int, str] = {}  # edition -> last recipient looked at
+
+    # -- editions -------------------------------------------------------------------
+
+    def open_edition(self) -> Edition | None:
+        """The oldest edition still being delivered."""
+        with self.store.reading() as conn:
+            return _open_edition(conn)
+
+    def last_edition(self) -> int:
+        """The number of the last edition made (0 before the first)."""
+        with self.store.reading() as conn:
+            last = conn.execute(edition_counter.select()).first()
+        return last.last_edition if last else 0
+
+    def open_or_create(self, articles: Iterable[StoredArticle], now: datetime,
+                       message_id: Callable[[str, str], str], force: bool = False
+                       ) -> tuple[Edition | None, bool]:
+        """Resume the open edition, or create the next one; (edition, created).
+
+        None when there is nothing to send (no due article and not `force`).
+        `message_id(edition_uid, address)` gives each delivery its Message-ID.
+        """
+        articles = list(articles)
+        for _ in range(_CREATE_TRIES):
+            with self.store.reading() as conn:
+                current = _open_edition(conn)
+                if current is not None:
+                    return current, False
+                seen = conn.execute(sa.select(edition_counter.c.last_edition)
+                                    .where(edition_counter.c.id == 1)).scalar_one()
+                if not force and not self.select(articles, _carried(conn), now):
+                    # These reads are not one snapshot: an edition committed since the
+                    # first look may be what carries the articles now. Resume it.
+                    current = _open_edition(conn)
+                    return current, False
+            created = self._create(int(seen), articles, now, message_id, force)
+            if created is not None:
+                return created, True
+        raise RuntimeError("could not create an edition: too much contention")
+
+    def _create(self, seen: int, articles: list[StoredArticle], now: datetime,
+                message_id: Callable[[str, str], str], force: bool) -> Edition | None:
+        number = seen + 1
+        uid = uuid.uuid4().hex[:16]
+        with self.store.transaction() as conn:
+            won = conn.execute(
+                edition_counter.update()
+                .where(edition_counter.c.id == 1, edition_counter.c.last_edition == seen)
+                .values(last_edition=number)).rowcount
+            if not won:
+                return None  # another sender made an edition; look again
+            chosen = self.select(articles, _carried(conn), now)
+            if not chosen and not force:
+                # Someone else took the articles between our look and our claim:
+                # undo the counter so the numbers stay without gaps.
+                conn.execute(edition_counter.update().where(edition_counter.c.id == 1)
+                             .values(last_edition=seen))
+                return None
+            recipients = [row[0] for row in conn.execute(
+                sa.select(subscribers.c.address).where(subscribers.c.status == _SUBSCRIBED)
+                .order_by(subscribers.c.address))]
+            created = stamp(now)
+            conn.execute(editions.insert().values(
+                id=number, uid=uid, status=OPEN, created_at=created, finished_at=None,
+                article_count=len(chosen), recipient_count=len(recipients)))
+            if chosen:
+                conn.execute(edition_articles.insert(), [
+                    {"article_key": a.key, "edition_id": number, "position": i, "slug": a.slug,
+                     "title": a.title, "summary": a.summary, "author": a.author,
+                     "published": stamp(a.published)}
+                    for i, a in enumerate(chosen)])
+            if recipients:
+                conn.execute(deliveries.insert(), [
+                    {"edition_id": number, "recipient": r, "message_id": message_id(uid, r),
+                     "status": PENDING, "attempts": 0, "claimed_by": None, "claimed_until": None,
+                     "updated_at": created, "reply": None}
+                    for r in recipients])
+        log.info("created edition %d: %d articles, %d recipients", number, len(chosen),
+                 len(recipients))
+        return Edition(number, uid, OPEN, unstamp(created),
+                       tuple(DigestItem.of(a) for a in chosen), len(recipients))
+
+    def next_items(self, articles: Iterable[StoredArticle], now: datetime) -> list[DigestItem]:
+        """What the next new edition would carry (for previews and test sends)."""
+        with self.store.reading() as conn:
+            carried = _carried(conn)
+        return [DigestItem.of(a) for a in self.select(articles, carried, now)]
+
+    def finish(self, edition_id: int, now: datetime) -> bool:
+        """Close the edition if no delivery is left to try; True if closed now."""
+        open_rows = sa.select(deliveries.c.recipient).where(
+            deliveries.c.edition_id == edition_id,
+            deliveries.c.status.in_(TO_DO))
+        with self.store.transaction() as conn:
+            return bool(conn.execute(
+                editions.update()
+                .where(editions.c.id == edition_id, editions.c.status == OPEN,
+                       ~sa.exists(open_rows))
+                .values(status=DONE, finished_at=stamp(now))).rowcount)
+
+    # -- deliveries -----------------------------------------------------------------
+
+    def claim(self, edition_id: int, now: datetime, limit: int) -> list[Delivery]:
+        """Claim up to `limit` deliveries for this sender (none: nothing left to claim).
+
+        Recipients who unsubscribed since the edition was made are marked
+        skipped here and not returned.
+        """
+        return self.claim_batch(edition_id, now, limit)[0]
+
+    def claim_batch(self, edition_id: int, now: datetime, limit: int
+                    ) -> tuple[list[Delivery], int]:
+        """Like claim(), also saying how many claimed rows were skipped (unsubscribed).
+
+        Deliveries are claimed in recipient order. The search goes on after the
+        last recipient this sender claimed (an index range, not a scan over
+        every row already sent) and starts again from the first when nothing
+        is left after it: deferred rows come due, rows others gave back.
+        """
+        after = self._claimed_up_to.get(edition_id)
+        while True:
+            query = (sa.select(deliveries.c.recipient)
+                     .order_by(deliveries.c.recipient).limit(limit))
+            if after is not None:
+                query = query.where(deliveries.c.recipient > after)
+            with self.store.reading() as conn:
+                dead = _dead_owners(conn, edition_id)
+                candidates = [row[0] for row in conn.execute(
+                    query.where(deliveries.c.edition_id == edition_id,
+                                _claimable(now, dead, self.owner)))]
+            if not candidates:
+                if after is None:
+                    return [], 0
+                after = None  # from the start once more
+                continue
+            after = self._claimed_up_to[edition_id] = candidates[-1]
+            claimed, skipped = self._claim(edition_id, now, candidates, dead)
+            if claimed or skipped:
+                return claimed, skipped
+            # Another sender claimed these between our look and our update: look again.
+
+    def _claim(self, edition_id: int, now: datetime, candidates: list[str],
+               dead: list[str]) -> tuple[list[Delivery], int]:
+        until = stamp(now + self.lease)
+        with self.store.transaction() as conn:
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.edition_id == edition_id,
+                       deliveries.c.recipient.in_(candidates), _claimable(now, dead, self.owner))
+                .values(status=SENDING, claimed_by=self.owner, claimed_until=until))
+            rows = conn.execute(
+                sa.select(deliveries.c.recipient, deliveries.c.message_id,
+                          deliveries.c.attempts, deliveries.c.lost_replies,
+                          subscribers.c.status, subscribers.c.name)
+                .select_from(deliveries.outerjoin(
+                    subscribers, subscribers.c.address == deliveries.c.recipient))
+                .where(deliveries.c.edition_id == edition_id,
+                       deliveries.c.recipient.in_(candidates),
+                       deliveries.c.claimed_by == self.owner,
+                       deliveries.c.status == SENDING)
+                .order_by(deliveries.c.recipient)).all()
+            gone = [r.recipient for r in rows if r.status != _SUBSCRIBED]
+            if gone:
+                conn.execute(deliveries.update()
+                             .where(deliveries.c.edition_id == edition_id,
+                                    deliveries.c.recipient.in_(gone))
+                             .values(status=SKIPPED, claimed_by=None, claimed_until=None,
+                                     updated_at=stamp(now), reply="unsubscribed"))
+        claimed = [Delivery(edition_id, r.recipient, r.name, r.message_id, r.attempts,
+                            r.lost_replies) for r in rows if r.status == _SUBSCRIBED]
+        return claimed, len(gone)
+
+    def renew(self, edition_id: int, now: datetime) -> int:
+        """Extend the lease on this sender's claimed rows; how many are still ours."""
+        with self.store.transaction() as conn:
+            return int(conn.execute(
+                deliveries.update()
+                .where(deliveries.c.edition_id == edition_id,
+                       deliveries.c.claimed_by == self.owner, deliveries.c.status == SENDING)
+                .values(claimed_until=stamp(now + self.lease))).rowcount)
+
+    def recorder(self) -> Recorder:
+        """A cheaper way to mark many deliveries sent, one after the other (see Recorder)."""
+        return Recorder(self)
+
+    def mark_sent(self, delivery: Delivery, now: datetime, attempts: int) -> bool:
+        """Record that the server accepted the message; False if the claim was lost."""
+        return self._settle(delivery, now, attempts, status=SENT, reply=None)
+
+    def mark_failed(self, delivery: Delivery, now: datetime, attempts: int, reply: str) -> bool:
+        return self._settle(delivery, now, attempts, status=FAILED, reply=reply)
+
+    def defer(self, delivery: Delivery, now: datetime, attempts: int, reply: str,
+              not_before: datetime) -> bool:
+        """Give the delivery back, to be tried again from `not_before` (by anyone)."""
+        return self._settle(delivery, now, attempts, status=PENDING, reply=reply,
+                            until=stamp(not_before))
+
+    def mark_unknown(self, delivery: Delivery, now: datetime, attempts: int, reply: str,
+                     not_before: datetime | None) -> bool:
+        """The reply to the end of data was lost: the server may have the message.
+
+        With `not_before`, status unknown: tried once more from then, by another
+        run (this sender keeps its name on the row and never claims it again).
+        Without, status unconfirmed: never sent again. False if the claim was lost.
+        """
+        final = not_before is None
+        with self.store.transaction() as conn:
+            done = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.edition_id == delivery.edition_id,
+                       deliveries.c.recipient == delivery.recipient,
+                       deliveries.c.claimed_by == self.owner, deliveries.c.status == SENDING)
+                .values(status=UNCONFIRMED if final else UNKNOWN,
+                        claimed_by=None if final else self.owner,
+                        claimed_until=None if not_before is None else stamp(not_before),
+                        attempts=deliveries.c.attempts + attempts,
+                        lost_replies=deliveries.c.lost_replies + 1,
+                        updated_at=stamp(now), reply=reply)).rowcount
+        if not done:
+            log.warning("delivery of edition %d to %s was taken over by another sender",
+                        delivery.edition_id, delivery.recipient)
+        return bool(done)
+
+    def release(self, deliveries_: Collection[Delivery], now: datetime) -> int:
+        """Give unsent claimed deliveries back untouched (on stop or error)."""
+        if not deliveries_:
+            return 0
+        by_edition: dict[int, list[str]] = {}
+        for d in deliveries_:
+            by_edition.setdefault(d.edition_id, []).append(d.recipient)
+        released = 0
+        with self.store.transaction() as conn:
+            for edition_id, recipients in by_edition.items():
+                for start in range(0, len(recipients), 500):
+                    released += int(conn.execute(
+                        deliveries.update()
+                        .where(deliveries.c.edition_id == edition_id,
+                               deliveries.c.recipient.in_(recipients[start:start + 500]),
+                               deliveries.c.claimed_by == self.owner,
+                               deliveries.c.status == SENDING)
+                        .values(status=PENDING, claimed_by=None, claimed_until=None,
+                                updated_at=stamp(now))).rowcount)
+        return released
+
+    def _settle(self, delivery: Delivery, now: datetime, attempts: int, *, status: str,
+                reply: str | None, until: str | None = None) -> bool:
+        with self.store.transaction() as conn:
+            done = conn.execute(_SETTLE, {
+                "p_edition": delivery.edition_id, "p_recipient": delivery.recipient,
+                "p_owner": self.owner, "p_status": status, "p_until": until,
+                "p_attempts": attempts, "p_now": stamp(now), "p_reply": reply}).rowcount
+        if not done:
+            log.warning("delivery of edition %d to %s was taken over by another sender",
+                        delivery.edition_id, delivery.recipient)
+        return bool(done)
+
+    # -- reports --------------------------------------------------------------------
+
+    def counts(self, edition_id: int) -> dict[str, int]:
+        query = (sa.select(deliveries.c.status, sa.func.count())
+                 .where(deliveries.c.edition_id == edition_id).group_by(deliveries.c.status))
+        with self.store.reading() as conn:
+            found = {status: int(n) for status, n in conn.execute(query)}
+        return {s: found.get(s, 0) for s in STATUSES}
+
+    def failures(self, edition_id: int) -> list[Failure]:
+        query = (sa.select(deliveries.c.recipient, deliveries.c.reply)
+                 .where(deliveries.c.edition_id == edition_id, deliveries.c.status == FAILED)
+                 .order_by(deliveries.c.recipient))
+        with self.store.reading() as conn:
+            return [Failure(r, reply or "") for r, reply in conn.execute(query)]
+
+
+# Built once, so the statement that runs after every message is compiled once and cached.
+_SETTLE = (
+    deliveries.update()
+    .where(deliveries.c.edition_id == sa.bindparam("p_edition"),
+           deliveries.c.recipient == sa.bindparam("p_recipient"),
+           deliveries.c.claimed_by == sa.bindparam("p_owner"),
+           deliveries.c.status == SENDING)
+    .values(status=sa.bindparam("p_status"), claimed_by=None,
+            claimed_until=sa.bindparam("p_until", type_=sa.Text),
+            attempts=deliveries.c.attempts + sa.bindparam("p_attempts", type_=sa.Integer),
+            updated_at=sa.bindparam("p_now"), reply=sa.bindparam("p_reply", type_=sa.Text))
+)
+
+
+class Recorder:
+    """Marks deliveries sent, one statement each, on a database connection of its own.
+
+    The same compare-and-set UPDATE as :meth:`Outbox.mark_sent`, compiled once
+    and run through the driver's cursor in autocommit mode: the statement is
+    its own transaction, committed (and as durable) when it returns, without
+    the pool checkout, BEGIN and reset round trips of a fresh transaction.
+    The connection is opened at the first write and kept until close().
+    """
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self._engine = outbox.store.engine
+        compiled = _SETTLE.compile(dialect=self._engine.dialect)
+        self._sql = compiled.string
+        self._order = compiled.positiontup  # None: the driver takes named parameters
+        # The values fixed in the statement (status, claimed_by), besides ours.
+        self._base: dict[str, Any] = dict(compiled.construct_params(dict.fromkeys((
+            "p_edition", "p_recipient", "p_owner", "p_status", "p_until", "p_attempts",
+            "p_now", "p_reply"))))
+        self._conn: Connection | None = None
+        self._cursor: Any = None
+
+    def mark_sent(self, delivery: Delivery, now: datetime, attempts: int) -> bool:
+        """Like Outbox.mark_sent: True if recorded, False if the claim was lost."""
+        values = dict(self._base)
+        values.update(p_edition=delivery.edition_id, p_recipient=delivery.recipient,
+                      p_owner=self.outbox.owner, p_status=SENT, p_until=None,
+                      p_attempts=attempts, p_now=stamp(now), p_reply=None)
+        params = values if self._order is None else [values[name] for name in self._order]
+        try:
+            cursor = self._open()
+            cursor.execute(self._sql, params)
+            done = cursor.rowcount
+        except (SQLAlchemyError, self._engine.dialect.loaded_dbapi.Error) as exc:
+            self.close()
+            raise store_error(exc) from exc
+        if not done:
+            log.warning("delivery of edition %d to %s was taken over by another sender",
+                        delivery.edition_id, delivery.recipient)
+        return bool(done)
+
+    def close(self) -> None:
+        conn, self._conn, cursor, self._cursor = self._conn, None, self._cursor, None
+        if conn is None:
+            return
+        try:
+            with contextlib.suppress(Exception):
+                cursor.close()
+        finally:
+            conn.close()
+
+    def _open(self) -> Any:
+        if self._cursor is None:
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._conn = conn
+            self._cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        return self._cursor
+
+
+def history(store: Store, limit: int = 20) -> list[EditionSummary]:
+    """The last `limit` editions, newest first, with their delivery counts."""
+    d = deliveries.c
+    counted = (sa.select(
+        d.edition_id,
+        sa.func.sum(sa.case((d.status == SENT, 1), else_=0)).label("sent"),
+        sa.func.sum(sa.case((d.status == FAILED, 1), else_=0)).label("failed"),
+        sa.func.sum(sa.case((d.status == SKIPPED, 1), else_=0)).label("skipped"),
+        sa.func.sum(sa.case((d.status.in_((PENDING, SENDING)), 1), else_=0)).label("pending"),
+        sa.func.sum(sa.case((d.status.in_((UNKNOWN, UNCONFIRMED)), 1), else_=0)).label("unknown"),
+    ).group_by(d.edition_id).subquery())
+    query = (sa.select(editions, counted.c.sent, counted.c.failed, counted.c.skipped,
+                       counted.c.pending, counted.c.unknown)
+             .select_from(editions.outerjoin(counted, counted.c.edition_id == editions.c.id))
+             .order_by(editions.c.id.desc()).limit(limit))
+    with store.reading() as conn:
+        rows = conn.execute(query).all()
+    return [EditionSummary(
+        id=r.id, status=EditionStatus(r.status), created_at=unstamp(r.created_at),
+        finished_at=optional(r.finished_at),
+        article_count=r.article_count, recipient_count=r.recipient_count,
+        sent=int(r.sent or 0), failed=int(r.failed or 0), skipped=int(r.skipped or 0),
+        pending=int(r.pending or 0), unknown=int(r.unknown or 0)) for r in rows]
+
+
+def _open_edition(conn: Connection) -> Edition | None:
+    row = conn.execute(sa.select(editions).where(editions.c.status == OPEN)
+                       .order_by(editions.c.id).limit(1)).first()
+    if row is None:
+        return None
+    items = tuple(
+        DigestItem(slug=a.slug, title=a.title, summary=a.summary, author=a.author,
+                   published=unstamp(a.published))
+        for a in conn.execute(sa.select(edition_articles)
+                              .where(edition_articles.c.edition_id == row.id)
+                              .order_by(edition_articles.c.position)))
+    return Edition(row.id, row.uid, EditionStatus(row.status), unstamp(row.created_at), items,
+                   row.recipient_count)
+
+
+def _carried(conn: Connection) -> set[str]:
+    return {row[0] for row in conn.execute(sa.select(edition_articles.c.article_key))}
+
+
+def _claimable(now: datetime, dead: Collection[str], owner: str) -> sa.ColumnElement[bool]:
+    d = deliveries.c
+    due = stamp(now)
+    pending = sa.and_(d.status == PENDING, sa.or_(d.claimed_until.is_(None),
+                                                  d.claimed_until <= due))
+    # A lost reply is tried once more, later, and never by the run that lost it.
+    unknown = sa.and_(d.status == UNKNOWN, d.claimed_until <= due,
+                      sa.or_(d.claimed_by.is_(None), d.claimed_by != owner))
+    stale = [d.claimed_until < due]
+    if dead:
+        stale.append(d.claimed_by.in_(list(dead)))
+    return sa.or_(pending, unknown, sa.and_(d.status == SENDING, sa.or_(*stale)))
+
+
+def _dead_owners(conn: Connection, edition_id: int) -> list[str]:
+    """Claimers on this host (same PID namespace) whose process is gone."""
+    owners = [row[0] for row in conn.execute(
+        sa.select(deliveries.c.claimed_by).distinct()
+        .where(deliveries.c.edition_id == edition_id, deliveries.c.status == SENDING))]
+    here = f"{socket.gethostname()}|{_pid_namespace()}|"
+    dead = []
+    for owner in owners:
+        if not owner or not owner.startswith(here) or _pid_namespace() == "?":
+            continue
+        pid_text = owner[len(here):].split("|", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _alive(int(pid_text)):
+            dead.append(owner)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid").replace("|", "")
+    except OSError:
+        return "?"

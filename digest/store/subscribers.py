@@ -1,0 +1,174 @@
+"""The subscriber list in the state store (table ``subscribers``): the SQL behind
+:mod:`digest.mail.subscribers`, which normalises addresses and names first.
+
+Each function is one transaction (or one read) and takes addresses already
+normalised. Statuses are :class:`digest.model.SubscriberStatus`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from digest.model import SubscriberStatus
+from digest.store.database import Store
+from digest.store.schema import subscribers
+from digest.store.timestamps import from_iso, iso
+
+SUBSCRIBED = SubscriberStatus.SUBSCRIBED
+UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
+PENDING = SubscriberStatus.PENDING
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    address: str
+    name: str | None
+    status: SubscriberStatus
+    source: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class SubscribeReport:
+    """What a bulk subscribe did, address by address."""
+
+    added: tuple[str, ...] = ()
+    subscribed: tuple[str, ...] = ()  # were pending (or unsubscribed, with resubscribe)
+    unchanged: tuple[str, ...] = ()  # already subscribed, or duplicates in the input
+    kept_unsubscribed: tuple[str, ...] = ()
+
+
+def subscribe_many(store: Store, wanted: dict[str, str | None], duplicates: Sequence[str],
+                   now: datetime, *, source: str, resubscribe: bool) -> SubscribeReport:
+    """Subscribe address -> name (normalised, unique) in one transaction."""
+    stamp = iso(now)
+    added: list[str] = []
+    changed: list[str] = []
+    unchanged: list[str] = list(duplicates)
+    kept: list[str] = []
+    with store.transaction() as conn:
+        existing = _statuses(conn, list(wanted))
+        rows = []
+        for address, name in wanted.items():
+            status = existing.get(address)
+            if status is None:
+                added.append(address)
+                rows.append({"address": address, "name": name, "status": SUBSCRIBED.value,
+                             "source": source, "created_at": stamp, "updated_at": stamp})
+            elif status == SUBSCRIBED:
+                unchanged.append(address)
+            elif status == UNSUBSCRIBED and not resubscribe:
+                kept.append(address)
+            else:
+                changed.append(address)
+        if rows:
+            conn.execute(subscribers.insert(), rows)
+        for start in range(0, len(changed), _CHUNK):
+            conn.execute(subscribers.update()
+                         .where(subscribers.c.address.in_(changed[start:start + _CHUNK]))
+                         .values(status=SUBSCRIBED.value, updated_at=stamp))
+    return SubscribeReport(tuple(added), tuple(changed), tuple(unchanged), tuple(kept))
+
+
+def unsubscribe(store: Store, address: str, now: datetime) -> bool:
+    """Unsubscribe; True if it was subscribed or pending (an unknown one is recorded)."""
+    stamp = iso(now)
+    with store.transaction() as conn:
+        changed = conn.execute(
+            subscribers.update()
+            .where(subscribers.c.address == address,
+                   subscribers.c.status != UNSUBSCRIBED.value)
+            .values(status=UNSUBSCRIBED.value, updated_at=stamp)).rowcount
+        if changed:
+            return True
+        if not _statuses(conn, [address]):
+            conn.execute(subscribers.insert().values(
+                address=address, name=None, status=UNSUBSCRIBED.value, source="unsubscribe",
+                created_at=stamp, updated_at=stamp))
+    return False
+
+
+def add_pending(store: Store, address: str, name: str | None, now: datetime,
+                source: str) -> bool:
+    """Record a sign-up awaiting confirmation; False if the address is already subscribed."""
+    stamp = iso(now)
+    with store.transaction() as conn:
+        status = _statuses(conn, [address]).get(address)
+        if status == SUBSCRIBED:
+            return False
+        if status is None:
+            conn.execute(subscribers.insert().values(
+                address=address, name=name, status=PENDING.value, source=source,
+                created_at=stamp, updated_at=stamp))
+        else:
+            conn.execute(subscribers.update().where(subscribers.c.address == address)
+                         .values(status=PENDING.value, updated_at=stamp))
+    return True
+
+
+def confirm(store: Store, address: str, now: datetime) -> bool:
+    """Subscribe a pending address; True if it is subscribed afterwards."""
+    with store.transaction() as conn:
+        conn.execute(subscribers.update()
+                     .where(subscribers.c.address == address,
+                            subscribers.c.status == PENDING.value)
+                     .values(status=SUBSCRIBED.value, updated_at=iso(now)))
+        return _statuses(conn, [address]).get(address) == SUBSCRIBED
+
+
+def forget(store: Store, address: str) -> bool:
+    with store.transaction() as conn:
+        return bool(conn.execute(
+            subscribers.delete().where(subscribers.c.address == address)).rowcount)
+
+
+def get_subscriber(store: Store, address: str) -> Subscriber | None:
+    with store.reading() as conn:
+        row = conn.execute(sa.select(subscribers).where(subscribers.c.address == address)).first()
+    return _from_row(row._mapping) if row else None
+
+
+def list_subscribers(store: Store, status: str | None = None) -> list[Subscriber]:
+    """Subscribers in address order, optionally only those with one status."""
+    query = sa.select(subscribers).order_by(subscribers.c.address)
+    if status is not None:
+        query = query.where(subscribers.c.status == str(status))
+    with store.reading() as conn:
+        return [_from_row(row._mapping) for row in conn.execute(query)]
+
+
+def count_by_status(store: Store) -> dict[str, int]:
+    query = sa.select(subscribers.c.status, sa.func.count()).group_by(subscribers.c.status)
+    with store.reading() as conn:
+        return {status: int(n) for status, n in conn.execute(query)}
+
+
+def subscribed_addresses(conn: Connection) -> list[str]:
+    """Addresses that get the digest, in a stable order (inside a store transaction)."""
+    query = (sa.select(subscribers.c.address).where(subscribers.c.status == SUBSCRIBED.value)
+             .order_by(subscribers.c.address))
+    return [row[0] for row in conn.execute(query)]
+
+
+def _statuses(conn: Connection, addresses: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for start in range(0, len(addresses), _CHUNK):
+        chunk = addresses[start:start + _CHUNK]
+        query = sa.select(subscribers.c.address, subscribers.c.status).where(
+            subscribers.c.address.in_(chunk))
+        found.update({address: status for address, status in conn.execute(query)})
+    return found
+
+
+def _from_row(row: sa.RowMapping) -> Subscriber:
+    return Subscriber(address=row["address"], name=row["name"],
+                      status=SubscriberStatus(row["status"]), source=row["source"],
+                      created_at=from_iso(row["created_at"]),
+                      updated_at=from_iso(row["updated_at"]))
