@@ -5,8 +5,6 @@ that was in flight at the kill (accepted by the server, not yet recorded):
 that one may arrive twice, with the same Message-ID both times.
 """
 
-# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
-
 from __future__ import annotations
 
 import os
@@ -22,16 +20,8 @@ import pytest
 
 from digest.mail.subscribers import subscribe_many
 from digest.store.database import Store
-from tests.fixtures_mail import (  # noqa: F401
-    NOW,
-    Behaviour,
-    SMTPServer,
-    add_articles,
-    base_env,
-    database_url,
-    sample_articles,
-    smtp_servers,
-)
+from tests.conftest import base_env
+from tests.fixtures_mail import NOW, Behaviour, SMTPServer, add_articles, sample_articles
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPIENTS = 200

@@ -7,8 +7,6 @@ later run, with the same Message-ID, and never a third time. Real aiosmtpd
 servers, state store on SQLite and PostgreSQL, and the CLI as a user runs it.
 """
 
-# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
-
 from __future__ import annotations
 
 import threading
@@ -33,19 +31,8 @@ from digest.settings import Settings
 from digest.store.database import Store
 from digest.store.migrations import MIGRATIONS
 from digest.store.schema import deliveries
-from tests.fixtures_mail import (  # noqa: F401
-    NOW,
-    Behaviour,
-    SMTPServer,
-    add_articles,
-    base_env,
-    clean_environ,
-    database_url,
-    make_settings,
-    sample_articles,
-    smtp_servers,
-    store,
-)
+from tests.conftest import base_env, make_settings
+from tests.fixtures_mail import NOW, Behaviour, SMTPServer, add_articles, clean_environ, sample_articles
 
 Start = Callable[..., SMTPServer]
 FAST = {"SMTP_TIMEOUT": "0.2s"}  # far shorter than any reply delay used here

@@ -31,7 +31,8 @@ from starlette.routing import BaseRoute, Route
 from digest.errors import ServeError
 from digest.settings import Settings, load_settings
 from digest.web.server import create_app, serve
-from tests.fixtures_serve import running_server, wait_for
+from tests.conftest import wait_for
+from tests.fixtures_serve import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -21,22 +21,15 @@ import pytest
 
 from digest.mail.tokens import PURPOSE_UNSUBSCRIBE, make_token
 from digest.settings import ENV_NAMES
-from tests.conftest import REPO, digest_cli
-from tests.fixtures_mail import NOW, SMTPServer, free_port, smtp_servers  # noqa: F401
-from tests.fixtures_serve import (
-    SECRET_KEY,
-    Project,
-    mails_to,
-    project_env,
-    served_project,
-    wait_for,
-)
+from tests.conftest import REPO, digest_cli, wait_for
+from tests.fixtures_mail import NOW, SMTPServer, free_port
+from tests.fixtures_serve import SECRET_KEY, Project, mails_to, project_env, served_project
 
 _CONFIRM = re.compile(r"http://\S+?/confirm\?token=[A-Za-z0-9_.-]+")
 
 
 @pytest.fixture
-def smtp(smtp_servers: Callable[..., SMTPServer]) -> SMTPServer:  # noqa: F811
+def smtp(smtp_servers: Callable[..., SMTPServer]) -> SMTPServer:
     return smtp_servers()
 
 
