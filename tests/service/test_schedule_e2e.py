@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from digest.mail.outbox import history
 from digest.store import runs as job_runs
 from digest.store.database import Store
@@ -16,6 +18,7 @@ from tests.schedule_process import DigestRun, away_from_minute_end
 HEADLINE = "Scheduler test headline arrives on time"
 
 
+@pytest.mark.slow  # waits for a real minute boundary: up to 70 s
 def test_run_publishes_new_files_and_sends_the_digest_on_schedule(
         site: Path, smtp_servers: Callable[..., SMTPServer]) -> None:
     server = smtp_servers()

@@ -23,6 +23,8 @@ from tests.conftest import wait_for
 from tests.fixtures_mail import SMTPServer
 from tests.fixtures_serve import Project, mails_to, served_project
 
+pytestmark = pytest.mark.slow  # real client programs: a browser start alone takes seconds
+
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 

@@ -65,9 +65,10 @@ def test_conditional_gets_follow_publishing(project: Project) -> None:
         index = client.get("/")
         assert f'<form class="subscribe" method="post" action="{project.url}subscribe">' \
             in index.text
-    log = project.log()
-    assert '"GET /feed.atom HTTP/1.1" 304 0' in log
-    assert re.search(r'INFO digest\.serve: 127\.0\.0\.1:\d+ "GET / HTTP/1\.1" 200 \d+', log)
+    # Access log lines are written after the response is sent: wait for the last one.
+    index_line = re.compile(r'INFO digest\.serve: 127\.0\.0\.1:\d+ "GET / HTTP/1\.1" 200 \d+')
+    wait_for(lambda: bool(index_line.search(project.log())), "the access log line of GET /")
+    assert '"GET /feed.atom HTTP/1.1" 304 0' in project.log()
 
 
 def test_subscribe_confirm_then_the_digest_reaches_the_address(project: Project,
