@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo test test-fast lint install bench clean
 
 $(BIN)/digest: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: install
 # The whole test suite (PostgreSQL tests run when a server listens on 127.0.0.1:5432).
 test: install
 	$(BIN)/python -m pytest -q
+
+# The suite without the wall-clock tests marked `slow` (a real minute boundary, browsers).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check digest tests bench

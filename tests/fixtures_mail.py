@@ -1,22 +1,20 @@
-"""Fixtures of the mail tests: real SMTP servers (aiosmtpd), TLS material (trustme),
-state stores on SQLite and PostgreSQL, settings and articles.
+"""Real SMTP servers (aiosmtpd), TLS material (trustme) and stored articles for the tests.
 
-Import the fixtures you use into a test module:
-``from tests.fixtures_mail import smtp_servers, store, tls  # noqa: F401``.
+The fixtures here (``smtp_servers``, ``tls``) are registered for every test by
+``pytest_plugins`` in tests/conftest.py; test modules import only the helpers
+(:class:`Behaviour`, :class:`SMTPServer`, :func:`sample_articles`, ...).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import socket
 import ssl
 import threading
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -29,13 +27,11 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from digest.settings import ENV_NAMES, Settings, load_settings
+from digest.settings import ENV_NAMES
 from digest.store.database import Store, StoredArticle
-from tests.conftest import POSTGRES_URL
 
 logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd's own chatter
 
-PG_ADMIN_URL = POSTGRES_URL  # one address for every PostgreSQL test: DIGEST_TEST_POSTGRES
 USERNAME = "digest-user"
 PASSWORD = "s3cret-Pa55word-never-logged"
 NOW = datetime(2024, 5, 6, 7, 0, tzinfo=UTC)
@@ -252,94 +248,7 @@ def smtp_servers() -> Iterator[Callable[..., SMTPServer]]:
         server.controller.stop()
 
 
-# -- state store -------------------------------------------------------------------------
-
-
-def _pg_admin() -> Any:
-    import psycopg
-
-    return psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg", "postgresql"),
-                           autocommit=True, connect_timeout=3)
-
-
-def postgres_available() -> bool:
-    try:
-        with _pg_admin():
-            return True
-    except Exception:
-        return False
-
-
-@contextmanager
-def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database URL: a SQLite file, or a new PostgreSQL database."""
-    if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.sqlite3'}"
-        return
-    if not postgres_available():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}; CI requires it")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: ran on SQLite only")
-    name = f"digest_test_{uuid.uuid4().hex[:12]}"
-    with _pg_admin() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with _pg_admin() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-BACKENDS = [pytest.param("sqlite", id="sqlite"),
-            pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh state store URL, once on SQLite and once on PostgreSQL."""
-    with fresh_database(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def store(database_url: str, tmp_path: Path) -> Iterator[Store]:
-    """A migrated, empty state store, on SQLite and on PostgreSQL."""
-    opened = Store.open(database_url, tmp_path)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{tmp_path / 'state.sqlite3'}", tmp_path)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-# -- settings and articles -----------------------------------------------------------------
-
-
-def base_env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "BASE_URL": "https://news.example.org/",
-        "SITE_TITLE": "Example News",
-        "DIGEST_FROM": "Example News <news@example.org>",
-        "SECRET_KEY": "test-secret-key-0123456789",
-        "TEMPLATES_DIR": str(tmp_path / "templates"),
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_SECURITY": "none",
-        "SMTP_PORT": "2525",
-    }
-
-
-def make_settings(tmp_path: Path, **overrides: str) -> Settings:
-    values = base_env(tmp_path)
-    values.update(overrides)
-    return load_settings(values, tmp_path)
+# -- articles --------------------------------------------------------------------------------
 
 
 def article(key: str, title: str, published: datetime, status: str = "published",

@@ -9,24 +9,21 @@ BASE_URL pointing at it, so links in mail and pages lead back to it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from digest.settings import ENV_NAMES
 from digest.web.limits import LimitedHttpToolsProtocol
 from digest.web.server import DigestApp, build_server, listen
-from tests.conftest import REPO, digest_cli
+from tests.conftest import REPO, cli_env, digest_cli, wait_for
 from tests.fixtures_mail import Received, SMTPServer, free_port
 
 SECRET_KEY = "serve-test-secret-key-0123456789"
@@ -42,10 +39,11 @@ def running_server(app: DigestApp, protocol: type[LimitedHttpToolsProtocol] | No
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.01)
+        def started() -> bool:
+            assert thread.is_alive(), "the server thread ended before it started"
+            return bool(server.started)
+
+        wait_for(started, "the server to start", timeout=10)
         host, port = sock.getsockname()[:2]
         yield f"http://{host}:{port}"
     finally:
@@ -53,13 +51,6 @@ def running_server(app: DigestApp, protocol: type[LimitedHttpToolsProtocol] | No
         thread.join(timeout=10)
         sock.close()
     assert not thread.is_alive()
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def mails_to(smtp: SMTPServer, address: str) -> list[Received]:
@@ -115,12 +106,9 @@ def served_project(base: Path, smtp: SMTPServer | None, **extra: str) -> Iterato
     env = project_env(base, port, smtp, **extra)
     result = digest_cli("publish", cwd=base, env=env)
     assert result.returncode == 0, result.stderr
-    full_env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
-    full_env.update(env)
     log_path = base / "serve.log"
     with log_path.open("wb") as log, subprocess.Popen(
-        [sys.executable, "-m", "digest", "serve"], cwd=base, env=full_env,
+        [sys.executable, "-m", "digest", "serve"], cwd=base, env=cli_env(env),
         stdout=log, stderr=subprocess.STDOUT,
     ) as process:
         project = Project(base, env, f"http://127.0.0.1:{port}/", process, log_path)

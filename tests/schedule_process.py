@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,21 +10,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest.settings import ENV_NAMES
-from tests.conftest import REPO
+import pytest
+
+from tests.conftest import cli_env, wait_for
 
 
 class DigestRun:
     """One `python -m digest run ...` process; its stderr goes to a file."""
 
     def __init__(self, cwd: Path, env: dict[str, str], *args: str) -> None:
-        full_env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-        full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
-        full_env.update(env)
         self.log_path = cwd / f"digest-run-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen([sys.executable, "-m", "digest", "run", *args], cwd=cwd,
-                                        env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+                                        env=cli_env(env), stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
     def pid(self) -> int:
@@ -34,18 +31,23 @@ class DigestRun:
     def output(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
+    def wait_for(self, condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+        """:func:`tests.conftest.wait_for`, failing at once (with the log) if the process ends."""
+        def holds() -> bool:
             if self.process.poll() is not None:
-                raise AssertionError(f"digest run exited ({self.process.returncode}) while "
-                                     f"waiting for {what}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}:\n{self.output()}")
-            time.sleep(0.1)
+                pytest.fail(f"digest run exited ({self.process.returncode}) while waiting for "
+                            f"{what}:\n{self.output()}")
+            return condition()
+
+        try:
+            wait_for(holds, what, timeout)
+        except pytest.fail.Exception as failed:
+            if "timed out" not in str(failed):
+                raise
+            pytest.fail(f"{failed}:\n{self.output()}")
 
     def wait_for_log(self, text: str, timeout: float = 20) -> None:
-        self.wait_for(lambda: text in self.output(), timeout, repr(text))
+        self.wait_for(lambda: text in self.output(), repr(text), timeout)
 
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.process.poll() is None:

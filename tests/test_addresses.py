@@ -5,8 +5,6 @@ raises anything but SubscriberError and is idempotent; a parsed mailbox reads
 back from its header unchanged.
 """
 
-# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
-
 from __future__ import annotations
 
 import re
@@ -32,14 +30,8 @@ from digest.headers import mailbox_value
 from digest.mail.render import one_line
 from digest.mail.subscribers import list_subscribers
 from digest.store.database import Store
-from tests.fixtures_mail import (  # noqa: F401
-    SMTPServer,
-    add_articles,
-    base_env,
-    clean_environ,
-    sample_articles,
-    smtp_servers,
-)
+from tests.conftest import base_env
+from tests.fixtures_mail import SMTPServer, add_articles, clean_environ, sample_articles
 
 Start = Callable[..., SMTPServer]
 _ATEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+/=?^_`{|}~-"

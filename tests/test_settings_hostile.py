@@ -2,8 +2,6 @@
 handled the way they are used (envelope, headers, links), checked over real SMTP.
 """
 
-# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
-
 from __future__ import annotations
 
 import math
@@ -26,16 +24,8 @@ from digest.headers import POLICY, list_id_value, set_text
 from digest.mail.render import one_line
 from digest.settings import SPECS, load_settings
 from digest.store.database import Store
-from tests.conftest import digest_cli
-from tests.fixtures_mail import (  # noqa: F401
-    Received,
-    SMTPServer,
-    add_articles,
-    base_env,
-    clean_environ,
-    sample_articles,
-    smtp_servers,
-)
+from tests.conftest import base_env, digest_cli
+from tests.fixtures_mail import Received, SMTPServer, add_articles, clean_environ, sample_articles
 
 Start = Callable[..., SMTPServer]
 

@@ -1,7 +1,5 @@
 """The mail commands through the CLI: send, preview, history, subscribers."""
 
-# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
-
 from __future__ import annotations
 
 import os
@@ -18,17 +16,15 @@ from digest.cli.main import cli
 from digest.mail.outbox import history
 from digest.mail.subscribers import list_subscribers
 from digest.store.database import Store
-from tests.fixtures_mail import (  # noqa: F401
+from tests.conftest import base_env
+from tests.fixtures_mail import (
     PASSWORD,
     TLS,
     Behaviour,
     SMTPServer,
     add_articles,
-    base_env,
     clean_environ,
     sample_articles,
-    smtp_servers,
-    tls,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

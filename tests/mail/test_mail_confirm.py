@@ -1,7 +1,5 @@
 """The double opt-in mail: send_confirmation against a real SMTP server (aiosmtpd)."""
 
-# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
-
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,7 +12,8 @@ import pytest
 from digest.errors import ConfigError, MailError, SubscriberError
 from digest.mail.send import send_confirmation
 from digest.mail.smtp import MemoryMailer, SMTPMailer
-from tests.fixtures_mail import NOW, SMTPServer, make_settings, smtp_servers  # noqa: F401
+from tests.conftest import make_settings
+from tests.fixtures_mail import NOW, SMTPServer
 
 LINK = "https://news.example.org/confirm?token=" + "t" * 90  # longer than a line
 

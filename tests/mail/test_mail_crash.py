@@ -5,15 +5,12 @@ that was in flight at the kill (accepted by the server, not yet recorded):
 that one may arrive twice, with the same Message-ID both times.
 """
 
-# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
-
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -22,19 +19,12 @@ import pytest
 
 from digest.mail.subscribers import subscribe_many
 from digest.store.database import Store
-from tests.fixtures_mail import (  # noqa: F401
-    NOW,
-    Behaviour,
-    SMTPServer,
-    add_articles,
-    base_env,
-    database_url,
-    sample_articles,
-    smtp_servers,
-)
+from tests.conftest import base_env, wait_for
+from tests.fixtures_mail import NOW, Behaviour, SMTPServer, add_articles, sample_articles
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPIENTS = 200
+KILL_AFTER = 60  # messages received by the server before the SIGKILL
 
 
 def send_command(env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
@@ -60,15 +50,20 @@ def test_sigkill_mid_send_then_resume(database_url: str, tmp_path: Path,
     env.update(DATABASE_URL=database_url, PYTHONPATH=str(ROOT))
 
     first = send_command(env, tmp_path)
-    deadline = time.monotonic() + 60
-    while len(server.received) < 60 and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.01)
-    assert first.poll() is None, "the first run ended before it could be killed"
-    first.send_signal(signal.SIGKILL)
-    first.communicate(timeout=30)
+    try:
+        def received(count: int) -> bool:
+            assert first.poll() is None, "the first run ended before it could be killed"
+            return len(server.received) >= count
+
+        wait_for(lambda: received(KILL_AFTER), f"{KILL_AFTER} messages at the server", 60)
+        first.send_signal(signal.SIGKILL)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate(timeout=30)
     assert first.returncode == -signal.SIGKILL
     killed_at = len(server.received)
-    assert 60 <= killed_at < RECIPIENTS
+    assert KILL_AFTER <= killed_at < RECIPIENTS  # killed mid-send
 
     second = send_command(env, tmp_path)
     out, err = second.communicate(timeout=120)

@@ -7,12 +7,9 @@ later run, with the same Message-ID, and never a third time. Real aiosmtpd
 servers, state store on SQLite and PostgreSQL, and the CLI as a user runs it.
 """
 
-# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
-
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -33,19 +30,8 @@ from digest.settings import Settings
 from digest.store.database import Store
 from digest.store.migrations import MIGRATIONS
 from digest.store.schema import deliveries
-from tests.fixtures_mail import (  # noqa: F401
-    NOW,
-    Behaviour,
-    SMTPServer,
-    add_articles,
-    base_env,
-    clean_environ,
-    database_url,
-    make_settings,
-    sample_articles,
-    smtp_servers,
-    store,
-)
+from tests.conftest import base_env, make_settings, wait_for
+from tests.fixtures_mail import NOW, Behaviour, SMTPServer, add_articles, clean_environ, sample_articles
 
 Start = Callable[..., SMTPServer]
 FAST = {"SMTP_TIMEOUT": "0.2s"}  # far shorter than any reply delay used here
@@ -195,10 +181,7 @@ def test_no_other_sender_can_claim_while_a_reply_is_awaited(
     sender = threading.Thread(target=lambda: reports.append(send(settings, store, NOW)))
     sender.start()
     try:
-        deadline = time.monotonic() + 10
-        while not server.received and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert server.received, "the first message never arrived"
+        wait_for(lambda: bool(server.received), "the first message", 10)
         # Another node, 11 minutes on (past the old 5-minute lease, past the 10-minute
         # wait), finds nothing to claim: the awaited message and the rest of the batch.
         other_store = Store.open(database_url, tmp_path)

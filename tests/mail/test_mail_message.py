@@ -20,7 +20,8 @@ from digest.errors import TemplateError
 from digest.mail.message import MessageFactory, Personal, list_unsubscribe, message_id
 from digest.mail.render import DigestContent, DigestItem, render_digest
 from digest.settings import Settings
-from tests.fixtures_mail import NOW, make_settings
+from tests.conftest import make_settings
+from tests.fixtures_mail import NOW
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 REGEN = os.environ.get("DIGEST_REGEN_GOLDEN") == "1"

@@ -1,7 +1,5 @@
 """The outbox in the state store, on SQLite and PostgreSQL: editions, claims, concurrency."""
 
-# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
-
 from __future__ import annotations
 
 import subprocess
@@ -13,14 +11,7 @@ from pathlib import Path
 from digest.mail.outbox import Outbox, history
 from digest.mail.subscribers import subscribe_many, unsubscribe
 from digest.store.database import Store
-from tests.fixtures_mail import (  # noqa: F401
-    NOW,
-    add_articles,
-    article,
-    database_url,
-    sample_articles,
-    store,
-)
+from tests.fixtures_mail import NOW, add_articles, article, sample_articles
 
 
 def mid(uid: str, address: str) -> str:

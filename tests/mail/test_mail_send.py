@@ -1,7 +1,5 @@
 """send_digest end to end: real SMTP server, state store on SQLite and PostgreSQL."""
 
-# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
-
 from __future__ import annotations
 
 import threading
@@ -20,20 +18,8 @@ from digest.mail.subscribers import subscribe_many, unsubscribe
 from digest.mail.tokens import verify_token
 from digest.settings import Settings
 from digest.store.database import Store
-from tests.fixtures_mail import (  # noqa: F401
-    NOW,
-    TLS,
-    Behaviour,
-    SMTPServer,
-    add_articles,
-    database_url,
-    free_port,
-    make_settings,
-    sample_articles,
-    smtp_servers,
-    store,
-    tls,
-)
+from tests.conftest import make_settings
+from tests.fixtures_mail import NOW, TLS, Behaviour, SMTPServer, add_articles, free_port, sample_articles
 
 Start = Callable[..., SMTPServer]
 

@@ -1,7 +1,5 @@
 """SMTPMailer against real SMTP servers (aiosmtpd): TLS, AUTH, replies, drops."""
 
-# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
-
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,16 +10,8 @@ import pytest
 from digest.errors import SMTPConfigError
 from digest.mail.message import OutgoingMessage
 from digest.mail.smtp import OutcomeUnknown, PermanentFailure, SMTPMailer, TemporaryFailure
-from tests.fixtures_mail import (  # noqa: F401
-    PASSWORD,
-    TLS,
-    Behaviour,
-    SMTPServer,
-    free_port,
-    make_settings,
-    smtp_servers,
-    tls,
-)
+from tests.conftest import make_settings
+from tests.fixtures_mail import PASSWORD, TLS, Behaviour, SMTPServer, free_port
 
 Start = Callable[..., SMTPServer]
 

@@ -1,7 +1,5 @@
 """Subscriber list and address import, on SQLite and PostgreSQL."""
 
-# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
-
 from __future__ import annotations
 
 from datetime import timedelta
@@ -23,7 +21,7 @@ from digest.mail.subscribers import (
     unsubscribe,
 )
 from digest.store.database import Store
-from tests.fixtures_mail import NOW, database_url, store  # noqa: F401
+from tests.fixtures_mail import NOW
 
 LATER = NOW + timedelta(hours=1)
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from digest.settings import ENV_NAMES
-from tests.conftest import REPO, digest_cli, write
+from tests.conftest import cli_env, digest_cli, wait_for, write
 
 
 def snapshot(out: Path) -> dict[str, bytes]:
@@ -26,28 +23,33 @@ def test_sigkill_mid_publish_keeps_previous_output(site: Path) -> None:
     before = snapshot(site / "public")
     for n in range(count):
         write(site / "articles" / f"a{n:04d}.txt", f"date 2024-01-01 Version two of {n}. Body.\n")
-    env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
-    env["PYTHONPATH"] = str(REPO)
-    killed_mid_way = 0
-    for delay in (0.3, 0.6, 0.9, 1.2):
-        process = subprocess.Popen([sys.executable, "-m", "digest", "publish"], cwd=site, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        finished = process.poll() is not None
+    generations = site / ".public.generations"
+
+    def mid_write() -> bool:
+        """A new generation is being written: a .partial folder that holds an article page."""
+        return any(p.name.endswith(".partial") and any((p / "articles").glob("*.html"))
+                   for p in generations.iterdir())
+
+    process = subprocess.Popen([sys.executable, "-m", "digest", "publish"], cwd=site,
+                               env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def writing() -> bool:
+            assert process.poll() is None, "the publish ended before it wrote a partial generation"
+            return mid_write()
+
+        wait_for(writing, "a .partial generation with pages in it", timeout=60)
         process.send_signal(signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            process.kill()
         process.wait()
-        now = snapshot(site / "public")
-        if finished:
-            break
-        killed_mid_way += 1
-        # Either untouched, or (if it got as far as the swap) completely new: never a mix.
-        assert now == before or all(b"Version two" in data for name, data in now.items()
-                                    if name.startswith("articles/")), delay
-    assert killed_mid_way >= 1
+    assert process.returncode == -signal.SIGKILL
+    assert mid_write(), "the kill did not land mid-write"  # the half-built generation is left
+    assert snapshot(site / "public") == before  # and the output is the previous one, untouched
     result = digest_cli("publish", cwd=site)
     assert result.returncode == 0, result.stderr
     after = snapshot(site / "public")
     assert len(after) == len(before)
     assert all(b"Version two" in data for name, data in after.items() if name.startswith("articles/"))
-    leftovers = [p.name for p in (site / ".public.generations").iterdir() if p.name.endswith(".partial")]
+    leftovers = [p.name for p in generations.iterdir() if p.name.endswith(".partial")]
     assert leftovers == []

@@ -28,7 +28,8 @@ FILES = ("feed.atom", "feed.rss", "feed.json", "index.html",
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("golden")
     shutil.copytree(REPO / "articles", base / "articles")
-    settings = make_settings(base, SUBSCRIBE_FORM="on")  # the index shows the sign-up form
+    # SUBSCRIBE_FORM: the index shows the sign-up form.
+    settings = make_settings(base, BASE_URL="https://example.org/news/", SUBSCRIBE_FORM="on")
     store = Store.open(settings.database_url, base)
     try:
         publish(settings, store, datetime(2026, 1, 15, 12, 0, tzinfo=UTC))

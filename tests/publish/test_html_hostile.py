@@ -129,7 +129,7 @@ def test_deep_nesting_is_bounded_and_sanitized_once(site: Path) -> None:
     deep = "<blockquote>" * (960_000 // len("<blockquote>"))
     md(site / "articles" / "deep.md", "title: Deep\n", f"Lead.\n\n{deep}deepest text")
     write(site / "articles" / "other.txt", "date 2024-01-02 Other article. More.\n")
-    settings_ = make_settings(site)
+    settings_ = make_settings(site, **ENV)
     timings = []
     for _ in range(2):
         store = Store.open(settings_.database_url, site)
@@ -179,7 +179,7 @@ def test_any_title_summary_and_body_publish_valid_feeds(title: str, summary: str
         write(site / "articles" / "b.txt", f"title {' '.join(plain.split()) or 'x'}\n"
               f"date 2024-01-02 {body}\n")
         write(site / "articles" / "good.txt", "date 2024-01-03 The good one. More.\n")
-        settings_ = make_settings(site)
+        settings_ = make_settings(site, **ENV)
         store = Store.open(settings_.database_url, site)
         try:
             report = publish(settings_, store, NOW)

@@ -18,10 +18,11 @@ from tests.conftest import copy_sample, make_settings, write
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 ATOM = "{http://www.w3.org/2005/Atom}"
+SITE_URL = "https://example.org/news/"
 
 
 def run(site: Path, now: datetime = NOW, **values: str):
-    settings = make_settings(site, **values)
+    settings = make_settings(site, **{"BASE_URL": SITE_URL, **values})
     store = Store.open(settings.database_url, site)
     try:
         return publish(settings, store, now), settings
@@ -279,7 +280,7 @@ def test_settings_change_rebuilds_everything(site: Path) -> None:
 
 
 def _settings(site: Path) -> Settings:
-    return make_settings(site)
+    return make_settings(site, BASE_URL=SITE_URL)
 
 
 def test_parallel_readers_give_the_same_output_as_one(site: Path,

@@ -35,13 +35,12 @@ def test_run_publishes_again_after_a_publish_that_failed_half_way(site: Path) ->
     broken = write(site / "templates" / "index.html", "{{ 1 // 0 }}\n")
     run = DigestRun(site, RUN_ENV)
     try:
-        run.wait_for(lambda: run.output().count("publish failed") >= 2, 30,
-                     "two failed publishes")
+        run.wait_for(lambda: run.output().count("publish failed") >= 2, "two failed publishes", 30)
         assert not (site / "public").exists()
         broken.unlink()  # fixed: the next publish must succeed in this same process
         index = site / "public" / "index.html"
-        run.wait_for(lambda: index.is_file() and "number 2" in index.read_text(), 20,
-                     "the front page after the template was fixed")
+        run.wait_for(lambda: index.is_file() and "number 2" in index.read_text(),
+                     "the front page after the template was fixed", 20)
         assert (site / "public" / "articles" / "sub" / "a0.html").is_file()
         assert run.stop(signal.SIGTERM) == 0
     finally:

@@ -1,7 +1,5 @@
 """`digest run` and `digest status` as a user runs them: subprocesses, signals, exit codes."""
 
-# ruff: noqa: F811  (fixtures imported from tests.fixtures_mail are test parameters)
-
 from __future__ import annotations
 
 import json
@@ -16,8 +14,8 @@ from digest.mail.outbox import history
 from digest.service.jobs import SEND
 from digest.store import runs as job_runs
 from digest.store.database import Store
-from tests.conftest import copy_sample, digest_cli, write
-from tests.fixtures_mail import Behaviour, SMTPServer, base_env, smtp_servers  # noqa: F401
+from tests.conftest import base_env, copy_sample, digest_cli, write
+from tests.fixtures_mail import Behaviour, SMTPServer
 from tests.schedule_process import DigestRun
 
 NEVER = "0 0 1 1 *"
@@ -112,7 +110,7 @@ def test_sigterm_stops_a_send_between_messages_and_the_rest_goes_out_once(
     finally:
         store.close()
     run = runs(site, env)
-    run.wait_for(lambda: len(server.received) >= 3, 30, "three messages")
+    run.wait_for(lambda: len(server.received) >= 3, "three messages", 30)
     assert run.stop() == 0
     sent_by_run = len(server.received)
     assert sent_by_run < len(recipients)

@@ -27,7 +27,7 @@ from digest.settings import Settings
 from digest.store import runs as job_runs
 from digest.store.database import Store
 from digest.store.schema import JOB_TABLE
-from tests.conftest import make_settings
+from tests.conftest import make_settings, wait_for
 
 NEVER = "0 0 1 1 *"  # once a year: does not fire during a test
 
@@ -59,14 +59,6 @@ class FakeJobs:
 
     def mapping(self) -> dict[str, Callable[[JobContext], JobResult]]:
         return {PUBLISH: self.job(PUBLISH), SEND: self.job(SEND)}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -108,7 +100,7 @@ def test_publishes_on_the_interval_and_records_each_run(
         start: Callable[..., Service], jobs: FakeJobs, store: Store,
         caplog: pytest.LogCaptureFixture) -> None:
     service = start()
-    wait_for(lambda: len(jobs.calls[PUBLISH]) >= 3)
+    wait_for(lambda: len(jobs.calls[PUBLISH]) >= 3, "3 publish runs")
     assert jobs.calls[SEND] == []
     last = job_runs.last_run(store, PUBLISH)
     assert last is not None and last.outcome in ("ok", "running")
@@ -154,7 +146,7 @@ def test_a_failing_job_is_logged_with_its_cause_and_runs_again(
 
     jobs.behaviour[PUBLISH] = [broken, crashing, lambda ctx: JobResult("fine again")]
     service = start()
-    wait_for(lambda: len(jobs.calls[PUBLISH]) >= 3)
+    wait_for(lambda: len(jobs.calls[PUBLISH]) >= 3, "3 publish runs")
     service.shutdown()
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "publish failed after" in errors[0].getMessage()
@@ -169,15 +161,15 @@ def test_back_within_the_grace_time_the_missed_digest_runs_once(
     due = clock().replace(second=0, microsecond=0) - timedelta(minutes=5)
     job_runs.cover(store, SEND, due - timedelta(minutes=1))  # the service stopped before `due`
     service = start(DIGEST_SCHEDULE=daily_at(due), MISFIRE_GRACE_TIME="1h")
-    wait_for(lambda: len(jobs.calls[SEND]) == 1)
-    wait_for(lambda: len(jobs.calls[PUBLISH]) >= 3)  # time passes; no second send
+    wait_for(lambda: len(jobs.calls[SEND]) == 1, "the send")
+    wait_for(lambda: len(jobs.calls[PUBLISH]) >= 3, "3 publish runs")  # time passes; no second send
     assert len(jobs.calls[SEND]) == 1
     assert any(re.search(r"was missed by 0:0[56]:\d\d .*; sending it now", r.getMessage())
                for r in caplog.records)
     service.shutdown()
     # A restart now has nothing to catch up.
     start(DIGEST_SCHEDULE=daily_at(due), MISFIRE_GRACE_TIME="1h")
-    wait_for(lambda: len(jobs.calls[PUBLISH]) >= 5)
+    wait_for(lambda: len(jobs.calls[PUBLISH]) >= 5, "5 publish runs")
     assert len(jobs.calls[SEND]) == 1
 
 
@@ -187,7 +179,7 @@ def test_back_after_the_grace_time_the_missed_digest_is_skipped_and_logged(
     due = clock().replace(second=0, microsecond=0) - timedelta(hours=2)
     job_runs.cover(store, SEND, due - timedelta(minutes=1))
     service = start(DIGEST_SCHEDULE=daily_at(due), MISFIRE_GRACE_TIME="1h")
-    wait_for(lambda: len(jobs.calls[PUBLISH]) >= 3)
+    wait_for(lambda: len(jobs.calls[PUBLISH]) >= 3, "3 publish runs")
     assert jobs.calls[SEND] == []
     skipped = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(re.search(r"was missed by 2:0[01]:\d\d, more than MISFIRE_GRACE_TIME 1h: skipped", m)
@@ -197,7 +189,7 @@ def test_back_after_the_grace_time_the_missed_digest_is_skipped_and_logged(
     service.shutdown()
     caplog.clear()
     start(DIGEST_SCHEDULE=daily_at(due), MISFIRE_GRACE_TIME="1h")
-    wait_for(lambda: len(jobs.calls[PUBLISH]) >= 5)
+    wait_for(lambda: len(jobs.calls[PUBLISH]) >= 5, "5 publish runs")
     assert jobs.calls[SEND] == []
     assert not any("missed" in r.getMessage() for r in caplog.records)  # logged once
 
@@ -221,8 +213,9 @@ def test_an_interrupted_send_is_resumed_at_the_next_start(
     last = job_runs.last_run(store, SEND)
     assert last is not None and last.outcome == "stopped"
     start(DIGEST_SCHEDULE=daily_at(due))
-    wait_for(lambda: len(jobs.calls[SEND]) == 2)
-    wait_for(lambda: job_runs.last_run(store, SEND).outcome == "ok")  # type: ignore[union-attr]
+    wait_for(lambda: len(jobs.calls[SEND]) == 2, "the second send")
+    wait_for(lambda: job_runs.last_run(store, SEND).outcome == "ok",  # type: ignore[union-attr]
+             "the send recorded as ok")
 
 
 def test_shutdown_waits_for_a_publish_in_progress(
@@ -296,7 +289,7 @@ def test_a_lost_lock_stops_the_service_before_the_next_job(
                 "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = "
                 "'advisory' AND l.classid = 7351010 AND l.objid = "
                 "CAST(hashtext(current_schema()) AS oid)")
-        wait_for(lambda: not lock.alive())
+        wait_for(lambda: not lock.alive(), "the lock to be lost")
         settings = make_settings(tmp_path, DATABASE_URL=database_url)
         stop = threading.Event()
         outcomes = run_once(settings, store, clock, jobs=jobs.mapping(), stop=stop, lock=lock)

@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from digest.publish.build import PARALLEL_FROM
 from digest.settings import ENV_NAMES
-from tests.conftest import REPO, digest_cli, write
+from tests.conftest import REPO, digest_cli, wait_for, write
 
 ENV = {"BASE_URL": "https://example.org/news/", "SITE_TITLE": "Example News",
        "DATABASE_URL": "sqlite:///state.sqlite3"}
@@ -73,17 +72,18 @@ def start_publish(site: Path) -> subprocess.Popen[bytes]:
 
 def wait_for_readers(process: subprocess.Popen[bytes], count: int = 2) -> dict[int, int]:
     """Block until `count` reader processes of the publish run; return all its descendants."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = descendants(process.pid)
-        if sum("spawn_main" in _cmdline(pid) for pid in found) >= count:
-            return found
+    found: dict[int, int] = {}
+
+    def readers_seen() -> bool:
         if process.poll() is not None:
-            break
-        time.sleep(0.01)
-    process.kill()
-    _, err = process.communicate()
-    raise AssertionError(f"no reader processes seen (exit {process.returncode}): {err.decode()}")
+            _, err = process.communicate()
+            pytest.fail(f"no reader processes seen (exit {process.returncode}): {err.decode()}")
+        found.clear()
+        found.update(descendants(process.pid))
+        return sum("spawn_main" in _cmdline(pid) for pid in found) >= count
+
+    wait_for(readers_seen, f"{count} reader processes", 60)
+    return found
 
 
 @pytest.fixture
@@ -107,12 +107,8 @@ def test_killed_publish_leaves_no_process_behind(many_articles: Path, signum: in
         if process.poll() is None:
             process.kill()
             process.wait()
-    deadline = time.monotonic() + GONE_WITHIN
-    left = started
-    while left and time.monotonic() < deadline:
-        left = {pid: t for pid, t in left.items() if alive(pid, t)}
-        time.sleep(0.05)
-    assert not left, [f"{pid}: {_cmdline(pid)}" for pid in left]
+    wait_for(lambda: not any(alive(pid, t) for pid, t in started.items()),
+             "every process of the killed publish to end", GONE_WITHIN)
 
     if signum == signal.SIGTERM:
         assert process.returncode == 143
@@ -143,7 +139,5 @@ def test_a_reader_killed_alone_is_reported_without_a_traceback(many_articles: Pa
     assert process.returncode == 1, stderr
     assert "error: a reader process of the publish ended unexpectedly" in stderr
     assert "Traceback" not in stderr
-    deadline = time.monotonic() + GONE_WITHIN
-    while any(alive(pid, t) for pid, t in found.items()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(alive(pid, t) for pid, t in found.items())
+    wait_for(lambda: not any(alive(pid, t) for pid, t in found.items()),
+             "every process of the publish to end", GONE_WITHIN)

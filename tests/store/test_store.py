@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from digest.errors import StoreError
 from digest.store.database import Store, StoredArticle, resolve_url
 from digest.store.migrations import MIGRATIONS
+from tests.conftest import wait_for
 
 T = datetime(2024, 3, 20, 8, 30, tzinfo=UTC)
 
@@ -67,7 +68,6 @@ def test_bad_url_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_exclusive_lock_serializes_holders(store: Store, tmp_path: Path) -> None:
     import threading
-    import time
 
     other = Store.open(store.engine.url.render_as_string(hide_password=False), tmp_path)
     order: list[str] = []
@@ -75,7 +75,10 @@ def test_exclusive_lock_serializes_holders(store: Store, tmp_path: Path) -> None
         with store.exclusive("publish"):
             thread = threading.Thread(target=lambda: _hold(other, order))
             thread.start()
-            time.sleep(0.3)
+            if store.dialect == "postgresql":
+                wait_for(lambda: _advisory_waiters(store) > 0, "the second holder to wait")
+            else:
+                wait_for(lambda: order == ["second"], "the second holder")
             order.append("first done")
         thread.join(10)
     finally:
@@ -84,6 +87,12 @@ def test_exclusive_lock_serializes_holders(store: Store, tmp_path: Path) -> None
         assert order == ["first done", "second"]
     else:
         assert order == ["second", "first done"]  # SQLite: local, the output lock serializes
+
+
+def _advisory_waiters(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.exec_driver_sql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").scalar_one())
 
 
 def _hold(store: Store, order: list[str]) -> None:

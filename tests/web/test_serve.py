@@ -31,7 +31,8 @@ from starlette.routing import BaseRoute, Route
 from digest.errors import ServeError
 from digest.settings import Settings, load_settings
 from digest.web.server import create_app, serve
-from tests.fixtures_serve import running_server, wait_for
+from tests.conftest import wait_for
+from tests.fixtures_serve import running_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -518,16 +519,18 @@ def test_serve_runs_until_a_signal_and_stops_cleanly(site: Site, stop: signal.Si
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     ) as process:
         try:
-            deadline = time.monotonic() + 15
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-                while True:
-                    try:
-                        response = client.get("/feed.json")
-                        break
-                    except httpx.ConnectError:
-                        assert time.monotonic() < deadline and process.poll() is None
-                        time.sleep(0.05)
-            assert response.content == JSON_FEED
+            answers: list[httpx.Response] = []
+
+            def answered() -> bool:
+                assert process.poll() is None, "the server ended before it answered"
+                try:
+                    answers.append(httpx.get(f"http://127.0.0.1:{port}/feed.json"))
+                except httpx.ConnectError:
+                    return False
+                return True
+
+            wait_for(answered, "the server to answer")
+            assert answers[0].content == JSON_FEED
             process.send_signal(stop)
             output, _ = process.communicate(timeout=15)
         finally:

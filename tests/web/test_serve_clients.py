@@ -19,8 +19,11 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures_mail import SMTPServer, smtp_servers  # noqa: F401
-from tests.fixtures_serve import Project, mails_to, served_project, wait_for
+from tests.conftest import wait_for
+from tests.fixtures_mail import SMTPServer
+from tests.fixtures_serve import Project, mails_to, served_project
+
+pytestmark = pytest.mark.slow  # real client programs: a browser start alone takes seconds
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -40,7 +43,7 @@ def _chromium() -> str | None:
 
 
 @pytest.fixture
-def smtp(smtp_servers: Callable[..., SMTPServer]) -> SMTPServer:  # noqa: F811
+def smtp(smtp_servers: Callable[..., SMTPServer]) -> SMTPServer:
     return smtp_servers()
 
 

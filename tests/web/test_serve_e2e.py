@@ -21,22 +21,15 @@ import pytest
 
 from digest.mail.tokens import PURPOSE_UNSUBSCRIBE, make_token
 from digest.settings import ENV_NAMES
-from tests.conftest import REPO, digest_cli
-from tests.fixtures_mail import NOW, SMTPServer, free_port, smtp_servers  # noqa: F401
-from tests.fixtures_serve import (
-    SECRET_KEY,
-    Project,
-    mails_to,
-    project_env,
-    served_project,
-    wait_for,
-)
+from tests.conftest import REPO, digest_cli, wait_for
+from tests.fixtures_mail import NOW, SMTPServer, free_port
+from tests.fixtures_serve import SECRET_KEY, Project, mails_to, project_env, served_project
 
 _CONFIRM = re.compile(r"http://\S+?/confirm\?token=[A-Za-z0-9_.-]+")
 
 
 @pytest.fixture
-def smtp(smtp_servers: Callable[..., SMTPServer]) -> SMTPServer:  # noqa: F811
+def smtp(smtp_servers: Callable[..., SMTPServer]) -> SMTPServer:
     return smtp_servers()
 
 
@@ -72,9 +65,10 @@ def test_conditional_gets_follow_publishing(project: Project) -> None:
         index = client.get("/")
         assert f'<form class="subscribe" method="post" action="{project.url}subscribe">' \
             in index.text
-    log = project.log()
-    assert '"GET /feed.atom HTTP/1.1" 304 0' in log
-    assert re.search(r'INFO digest\.serve: 127\.0\.0\.1:\d+ "GET / HTTP/1\.1" 200 \d+', log)
+    # Access log lines are written after the response is sent: wait for the last one.
+    index_line = re.compile(r'INFO digest\.serve: 127\.0\.0\.1:\d+ "GET / HTTP/1\.1" 200 \d+')
+    wait_for(lambda: bool(index_line.search(project.log())), "the access log line of GET /")
+    assert '"GET /feed.atom HTTP/1.1" 304 0' in project.log()
 
 
 def test_subscribe_confirm_then_the_digest_reaches_the_address(project: Project,

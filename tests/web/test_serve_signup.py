@@ -37,8 +37,9 @@ from digest.web.app import serve_site, site_routes
 from digest.web.rate_limit import Window
 from digest.web.server import create_app
 from digest.web.signup import Signup, SignupLimits
-from tests.fixtures_mail import NOW, SMTPServer, free_port, smtp_servers  # noqa: F401
-from tests.fixtures_serve import SECRET_KEY, mails_to, running_server, wait_for
+from tests.conftest import wait_for
+from tests.fixtures_mail import NOW, SMTPServer, free_port
+from tests.fixtures_serve import SECRET_KEY, mails_to, running_server
 
 GENEROUS = SignupLimits(per_client=(Window(100, 600.0),), per_address=(Window(5, 600.0),),
                         overall=(Window(100, 3600.0),))
@@ -97,7 +98,7 @@ def settings_for(base: Path, smtp: SMTPServer | None, **values: str) -> Settings
 
 
 @pytest.fixture
-def make_web(tmp_path: Path, smtp_servers: Callable[..., SMTPServer]  # noqa: F811
+def make_web(tmp_path: Path, smtp_servers: Callable[..., SMTPServer]
              ) -> Iterator[Callable[..., Web]]:
     opened: list[Any] = []
 
