@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test test-fast lint install bench clean
 
-$(BIN)/digest: pyproject.toml
+$(BIN)/digest: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -9,7 +9,9 @@ and the error names the template file and line.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -18,14 +20,38 @@ import jinja2
 
 from digest.errors import TemplateError, shown_path
 
-# The templates that ship with digest: the repository's templates/ folder.
-BUILTIN_DIR = Path(__file__).resolve().parent.parent / "templates"
+# The templates that ship with digest, inside the package: setup.py puts the repository's
+# top-level templates/ there (copied into a wheel, symlinked for an editable install).
+BUILTIN_PACKAGE = "digest"
+BUILTIN_PATH = "_data/templates"
+
+
+def _missing_builtins() -> TemplateError:
+    return TemplateError("the built-in templates are missing from the installed package",
+                         "reinstall digest (`pip install --force-reinstall digest-publisher`; "
+                         "from a clone: `make install`)")
+
+
+def builtin_files() -> Iterator[Traversable]:
+    """The built-in templates (and feed.xsl, style.css) as package resources, sorted by name."""
+    folder = resources.files(BUILTIN_PACKAGE).joinpath(*BUILTIN_PATH.split("/"))
+    if not folder.is_dir():
+        raise _missing_builtins()
+    yield from sorted((f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")),
+                      key=lambda f: f.name)
 
 
 def environment(templates_dir: Path | None) -> jinja2.Environment:
-    folders = [str(p) for p in (templates_dir, BUILTIN_DIR) if p is not None and p.is_dir()]
+    """TEMPLATES_DIR's templates first (one by one), then the built-in ones."""
+    loaders: list[jinja2.BaseLoader] = []
+    if templates_dir is not None and templates_dir.is_dir():
+        loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
+    try:
+        loaders.append(jinja2.PackageLoader(BUILTIN_PACKAGE, BUILTIN_PATH))
+    except ValueError as exc:  # the folder is not in the package
+        raise _missing_builtins() from exc
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(list(dict.fromkeys(folders))),
+        loader=jinja2.ChoiceLoader(loaders),
         autoescape=jinja2.select_autoescape(["html", "htm", "xml", "xsl"]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
