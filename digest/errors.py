@@ -133,3 +133,7 @@ def shown_path(path: os.PathLike[str] | str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+class InitError(DigestError):
+    """`digest init` cannot make the new site: a file it would write exists, or cannot be written."""

@@ -35,6 +35,9 @@ COMMANDS: dict[str, Lazy] = {
                   "Read every article and template and report all problems; write nothing."),
     "history": Lazy("digest.cli.mail:history",
                     "List past digest editions with their delivery counts."),
+    "init": Lazy("digest.cli.init:init",
+                 "Make a new site in DIRECTORY (default: here): example articles, .env and "
+                 ".gitignore."),
     "preview": Lazy("digest.cli.mail:preview",
                     "Write the HTML of the next digest to a file and print its path."),
     "publish": Lazy("digest.cli.publish:publish",
