@@ -32,6 +32,8 @@ from digest.mail.subscribers import (
 )
 from digest.service.reports import delivery_counts
 
+NOTHING_TO_SEND = "no new articles since the last digest: nothing to send (--force sends anyway)"
+
 
 @click.command()
 @click.option("--force", is_flag=True, help="Send an edition even when no article is new.")
@@ -60,7 +62,10 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
         raise click.UsageError("use either --dry-run or --to")
     if dry_run:
         with ctx.store() as store:
-            messages = build_dry_run(settings, store, now())
+            messages = build_dry_run(settings, store, now(), force=force)
+        if messages is None:  # what `digest send` would say and do: nothing, exit 0
+            ctx.echo(NOTHING_TO_SEND)
+            return
         _show_dry_run(ctx, messages, out_dir)
         return
     if test_address:
@@ -115,7 +120,7 @@ def _show_dry_run(ctx: Context, messages: list[OutgoingMessage], out_dir: Path |
 
 def _summarise(ctx: Context, report: SendReport) -> None:
     if report.edition is None:
-        ctx.echo("no new articles since the last digest: nothing to send (--force sends anyway)")
+        ctx.echo(NOTHING_TO_SEND)
         return
     verb = "created" if report.created else "resumed"
     ctx.echo(f"edition {report.edition} ({verb}, {report.articles} articles, "
@@ -134,15 +139,21 @@ def _summarise(ctx: Context, report: SendReport) -> None:
 
 @click.command()
 @click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write the HTML here (default: a file in the temporary folder).")
+              help="Write the HTML here (default: a new private file in the temporary folder).")
 @click.option("--open", "open_browser", is_flag=True, help="Open it in a web browser.")
 @pass_ctx
 def preview(ctx: Context, out_file: Path | None, open_browser: bool) -> None:
     """Write the HTML of the next digest to a file and print its path."""
     with ctx.store() as store:
         html = preview_html(ctx.settings, store, now())
-    path = out_file or Path(tempfile.gettempdir()) / "digest-preview.html"
-    path.write_text(html, encoding="utf-8")
+    if out_file is not None:
+        path = out_file
+        path.write_text(html, encoding="utf-8")
+    else:  # a new private file (mode 0600): never one shared by every site and user
+        handle, name = tempfile.mkstemp(prefix="digest-preview-", suffix=".html")
+        path = Path(name)
+        with open(handle, "w", encoding="utf-8") as file:
+            file.write(html)
     click.echo(str(path))
     if open_browser:
         webbrowser.open(path.resolve().as_uri())

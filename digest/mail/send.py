@@ -231,10 +231,14 @@ def next_edition(settings: Settings, store: Store, now: datetime) -> Edition:
     return Edition(number, uuid.uuid4().hex[:16], EditionStatus.PREVIEW, now, tuple(items), 0)
 
 
-def dry_run(settings: Settings, store: Store, now: datetime) -> list[OutgoingMessage]:
-    """The messages `digest send` would send now, built but not sent or recorded."""
+def dry_run(settings: Settings, store: Store, now: datetime, force: bool = False
+            ) -> list[OutgoingMessage] | None:
+    """The messages `digest send` would send now, built but not sent or recorded; None when
+    it would send nothing (no open edition and no new article, unless `force`)."""
     check_send_settings(settings)
     edition = next_edition(settings, store, now)
+    if edition.status is EditionStatus.PREVIEW and not edition.items and not force:
+        return None
     factory = MessageFactory(settings, render_edition(settings, edition), edition.uid)
     names = {s.address: s.name for s in list_subscribers(store, SUBSCRIBED)}
     known = {s.address for s in list_subscribers(store)}

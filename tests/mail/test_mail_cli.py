@@ -116,6 +116,29 @@ def test_send_dry_run_touches_nothing(env: dict[str, str], tmp_path: Path,
         store.close()
 
 
+def test_send_dry_run_with_nothing_new_says_nothing_to_send_as_send_does(
+        env: dict[str, str], tmp_path: Path, smtp_servers: Start,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    server = smtp_servers()
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DIGEST_RECIPIENTS", "ann@example.org,bob@example.org")
+    assert invoke("send").exit_code == 0  # the 3 articles go out in edition 1
+    received = len(server.received)
+
+    dry = invoke("send", "--dry-run")
+    real = invoke("send")
+
+    assert dry.exit_code == real.exit_code == 0
+    assert dry.stdout == real.stdout == ("no new articles since the last digest: nothing to send "
+                                         "(--force sends anyway)\n")
+    assert "would send" not in dry.stderr
+    forced = invoke("send", "--dry-run", "--force")
+    assert forced.exit_code == 0 and "would send 2 message(s)" in forced.stderr
+    assert len(server.received) == received
+    assert invoke("history").stdout.count("done") == 1
+
+
 def test_send_to_one_address_records_nothing(env: dict[str, str], tmp_path: Path,
                                              smtp_servers: Start,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,6 +186,19 @@ def test_preview_writes_html(env: dict[str, str], tmp_path: Path) -> None:
     assert result.stdout.strip() == str(target)
     html = target.read_text("utf-8")
     assert "Headline number 2" in html and "you@example.org" in html
+
+
+def test_preview_without_out_writes_a_new_private_file_each_time(env: dict[str, str]) -> None:
+    first = Path(invoke("preview").stdout.strip())
+    second = Path(invoke("preview").stdout.strip())
+    try:
+        assert first != second and first.name.startswith("digest-preview-")
+        for path in (first, second):
+            assert path.stat().st_mode & 0o077 == 0, oct(path.stat().st_mode)
+            assert "Headline number 2" in path.read_text("utf-8")
+    finally:
+        first.unlink()
+        second.unlink()
 
 
 def test_password_never_printed_even_with_debug(env: dict[str, str], tmp_path: Path,
