@@ -30,7 +30,7 @@ _INTEGER = re.compile(r"^\s*([+-]?[0-9][0-9_]{0,30})\s*$", re.ASCII)
 _HOST = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?$")
 _DATABASE = re.compile(r"^([a-z0-9]+)(?:\+([a-z0-9_]+))?://", re.IGNORECASE)
 _DRIVERS = {"sqlite": ("", "pysqlite"), "postgresql": ("", "psycopg", "psycopg2")}
-SUBJECT_FIELDS = ("site", "count", "date")
+SUBJECT_FIELDS = ("site", "articles", "count", "date")
 BASE_URL_MAX = 300  # octets, encoded: the List-Unsubscribe line (URL + token) stays < 998
 TEXT_MAX = 1000  # characters of a title or subject
 
@@ -63,7 +63,7 @@ class Settings:
     smtp_ca_file: Path | None = None
     digest_from: Mailbox | None = None
     digest_recipients: tuple[str, ...] = ()
-    digest_subject: str = "{site}: {count} new articles"
+    digest_subject: str = "{site}: {articles}"
     digest_max_items: int = 30
     unsubscribe_mailto: str | None = None
     secret_key: str | None = field(default=None, repr=False)
@@ -296,7 +296,8 @@ def _addresses(name: str, value: str, base: Path) -> tuple[str, ...]:
 
 
 def _subject(name: str, value: str, base: Path) -> str:
-    hint = "use only the placeholders {site}, {count} and {date} (write {{ and }} for braces)"
+    hint = ("use only the placeholders {site}, {articles}, {count} and {date} "
+            "(write {{ and }} for braces)")
     text = _bounded_text(name, value, base)
     try:
         fields = list(string.Formatter().parse(text))
@@ -375,8 +376,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("DIGEST_RECIPIENTS", "digest_recipients", "",
          "addresses added to the subscribers at each send (comma separated; normalised like "
          "every address: lower case, IDNA domain)", _addresses),
-    Spec("DIGEST_SUBJECT", "digest_subject", "{site}: {count} new articles",
-         "subject of the digest; placeholders {site}, {count}, {date} only", _subject),
+    Spec("DIGEST_SUBJECT", "digest_subject", "{site}: {articles}",
+         "subject of the digest; placeholders {site}, {articles} ('1 new article', "
+         "'3 new articles'), {count}, {date} only", _subject),
     Spec("DIGEST_MAX_ITEMS", "digest_max_items", "30",
          "most articles one digest message lists (the newest); it counts the rest and "
          "links to the site", _int_parser(1, 10000)),

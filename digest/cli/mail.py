@@ -31,6 +31,7 @@ from digest.mail.subscribers import (
     unsubscribe,
 )
 from digest.service.reports import delivery_counts
+from digest.words import plural
 
 NOTHING_TO_SEND = "no new articles since the last digest: nothing to send (--force sends anyway)"
 
@@ -113,7 +114,7 @@ def _show_dry_run(ctx: Context, messages: list[OutgoingMessage], out_dir: Path |
         return
     click.echo(messages[0].data.decode("ascii").replace("\r\n", "\n"))
     recipients = ", ".join(m.recipient for m in messages)
-    click.echo(f"would send {len(messages)} message(s), to: {recipients}", err=True)
+    click.echo(f"would send {plural(len(messages), 'message')}, to: {recipients}", err=True)
     if len(messages) > 1:
         click.echo("(only the first is shown; use --out DIR to write them all)", err=True)
 
@@ -123,7 +124,7 @@ def _summarise(ctx: Context, report: SendReport) -> None:
         ctx.echo(NOTHING_TO_SEND)
         return
     verb = "created" if report.created else "resumed"
-    ctx.echo(f"edition {report.edition} ({verb}, {report.articles} articles, "
+    ctx.echo(f"edition {report.edition} ({verb}, {plural(report.articles, 'article')}, "
              f"{report.recipients} recipients): {delivery_counts(report)}"
              + (f", {report.unknown} unknown" if report.unknown else ""))
     for failure in report.failures:

@@ -34,6 +34,7 @@ from digest.errors import TemplateError
 from digest.model import DigestItem, article_path
 from digest.settings import Settings
 from digest.templates import environment, render
+from digest.words import plural
 
 RECIPIENT_SLOT = "zzdigestrecipientslotzz"
 UNSUBSCRIBE_SLOT = "zzdigestunsubscribeslotzz"
@@ -72,8 +73,9 @@ def plain_block(text: str) -> str:
 
 def subject_line(settings: Settings, content: DigestContent) -> str:
     date = content.created_at.astimezone(settings.digest_timezone).date().isoformat()
+    count = len(content.items)
     return one_line(settings.digest_subject.format(
-        site=settings.site_title, count=len(content.items), date=date))
+        site=settings.site_title, articles=plural(count, "new article"), count=count, date=date))
 
 
 def listed_items(items: tuple[DigestItem, ...], limit: int) -> list[DigestItem]:

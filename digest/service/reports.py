@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from digest.words import plural as plural  # the one plural rule, re-exported
+
 if TYPE_CHECKING:
     from digest.mail.send import SendReport
-
-
-def plural(count: int, word: str) -> str:
-    """'1 article', '2 articles'."""
-    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def delivery_counts(report: SendReport) -> str:

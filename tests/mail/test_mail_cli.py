@@ -102,7 +102,7 @@ def test_send_dry_run_touches_nothing(env: dict[str, str], tmp_path: Path,
     result = invoke("send", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "To: ann@example.org" in result.stdout
-    assert "would send 2 message(s)" in result.stderr
+    assert "would send 2 messages" in result.stderr
     out = tmp_path / "eml"
     result = invoke("send", "--dry-run", "--out", str(out))
     files = sorted(p.name for p in out.iterdir())
@@ -134,7 +134,7 @@ def test_send_dry_run_with_nothing_new_says_nothing_to_send_as_send_does(
                                          "(--force sends anyway)\n")
     assert "would send" not in dry.stderr
     forced = invoke("send", "--dry-run", "--force")
-    assert forced.exit_code == 0 and "would send 2 message(s)" in forced.stderr
+    assert forced.exit_code == 0 and "would send 2 messages" in forced.stderr
     assert len(server.received) == received
     assert invoke("history").stdout.count("done") == 1
 

@@ -245,3 +245,11 @@ def test_max_items_lists_the_newest_and_counts_the_rest(tmp_path: Path) -> None:
 def test_no_more_line_when_everything_is_listed(tmp_path: Path) -> None:
     rendered = render_digest(settings_for(tmp_path, DIGEST_MAX_ITEMS="3"), content(3))
     assert "more on" not in rendered.text and "more on" not in rendered.html
+
+
+def test_one_article_is_one_new_article_in_the_subject_and_body(tmp_path: Path) -> None:
+    rendered = render_digest(settings_for(tmp_path), content(1))
+    assert rendered.subject == "Example News: 1 new article"
+    assert "1 new articles" not in rendered.text + rendered.html
+    custom = settings_for(tmp_path, DIGEST_SUBJECT="{count} for {site}: {articles}")
+    assert render_digest(custom, content(2)).subject == "2 for Example News: 2 new articles"
