@@ -71,6 +71,9 @@ class DigestGroup(click.Group):
         assert isinstance(command, click.Command), lazy.target
         return command
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, global_options_first(args))
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """The command list of `--help`, from the table: as click writes it, nothing imported."""
         names = self.list_commands(ctx)
@@ -94,6 +97,39 @@ class DigestGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(exit_codes.INTERRUPTED)
+
+
+GLOBAL_FLAGS = ("-q", "--quiet", "--debug")
+GLOBAL_VALUED = ("--env-file",)
+
+
+def global_options_first(args: list[str]) -> list[str]:
+    """`digest publish -q` as `digest -q publish`: global options may follow the command.
+
+    No command has options of these names, so moving them is unambiguous; nothing
+    after `--` moves.
+    """
+    command_at = next((i for i, arg in enumerate(args) if arg in COMMANDS), None)
+    if command_at is None:
+        return args
+    moved: list[str] = []
+    rest: list[str] = []
+    tail = args[command_at + 1:]
+    i = 0
+    while i < len(tail):
+        arg = tail[i]
+        if arg == "--":
+            rest.extend(tail[i:])
+            break
+        if arg in GLOBAL_FLAGS or arg.startswith(tuple(f"{o}=" for o in GLOBAL_VALUED)):
+            moved.append(arg)
+        elif arg in GLOBAL_VALUED and i + 1 < len(tail):
+            moved.extend(tail[i:i + 2])
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return [*args[:command_at], *moved, args[command_at], *rest]
 
 
 @click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})

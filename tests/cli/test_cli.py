@@ -73,6 +73,22 @@ def test_debug_shows_the_traceback(site: Path) -> None:
     assert "Traceback" in result.stderr and "ConfigError" in result.stderr
 
 
+def test_global_options_work_after_the_command_too(site: Path) -> None:
+    copy_sample(site)
+    quiet = digest_cli("publish", "-q", cwd=site)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == ""
+    debug = digest_cli("publish", "--debug", cwd=site, env={"BASE_URL": "not a url"})
+    assert "Traceback" in debug.stderr and "ConfigError" in debug.stderr
+    env_file = site / "other.env"
+    env_file.write_text("BASE_URL=not a url\n")
+    chosen = digest_cli("check", "--env-file", str(env_file), cwd=site)
+    assert chosen.returncode == 2 and "BASE_URL" in chosen.stderr
+    # After `--`, nothing is taken for a global option.
+    literal = digest_cli("subscribers", "add", "--", "-q", cwd=site)
+    assert literal.returncode != 0 and "-q" in literal.stderr
+
+
 def test_unreachable_database_is_a_clear_error(site: Path) -> None:
     result = digest_cli("publish", cwd=site,
                         env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
