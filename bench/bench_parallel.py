@@ -32,12 +32,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_send import NOW, addresses, bench_settings, free_port, fresh_store  # noqa: E402
+from bench_send import NOW, addresses, bench_settings, free_port, fresh_store
 
-from digest.mail.message import MessageFactory, OutgoingMessage, message_id, sender_domain  # noqa: E402
-from digest.mail.outbox import Edition, Outbox  # noqa: E402
-from digest.mail.send import personal, render_edition, send_digest  # noqa: E402
-from digest.mail.smtp import SMTPMailer  # noqa: E402
+from digest.mail.message import MessageFactory, OutgoingMessage, message_id, sender_domain
+from digest.mail.outbox import Edition, Outbox
+from digest.mail.send import personal, render_edition, send_digest
+from digest.mail.smtp import SMTPMailer
 
 HERE = Path(__file__).resolve().parent
 
@@ -120,7 +120,7 @@ def main() -> None:
             backend = "postgresql" if args.database_url else "sqlite"
             print(f"recipients: {n}, store: {backend}, delay: {args.delay_ms:g} ms each way, "
                   f"python {sys.version.split()[0]}, cpus: {os.cpu_count()}")
-            print(f"| path | connections | smtplib | digest | digest msg/s | digest/smtplib |")
+            print("| path | connections | smtplib | digest | digest msg/s | digest/smtplib |")
             print("| --- | --- | --- | --- | --- | --- |")
             paths = [("far", proxy_port)] + ([] if args.skip_loopback
                                              else [("loopback", server_port)])
