@@ -61,6 +61,7 @@ class Settings:
     smtp_timeout: float = 30.0
     smtp_rate_limit: float | None = None
     smtp_ca_file: Path | None = None
+    smtp_connections: int = 4
     digest_from: Mailbox | None = None
     digest_recipients: tuple[str, ...] = ()
     digest_subject: str = "{site}: {articles}"
@@ -367,6 +368,9 @@ SPECS: tuple[Spec, ...] = (
          _duration_parser(0.1, 3600.0)),
     Spec("SMTP_RATE_LIMIT", "smtp_rate_limit", "",
          "most messages per second, 0.01 to 10000 (empty: no limit)", _optional_rate),
+    Spec("SMTP_CONNECTIONS", "smtp_connections", "4",
+         "SMTP sessions one process sends over at once, 1 to 50 (fewer when the server "
+         "answers 'too many connections')", _int_parser(1, 50)),
     Spec("SMTP_CA_FILE", "smtp_ca_file", "",
          "PEM file of CA certificates to trust for the SMTP server's TLS "
          "(empty: the system's)", _optional_path),

@@ -103,6 +103,9 @@ class Behaviour:
     reply_delay_after_storing: float = 0.0
     # or, for the next N messages to an address, drop the connection without a reply.
     lose_reply_after_storing: dict[str, int] = field(default_factory=dict)
+    # More sessions at once than this (0: no limit) are greeted with "421 4.7.0 too many
+    # connections" and closed, as Postfix's anvil does.
+    max_connections: int = 0
 
 
 class Handler:
@@ -111,6 +114,9 @@ class Handler:
         self.received: list[Received] = []
         self.commands: list[str] = []
         self.connections = 0
+        self.open_connections = 0  # sessions open now
+        self.peak_connections = 0  # most sessions open at once
+        self.refused_connections = 0  # greeted with "too many connections"
         self.auth_attempts: list[tuple[str, str]] = []
         self._lock = threading.Lock()
 
@@ -175,12 +181,33 @@ class Handler:
         return AuthResult(success=False, handled=False)
 
 
+class _LimitedSMTP(SMTP):
+    """Counts open sessions; beyond Behaviour.max_connections, refuses them at the greeting."""
+
+    async def _handle_client(self) -> None:
+        handler = self.event_handler
+        assert isinstance(handler, Handler)
+        limit = handler.behaviour.max_connections
+        if limit and handler.open_connections >= limit:
+            handler.refused_connections += 1
+            await self.push("421 4.7.0 localhost Error: too many connections from 127.0.0.1")
+            assert self.transport is not None
+            self.transport.close()
+            return
+        handler.open_connections += 1
+        handler.peak_connections = max(handler.peak_connections, handler.open_connections)
+        try:
+            await super()._handle_client()
+        finally:
+            handler.open_connections -= 1
+
+
 class _CountingController(Controller):
     def factory(self) -> SMTP:
         handler = self.handler
         assert isinstance(handler, Handler)
         handler.connections += 1
-        return SMTP(self.handler, **self.SMTP_kwargs)
+        return _LimitedSMTP(self.handler, **self.SMTP_kwargs)
 
 
 @dataclass
@@ -230,6 +257,7 @@ def start_server(security: str = "none", auth: bool = False, tls: TLS | None = N
     controller = _CountingController(handler, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     handler.connections = 0  # the controller's own readiness probe does not count
+    handler.peak_connections = 0
     return SMTPServer(port, security, auth, handler, controller)
 
 

@@ -6,14 +6,27 @@ subscriber list, the outbox, rendering, message building and a
 CLI also uses :func:`dry_run`, :func:`test_message` and :func:`preview_html`;
 the web sign-up uses :func:`send_confirmation`.
 
+Connections: ``SMTP_CONNECTIONS`` workers (threads), each with its own
+mailer (one SMTP session), take deliveries from one queue of claimed rows
+(claimed from the outbox a batch at a time, under the process's one owner
+name and lease). ``SMTP_RATE_LIMIT`` is one limit for the process: the
+workers reserve send slots from one pacer. A refused or dropped connection
+is that worker's trouble (it reconnects, with backoff); a reply saying the
+server has too many connections from us (421/452 "too many connections")
+ends that worker, its delivery going to another, so the run goes on over
+fewer connections (never fewer than one).
+
 Recording: a delivery is marked sent only after the server accepted it. To
-keep the state store's write off the critical path, the write for message i
-starts on a worker thread as soon as the server accepts i, and runs while
-message i+1 goes out; i+1's end of data is sent only once that write is
-committed (the mailer's ``meanwhile``). Before anything else (a stop, a
-backoff, a new claim, the end of the run) the loop waits for the write in
-flight. So at any moment at most one message is accepted and not yet
-recorded: a crash re-sends at most that one, with the same Message-ID.
+keep the state store's write off the critical path, the record of a
+worker's message i is queued as soon as the server accepts i and is written
+while that worker's message i+1 goes out; i+1's end of data is sent only
+once that record is committed (the mailer's ``meanwhile``). One writer
+thread commits the records queued by all workers together (group commit;
+on SQLite it is also the one writer). Before anything else (a stop, a
+backoff, the end of the run) a worker waits for its record in flight. So at
+any moment at most one message per connection is accepted and not yet
+recorded: a kill re-sends at most one message per open connection, each
+with the same Message-ID.
 
 Delivery rules: a 5xx reply fails that delivery for good (the reply is
 stored); a 4xx reply or a network error is retried with exponential backoff
@@ -35,11 +48,12 @@ with a MailError (the server is likely broken).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -130,7 +144,8 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
                 progress: Progress | None = None, retry: RetryPolicy | None = None,
                 sleep: Callable[[float], None] = time.sleep,
                 monotonic: Callable[[], float] = time.monotonic,
-                batch: int = 100, lease: timedelta | None = None) -> SendReport:
+                batch: int = 100, lease: timedelta | None = None,
+                connections: int | None = None) -> SendReport:
     """Build (or resume) the current edition and deliver it to every recipient not served.
 
     `now` is the wall time at the start; later times are `now` plus the
@@ -138,7 +153,8 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
     first message is ready. `should_stop` is checked between messages (and
     during backoff): the run then returns with ``stopped`` set, the outbox
     consistent. `lease` (default: :func:`claim_lease`) is how long a claim
-    holds without renewal.
+    holds without renewal. `connections` (default SMTP_CONNECTIONS) workers
+    send at once, each over its own mailer from `mailer_factory`.
     """
     check_send_settings(settings)
     started = monotonic()
@@ -158,7 +174,7 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
     factory = MessageFactory(settings, render_edition(settings, edition), edition.uid)
     run = _Run(settings, outbox, edition, factory, mailer_factory, clock,
                retry or RetryPolicy(), sleep, monotonic, should_stop or (lambda: False),
-               progress, batch)
+               progress, batch, connections or settings.smtp_connections)
     run.deliver()
     finished = outbox.finish(edition.id, clock())
     counts = outbox.counts(edition.id)
@@ -287,13 +303,14 @@ def send_confirmation(settings: Settings, mailer: Mailer, address: str, confirm_
 
 
 class _Run:
-    """The delivery loop of one send_digest call."""
+    """One send_digest call: SMTP workers sharing the claims, the rate limit and the counts."""
 
     def __init__(self, settings: Settings, outbox: Outbox, edition: Edition,
                  factory: MessageFactory, mailer_factory: Callable[[], Mailer],
                  clock: Callable[[], datetime], retry: RetryPolicy,
                  sleep: Callable[[float], None], monotonic: Callable[[], float],
-                 should_stop: Callable[[], bool], progress: Progress | None, batch: int) -> None:
+                 should_stop: Callable[[], bool], progress: Progress | None, batch: int,
+                 connections: int) -> None:
         self.settings = settings
         self.outbox = outbox
         self.edition = edition
@@ -306,179 +323,300 @@ class _Run:
         self.should_stop = should_stop
         self.progress = progress
         self.batch = batch
+        self.connections = connections
         self.interval = 1.0 / settings.smtp_rate_limit if settings.smtp_rate_limit else 0.0
         self.sent = self.skipped = self.deferred = self.unknown = 0
         self.failures: list[Failure] = []
         self.stopped = False
-        self._mailer: Mailer | None = None
+        self.halt = threading.Event()  # a stop, or an error in one worker: all end
+        self.errors: list[BaseException] = []
+        self.recorder = outbox.recorder()  # one writer, group commit
+        self._lock = threading.Lock()  # counts, pacing, lease, progress
+        self._claims = threading.Lock()  # the claimed queue and the active workers
+        self._claimed: deque[Delivery] = deque()
+        self._active = 0
+        self._done = 0
+        self._total = 0
         self._next_slot = 0.0
         self._renewed = monotonic()
         self._unreachable = 0  # deliveries in a row deferred because the server was unreachable
         self._lost_in_row = 0  # deliveries in a row whose end-of-data reply was lost
-        # The write marking the last accepted message sent, running on the worker.
-        # The recorder's connection is opened, used and closed on that thread only.
-        self._recorder = outbox.recorder()
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digest-record")
-        self._recording: Future[bool] | None = None
 
     def deliver(self) -> None:
         counts = self.outbox.counts(self.edition.id)
-        total = counts[PENDING] + counts[SENDING]
-        done = 0
-        claimed: deque[Delivery] = deque()
+        self._total = counts[PENDING] + counts[SENDING]
+        workers = max(1, min(self.connections, self._total))
+        self._active = workers
+        threads = [threading.Thread(target=_Worker(self, n).work, name=f"digest-smtp-{n}",
+                                    daemon=True) for n in range(workers)]
         try:
-            while True:
-                if self.should_stop():
-                    self.stopped = True
-                    break
-                if not claimed:
-                    self._record()
-                    batch, skipped = self.outbox.claim_batch(self.edition.id, self.clock(),
-                                                             self.batch)
-                    claimed.extend(batch)
-                    self.skipped += skipped
-                    done += skipped
-                    if not claimed:
-                        if skipped:
-                            continue
-                        break
-                self._deliver_one(claimed[0])
-                claimed.popleft()
-                done += 1
-                if self.progress is not None:
-                    self.progress(done, total)
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(0.2)  # in steps: the main thread still takes signals
+        except BaseException:
+            # Interrupted (a second Ctrl-C): the workers end after their current message.
+            self.halt.set()
+            raise
         finally:
             try:
-                self._record()
+                self.recorder.close()  # waits for the records in flight
             finally:
-                try:
-                    self._worker.submit(self._recorder.close).result()
-                    self._worker.shutdown()
-                    self.outbox.release(claimed, self.clock())
-                finally:
-                    if self._mailer is not None:
-                        self._mailer.close()
+                self.outbox.release(self._claimed, self.clock())
+        if self.errors:
+            raise self.errors[0]
 
-    def _accepted(self, delivery: Delivery, attempts: int) -> None:
-        """The server accepted `delivery`: start marking it sent (waits for any earlier write)."""
-        self._record()
-        self._recording = self._worker.submit(self._recorder.mark_sent, delivery, self.clock(),
-                                              attempts)
+    # -- shared by the workers ---------------------------------------------------------
 
-    def _record(self) -> None:
-        """Wait until the message the server last accepted is marked sent (if not done yet)."""
-        recording = self._recording
-        if recording is None:
-            return
-        try:
-            done = recording.result()
-        except Exception:
-            self._recording = None  # the write failed: nothing left to wait for
-            raise
-        # (Interrupted while waiting, e.g. KeyboardInterrupt: still in flight, and the
-        # loop's `finally` waits for it again.)
-        self._recording = None
-        if done:
+    def take(self) -> Delivery | None:
+        """The next delivery to send, claiming a batch when none is left; None: all done."""
+        with self._claims:
+            while not self._claimed:
+                batch, skipped = self.outbox.claim_batch(self.edition.id, self.clock(),
+                                                         self.batch)
+                self._claimed.extend(batch)
+                if skipped:
+                    with self._lock:
+                        self.skipped += skipped
+                    self.progressed(skipped)
+                if not batch and not skipped:
+                    return None
+            return self._claimed.popleft()
+
+    def give_back(self, delivery: Delivery) -> None:
+        """A delivery a worker took and did not start: the next worker takes it."""
+        with self._claims:
+            self._claimed.appendleft(delivery)
+
+    def retire(self, delivery: Delivery) -> bool:
+        """The server refused one more connection: this worker ends, if it is not the last."""
+        with self._claims:
+            if self._active <= 1:
+                return False
+            self._active -= 1
+            self._claimed.appendleft(delivery)
+            log.warning("the SMTP server refused a connection (too many): going on with %d",
+                        self._active)
+            return True
+
+    def leave(self) -> None:
+        with self._claims:
+            self._active -= 1
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            self.errors.append(exc)
+        self.halt.set()
+
+    def check_stop(self) -> bool:
+        """True if the run must end now (asked to stop, or another worker failed)."""
+        if self.halt.is_set():
+            return True
+        if self.should_stop():
+            self.stopped = True
+            self.halt.set()
+            return True
+        return False
+
+    def progressed(self, count: int) -> None:
+        with self._lock:
+            self._done += count
+            if self.progress is not None:
+                self.progress(self._done, self._total)
+
+    def counted_sent(self) -> None:
+        with self._lock:
             self.sent += 1
 
-    def _deliver_one(self, delivery: Delivery) -> None:
-        message = self.factory.build(personal(
-            self.settings, self.edition, delivery.recipient, delivery.name,
-            delivery.message_id, self.clock()))
-        attempt = 0
-        while True:
-            attempt += 1
-            self._pace()
-            self._keep_lease()
-            try:
-                self._mailer_now().send(message, self._record)
-            except OutcomeUnknown as exc:
-                self._record()
-                self._lost_reply(delivery, attempt, exc)
-                return
-            except PermanentFailure as exc:
-                self._record()
-                self._unreachable = self._lost_in_row = 0
-                log.warning("delivery to %s failed: %s", delivery.recipient, exc.reply)
-                if self.outbox.mark_failed(delivery, self.clock(), attempt, exc.reply):
-                    self.failures.append(Failure(delivery.recipient, exc.reply))
-                return
-            except TemporaryFailure as exc:
-                self._record()
-                log.info("delivery to %s deferred (attempt %d): %s", delivery.recipient,
-                         attempt, exc.reply)
-                if attempt < self.retry.attempts and self._pause(self.retry.delay(attempt)):
-                    continue
-                self._give_back(delivery, attempt, exc)
-                return
+    def reached(self) -> None:
+        """The server answered a message: reset the counts of trouble in a row."""
+        with self._lock:
             self._unreachable = self._lost_in_row = 0
-            self._accepted(delivery, attempt)
-            return
 
-    def _lost_reply(self, delivery: Delivery, attempts: int, exc: OutcomeUnknown) -> None:
+    def slot(self) -> float:
+        """Reserve the next send slot under SMTP_RATE_LIMIT; seconds to wait for it."""
+        if not self.interval:
+            return 0.0
+        with self._lock:
+            now = self.monotonic()
+            start = max(self._next_slot, now)
+            self._next_slot = start + self.interval
+        return start - now
+
+    def keep_lease(self) -> None:
+        with self._lock:
+            if self.monotonic() - self._renewed <= self.outbox.lease.total_seconds() / 3:
+                return
+            self._renewed = self.monotonic()
+        self.outbox.renew(self.edition.id, self.clock())
+
+    def failed(self, delivery: Delivery, attempts: int, reply: str) -> None:
+        if self.outbox.mark_failed(delivery, self.clock(), attempts, reply):
+            with self._lock:
+                self.failures.append(Failure(delivery.recipient, reply))
+
+    def lost_reply(self, delivery: Delivery, attempts: int, exc: OutcomeUnknown) -> None:
         """No reply after the data: never retried now; once more, later, if not lost before."""
         now = self.clock()
         again = delivery.lost_replies == 0
         log.warning("delivery to %s: %s; %s", delivery.recipient, exc.message,
                     f"one more try after {self.retry.unknown_retry_after}" if again
                     else "lost twice: not sent again")
-        if self.outbox.mark_unknown(delivery, now, attempts, exc.reply,
-                                    now + self.retry.unknown_retry_after if again else None):
-            self.unknown += 1
-        self._lost_in_row += 1
-        if self._lost_in_row >= self.retry.max_lost_in_row and not self.stopped:
-            raise MailError(f"giving up for now: {self._lost_in_row} messages in a row got no "
+        marked = self.outbox.mark_unknown(delivery, now, attempts, exc.reply,
+                                          now + self.retry.unknown_retry_after if again
+                                          else None)
+        with self._lock:
+            self.unknown += marked
+            self._lost_in_row += 1
+            lost = self._lost_in_row
+        if lost >= self.retry.max_lost_in_row and not self.halt.is_set():
+            raise MailError(f"giving up for now: {lost} messages in a row got no "
                             f"reply after their data ({exc.reply})",
                             "the SMTP server seems to take messages without answering: check "
                             "it, then run `digest send` again (`digest history` counts the "
                             "unknown deliveries)")
 
-    def _give_back(self, delivery: Delivery, attempts: int, exc: TemporaryFailure) -> None:
+    def deferred_now(self, delivery: Delivery, attempts: int, exc: TemporaryFailure) -> None:
         now = self.clock()
         if delivery.attempts + attempts >= self.retry.max_total_attempts:
-            reply = f"gave up after {delivery.attempts + attempts} attempts: {exc.reply}"
-            if self.outbox.mark_failed(delivery, now, attempts, reply):
-                self.failures.append(Failure(delivery.recipient, reply))
+            self.failed(delivery, attempts,
+                        f"gave up after {delivery.attempts + attempts} attempts: {exc.reply}")
             return
         if self.outbox.defer(delivery, now, attempts, exc.reply, now + self.retry.defer_for):
-            self.deferred += 1
-        if exc.connection_lost and not self.stopped:
-            self._unreachable += 1
-            if self._unreachable >= 2:
+            with self._lock:
+                self.deferred += 1
+        if exc.connection_lost and not self.halt.is_set():
+            with self._lock:
+                self._unreachable += 1
+                unreachable = self._unreachable
+            if unreachable >= 2:
                 raise MailError(f"giving up for now: {exc.message}",
                                 "check SMTP_HOST and SMTP_PORT and that the server is up; "
                                 "run `digest send` again to resume this edition")
 
+
+class _Worker:
+    """One SMTP connection: takes deliveries and sends them, one at a time.
+
+    Its own message i is recorded (by the run's recorder) while its message
+    i+1 goes out, and i+1's end of data waits for that record: per connection,
+    at most one message is accepted and not yet recorded.
+    """
+
+    def __init__(self, run: _Run, number: int) -> None:
+        self.run = run
+        self.number = number
+        self._mailer: Mailer | None = None
+        self._recording: Future[bool] | None = None
+        self._current: Delivery | None = None  # taken, and surely not accepted yet
+        self._left = False
+
+    def work(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:
+            self.run.fail(exc)
+        finally:
+            try:
+                self._record()
+            except BaseException as exc:
+                self.run.fail(exc)
+            finally:
+                if self._current is not None:
+                    self.run.give_back(self._current)
+                if not self._left:
+                    self.run.leave()
+                if self._mailer is not None:
+                    self._mailer.close()
+
+    def _loop(self) -> None:
+        run = self.run
+        while not run.check_stop():
+            delivery = run.take()
+            if delivery is None:
+                return
+            self._current = delivery
+            if not self._deliver_one(delivery):
+                self._left = True  # retired: fewer connections
+                return
+            self._current = None
+            run.progressed(1)
+
+    def _deliver_one(self, delivery: Delivery) -> bool:
+        """Send one delivery and settle it; False if this worker retires instead."""
+        run = self.run
+        message = run.factory.build(personal(
+            run.settings, run.edition, delivery.recipient, delivery.name,
+            delivery.message_id, run.clock()))
+        attempt = 0
+        while True:
+            attempt += 1
+            self._pace()
+            run.keep_lease()
+            try:
+                self._mailer_now().send(message, self._record)
+            except OutcomeUnknown as exc:
+                self._current = None  # the server may have it: never given back untouched
+                self._record()
+                run.lost_reply(delivery, attempt, exc)
+                return True
+            except PermanentFailure as exc:
+                self._record()
+                run.reached()
+                log.warning("delivery to %s failed: %s", delivery.recipient, exc.reply)
+                run.failed(delivery, attempt, exc.reply)
+                return True
+            except TemporaryFailure as exc:
+                self._record()
+                if exc.too_many_connections and run.retire(delivery):
+                    self._current = None  # handed to another worker
+                    return False
+                log.info("delivery to %s deferred (attempt %d): %s", delivery.recipient,
+                         attempt, exc.reply)
+                if attempt < run.retry.attempts and self._pause(run.retry.delay(attempt)):
+                    continue
+                run.deferred_now(delivery, attempt, exc)
+                return True
+            self._current = None
+            run.reached()
+            self._accepted(delivery, attempt)
+            return True
+
+    def _accepted(self, delivery: Delivery, attempts: int) -> None:
+        """The server accepted `delivery`: start marking it sent (waits for any earlier write)."""
+        self._record()
+        self._recording = self.run.recorder.submit(delivery, self.run.clock(), attempts)
+
+    def _record(self) -> None:
+        """Wait until this connection's last accepted message is marked sent (if not yet)."""
+        recording = self._recording
+        if recording is None:
+            return
+        self._recording = None  # failed or not, nothing left to wait for
+        if recording.result():
+            self.run.counted_sent()
+
     def _mailer_now(self) -> Mailer:
         if self._mailer is None:
-            self._mailer = self.mailer_factory()
+            self._mailer = self.run.mailer_factory()
         return self._mailer
 
     def _pace(self) -> None:
-        if not self.interval:
-            return
-        wait = self._next_slot - self.monotonic()
+        wait = self.run.slot()
         if wait > 0:
             self._record()
-            self.sleep(wait)
-        self._next_slot = max(self._next_slot, self.monotonic()) + self.interval
+            self.run.sleep(wait)
 
     def _pause(self, seconds: float) -> bool:
-        """Sleep `seconds` in steps of at most 1 s; False if asked to stop meanwhile."""
+        """Sleep `seconds` in steps of at most 1 s; False if the run ends meanwhile."""
         self._record()
         left = seconds
         while left > 0:
-            if self.should_stop():
-                self.stopped = True
+            if self.run.check_stop():
                 return False
             step = min(left, 1.0)
-            self.sleep(step)
+            self.run.sleep(step)
             left -= step
-            self._keep_lease()
+            self.run.keep_lease()
         return True
-
-    def _keep_lease(self) -> None:
-        if self.monotonic() - self._renewed > self.outbox.lease.total_seconds() / 3:
-            self._record()  # one writer at a time (SQLite)
-            self.outbox.renew(self.edition.id, self.clock())
-            self._renewed = self.monotonic()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import smtplib
 import socket
 import ssl
@@ -69,6 +70,8 @@ class TemporaryFailure(DeliveryError):
                  connection_lost: bool = False) -> None:
         super().__init__(message, reply, code)
         self.connection_lost = connection_lost
+        # The server refuses another session from us: send over fewer connections.
+        self.too_many_connections = too_many_connections(reply)
 
 
 class PermanentFailure(DeliveryError):
@@ -82,6 +85,14 @@ class OutcomeUnknown(DeliveryError):
 
     default_hint = ("the server may have the message: a `digest send` 30 minutes later or more "
                     "sends it once more, with the same Message-ID")
+
+
+_TOO_MANY = re.compile(r"too many (?:[a-z]+ ){0,2}(?:connections|sessions)", re.IGNORECASE)
+
+
+def too_many_connections(reply: str) -> bool:
+    """A 4xx reply (421, 452, 4.7.0 ...) saying we hold too many connections to the server."""
+    return reply[:1] == "4" and _TOO_MANY.search(reply) is not None
 
 
 # RFC 5321, 4.5.3.2.6: a client should wait 10 minutes for the reply to the end of data.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,6 +64,10 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite takes one writer at a time: this process's threads (the SMTP
+        # workers, the writer of "sent" records) queue here rather than in
+        # SQLite's busy handler. PostgreSQL needs no such lock.
+        self._write_lock = threading.RLock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def open(cls, database_url: str, base_dir: Path) -> Store:
@@ -94,10 +99,20 @@ class Store:
         return self.engine.dialect.name
 
     @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold this process's SQLite write lock (one writing thread at a time); a no-op on
+        PostgreSQL."""
+        if self._write_lock is None:
+            yield
+            return
+        with self._write_lock:
+            yield
+
+    @contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One transaction; commits on success, rolls back on any error."""
         try:
-            with self.engine.begin() as conn:
+            with self.writing(), self.engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
             raise store_error(exc) from exc

@@ -34,9 +34,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import socket
+import threading
 import uuid
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -418,13 +421,17 @@ _SETTLE = (
 
 
 class Recorder:
-    """Marks deliveries sent, one statement each, on a database connection of its own.
+    """Marks deliveries sent for every sender thread of a process: one writer, group commit.
 
-    The same compare-and-set UPDATE as :meth:`Outbox.mark_sent`, compiled once
-    and run through the driver's cursor in autocommit mode: the statement is
-    its own transaction, committed (and as durable) when it returns, without
-    the pool checkout, BEGIN and reset round trips of a fresh transaction.
-    The connection is opened at the first write and kept until close().
+    ``submit()`` queues "this delivery was accepted" and returns a future that
+    resolves (True: recorded; False: the claim was lost) once the record is
+    committed. One writer thread takes every request queued meanwhile and
+    commits them together, in one transaction of the same compare-and-set
+    UPDATEs as :meth:`Outbox.mark_sent` (compiled once, run through the
+    driver's cursor). So SMTP workers waiting at the same moment share one
+    commit (group commit), each record is as durable as its own commit would
+    be, and SQLite sees one writer. The connection is opened by the writer at
+    its first batch and kept until close().
     """
 
     def __init__(self, outbox: Outbox) -> None:
@@ -437,44 +444,119 @@ class Recorder:
         self._base: dict[str, Any] = dict(compiled.construct_params(dict.fromkeys((
             "p_edition", "p_recipient", "p_owner", "p_status", "p_until", "p_attempts",
             "p_now", "p_reply"))))
-        self._conn: Connection | None = None
-        self._cursor: Any = None
+        self._conn: Any = None  # the driver's connection, used by the writer thread only
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._start = threading.Lock()
+        self._closed = False
+        self.commits = 0  # transactions committed (fewer than records: group commit)
+
+    def submit(self, delivery: Delivery, now: datetime, attempts: int) -> Future[bool]:
+        """Queue the record; the future holds True (recorded), False (claim lost) or the
+        StoreError."""
+        request = _Request((delivery, now, attempts), Future())
+        with self._start:
+            if self._closed:
+                raise RuntimeError("the recorder is closed")
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._serve, name="digest-record",
+                                                daemon=True)
+                self._writer.start()
+            self._queue.put(request)
+        return request.future
 
     def mark_sent(self, delivery: Delivery, now: datetime, attempts: int) -> bool:
         """Like Outbox.mark_sent: True if recorded, False if the claim was lost."""
-        values = dict(self._base)
-        values.update(p_edition=delivery.edition_id, p_recipient=delivery.recipient,
-                      p_owner=self.outbox.owner, p_status=SENT, p_until=None,
-                      p_attempts=attempts, p_now=stamp(now), p_reply=None)
-        params = values if self._order is None else [values[name] for name in self._order]
-        try:
-            cursor = self._open()
-            cursor.execute(self._sql, params)
-            done = cursor.rowcount
-        except (SQLAlchemyError, self._engine.dialect.loaded_dbapi.Error) as exc:
-            self.close()
-            raise store_error(exc) from exc
-        if not done:
-            log.warning("delivery of edition %d to %s was taken over by another sender",
-                        delivery.edition_id, delivery.recipient)
-        return bool(done)
+        return self.submit(delivery, now, attempts).result()
+
+    def mark_sent_many(self, items: Sequence[tuple[Delivery, datetime, int]]) -> list[bool]:
+        """Record `items` in one transaction (called by the writer thread)."""
+        results: list[bool] = []
+        with self.outbox.store.writing():
+            try:
+                conn = self._open()
+                cursor = conn.cursor()
+                try:
+                    for delivery, now, attempts in items:
+                        values = dict(self._base)
+                        values.update(p_edition=delivery.edition_id,
+                                      p_recipient=delivery.recipient,
+                                      p_owner=self.outbox.owner, p_status=SENT, p_until=None,
+                                      p_attempts=attempts, p_now=stamp(now), p_reply=None)
+                        cursor.execute(self._sql, values if self._order is None
+                                       else [values[name] for name in self._order])
+                        results.append(bool(cursor.rowcount))
+                finally:
+                    cursor.close()
+                conn.commit()
+                self.commits += 1
+            except (SQLAlchemyError, self._engine.dialect.loaded_dbapi.Error) as exc:
+                self._close_connection()
+                raise store_error(exc) from exc
+        for (delivery, _now, _attempts), done in zip(items, results, strict=True):
+            if not done:
+                log.warning("delivery of edition %d to %s was taken over by another sender",
+                            delivery.edition_id, delivery.recipient)
+        return results
 
     def close(self) -> None:
-        conn, self._conn, cursor, self._cursor = self._conn, None, self._cursor, None
-        if conn is None:
-            return
+        """Finish the queued records, then stop the writer and close its connection."""
+        with self._start:
+            self._closed = True
+            writer = self._writer
+            if writer is not None:
+                self._queue.put(None)
+        if writer is not None:
+            writer.join()
+
+    def _serve(self) -> None:
         try:
-            with contextlib.suppress(Exception):
-                cursor.close()
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while True:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    batch.append(more)
+                try:
+                    results = self.mark_sent_many([r.item for r in batch])
+                except BaseException as exc:  # handed to every waiting sender
+                    for request in batch:
+                        request.future.set_exception(exc)
+                else:
+                    for request, done in zip(batch, results, strict=True):
+                        request.future.set_result(done)
+                if stop:
+                    return
         finally:
-            conn.close()
+            self._close_connection()
 
     def _open(self) -> Any:
-        if self._cursor is None:
-            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            self._conn = conn
-            self._cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        return self._cursor
+        if self._conn is None:
+            self._conn = self._engine.raw_connection()
+        return self._conn
+
+    def _close_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+@dataclass(frozen=True)
+class _Request:
+    item: tuple[Delivery, datetime, int]
+    future: Future[bool]
 
 
 def history(store: Store, limit: int = 20) -> list[EditionSummary]:

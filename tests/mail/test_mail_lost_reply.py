@@ -148,7 +148,7 @@ def test_slow_reply_within_the_end_of_data_wait_is_delivered(
         tmp_path: Path, store: Store, smtp_servers: Start) -> None:
     # The reply comes after SMTP_TIMEOUT (0.2 s), well within the 10-minute wait.
     server = smtp_servers(behaviour=Behaviour(reply_delay_after_storing=0.5))
-    settings = make_settings(tmp_path, **{**server.env(), **FAST})
+    settings = make_settings(tmp_path, **{**server.env(), **FAST, "SMTP_CONNECTIONS": "1"})
     addresses = fill(store, recipients=2)
     report = send(settings, store, NOW)
     assert (report.sent, report.unknown, report.deferred, report.finished) == (2, 0, 0, True)
@@ -162,7 +162,7 @@ def test_lost_replies_in_a_row_stop_the_run(tmp_path: Path, store: Store,
     addresses = [f"r{i:03d}@example.org" for i in range(5)]
     server = smtp_servers(behaviour=Behaviour(
         lose_reply_after_storing=dict.fromkeys(addresses, 9)))
-    settings = make_settings(tmp_path, **server.env())
+    settings = make_settings(tmp_path, **server.env(), SMTP_CONNECTIONS="1")
     fill(store, recipients=5)
     with pytest.raises(MailError, match="3 messages in a row got no reply"):
         send(settings, store, NOW)
