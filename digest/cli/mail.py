@@ -1,12 +1,10 @@
-"""Commands: send, preview, history, subscribers (add, remove, list, import)."""
+"""Commands: send, history, subscribers (add, remove, list, import)."""
 
 from __future__ import annotations
 
 import signal
 import sys
-import tempfile
 import threading
-import webbrowser
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from digest.cli.support import Context, now, pass_ctx, stop_on_signals
 from digest.errors import SubscriberError
 from digest.mail.message import OutgoingMessage
 from digest.mail.outbox import history as edition_history
-from digest.mail.send import SendReport, preview_html, send_digest, test_message
+from digest.mail.send import SendReport, send_digest, test_message
 from digest.mail.send import dry_run as build_dry_run
 from digest.mail.smtp import SMTPMailer
 from digest.mail.subscribers import (
@@ -136,28 +134,6 @@ def _summarise(ctx: Context, report: SendReport) -> None:
     if report.remaining:
         click.echo(f"  {report.remaining} deliveries still to do; `digest send` resumes them",
                    err=True)
-
-
-@click.command()
-@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write the HTML here (default: a new private file in the temporary folder).")
-@click.option("--open", "open_browser", is_flag=True, help="Open it in a web browser.")
-@pass_ctx
-def preview(ctx: Context, out_file: Path | None, open_browser: bool) -> None:
-    """Write the HTML of the next digest to a file and print its path."""
-    with ctx.store() as store:
-        html = preview_html(ctx.settings, store, now())
-    if out_file is not None:
-        path = out_file
-        path.write_text(html, encoding="utf-8")
-    else:  # a new private file (mode 0600): never one shared by every site and user
-        handle, name = tempfile.mkstemp(prefix="digest-preview-", suffix=".html")
-        path = Path(name)
-        with open(handle, "w", encoding="utf-8") as file:
-            file.write(html)
-    click.echo(str(path))
-    if open_browser:
-        webbrowser.open(path.resolve().as_uri())
 
 
 @click.command()

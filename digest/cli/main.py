@@ -38,7 +38,7 @@ COMMANDS: dict[str, Lazy] = {
     "init": Lazy("digest.cli.init:init",
                  "Make a new site in DIRECTORY (default: here): example articles, .env and "
                  ".gitignore."),
-    "preview": Lazy("digest.cli.mail:preview",
+    "preview": Lazy("digest.cli.preview:preview",
                     "Write the HTML of the next digest to a file and print its path."),
     "publish": Lazy("digest.cli.publish:publish",
                     "Publish ARTICLES_DIR as feeds and a static site in OUTPUT_DIR."),

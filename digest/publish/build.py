@@ -153,6 +153,12 @@ class _Shown:
     entries: list[Entry]  # the published articles, oldest first
 
 
+def unpublished_changes(settings: Settings, store: Store, now: datetime) -> bool:
+    """Whether a publish now would change anything: files or settings changed, or
+    something scheduled came due, since the last publish (or nothing was published yet)."""
+    return not _Publish.scan(settings, store, now, None).nothing_changed()
+
+
 @dataclass
 class _Publish:
     """One publish: what the scan found and what the last publish remembered, then each step."""

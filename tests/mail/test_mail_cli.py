@@ -182,7 +182,7 @@ def test_send_needs_secret_key(env: dict[str, str], monkeypatch: pytest.MonkeyPa
 def test_preview_writes_html(env: dict[str, str], tmp_path: Path) -> None:
     target = tmp_path / "preview.html"
     result = invoke("preview", "--out", str(target))
-    assert result.exit_code == 0
+    assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(target)
     html = target.read_text("utf-8")
     assert "Headline number 2" in html and "you@example.org" in html
