@@ -95,6 +95,8 @@ class Article:
     draft: bool
     content_hash: str
     warnings: tuple[str, ...] = ()
+    image: str = ""  # the first image: an output path ("articles/a/b.png") or an absolute URL
+    enclosure: str = ""  # output path of the audio or video file it names (front matter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,17 @@ class Entry:
     author: str
     tags: tuple[str, ...]
     summary: str
+    image: str = ""  # absolute URL of the first image, or ""
+    enclosure: Enclosure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enclosure:
+    """An audio or video file an article names, as feeds announce it."""
+
+    url: str  # absolute
+    length: int  # bytes
+    type: str  # MIME type
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +145,8 @@ class StoredArticle:
     tags: tuple[str, ...]
     summary: str
     status: str  # an ArticleStatus value
+    image: str = ""  # as Article.image
+    enclosure: str = ""  # as Article.enclosure
 
 
 @dataclass(frozen=True)
@@ -143,11 +158,12 @@ class DigestItem:
     summary: str
     author: str
     published: datetime
+    image: str = ""  # the article's first image: an output path or an absolute URL
 
     @classmethod
     def of(cls, article: StoredArticle) -> DigestItem:
         return cls(slug=article.slug, title=article.title, summary=article.summary,
-                   author=article.author, published=article.published)
+                   author=article.author, published=article.published, image=article.image)
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,11 @@ def _json_record(item: FeedItem) -> dict[str, Any]:
         record["content_text"] = entry.summary
     if entry.tags:
         record["tags"] = list(entry.tags)
+    if entry.image:
+        record["image"] = entry.image
+    if entry.enclosure is not None:
+        record["attachments"] = [{"url": entry.enclosure.url, "mime_type": entry.enclosure.type,
+                                  "size_in_bytes": entry.enclosure.length}]
     return record
 
 
@@ -218,3 +223,5 @@ def _fill_entry(fe: Any, item: FeedItem, meta: FeedMeta) -> None:
         fe.content(item.content_html, type="html")
     elif not entry.summary:
         fe.summary(entry.title)
+    if entry.enclosure is not None:  # Atom: link rel="enclosure"; RSS: <enclosure>
+        fe.enclosure(entry.enclosure.url, str(entry.enclosure.length), entry.enclosure.type)

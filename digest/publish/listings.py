@@ -109,6 +109,7 @@ def _signature(config: str, chunk: list[Entry], extra: str) -> str:
     for e in chunk:
         # Canonical text, not repr(): a date read back from the store has another tzinfo type.
         fields = (e.key, e.id, e.slug, e.url, e.title, e.published.isoformat(),
-                  e.updated.isoformat(), e.author, "\x1f".join(e.tags), e.summary)
+                  e.updated.isoformat(), e.author, "\x1f".join(e.tags), e.summary, e.image,
+                  repr(e.enclosure))
         digest.update("\x1e".join(fields).encode("utf-8", "surrogatepass") + b"\x1d")
     return digest.hexdigest()
