@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from feedgen.entry import FeedEntry
-from feedgen.ext.base import BaseExtension
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from digest import __version__
 from digest.errors import ArticleError
-from digest.model import ID_NAMESPACE, Entry
+from digest.model import ID_NAMESPACE, Enclosure, Entry
 from digest.settings import Settings
 
 HISTORY_NS = "http://purl.org/syndication/history/1.0"
@@ -223,5 +223,25 @@ def _fill_entry(fe: Any, item: FeedItem, meta: FeedMeta) -> None:
         fe.content(item.content_html, type="html")
     elif not entry.summary:
         fe.summary(entry.title)
-    if entry.enclosure is not None:  # Atom: link rel="enclosure"; RSS: <enclosure>
-        fe.enclosure(entry.enclosure.url, str(entry.enclosure.length), entry.enclosure.type)
+    if entry.enclosure is not None:
+        _enclose(fe, entry.enclosure)
+
+
+class _AtomEnclosure(BaseEntryExtension):  # type: ignore[misc]
+    """Writes <link rel="enclosure" ...>: feedgen 1.0 drops the rel of entry links in Atom."""
+
+    enclosure: Enclosure
+
+    def extend_atom(self, entry: Any) -> Any:
+        etree.SubElement(entry, "link", href=self.enclosure.url, rel="enclosure",
+                         type=self.enclosure.type, length=str(self.enclosure.length))
+        return entry
+
+
+def _enclose(fe: Any, enclosure: Enclosure) -> None:
+    """RSS <enclosure> (feedgen's own), and Atom's link rel="enclosure" (the extension)."""
+    alternate = fe.link()[0]
+    fe.enclosure(enclosure.url, str(enclosure.length), enclosure.type)  # sets RSS's
+    fe.link(alternate, replace=True)  # keeps RSS's; Atom gets the link from the extension
+    fe.register_extension("digest_enclosure", _AtomEnclosure, atom=True, rss=False)
+    fe.digest_enclosure.enclosure = enclosure

@@ -7,6 +7,10 @@ is reported and skipped: a FIFO, socket or device (``x.md``), a file or folder
 name that is not valid UTF-8, a symlink that leads outside the articles folder
 or back to a folder already read (a loop such as ``ln -s . self``).
 
+Every other regular file is an asset (:attr:`Scan.assets`), published as it is
+(:mod:`digest.publish.assets`) when its path passes the slug rules and it is no
+larger than MAX_ASSET_BYTES; otherwise it is reported and skipped.
+
 Real folders are walked first and symlinked folders after them, so which path
 names an article never depends on the order the file system lists entries in.
 A folder that cannot be listed is reported and remembered in
