@@ -80,7 +80,7 @@ def check(settings: Settings, now: datetime, progress: Progress | None = None) -
     """Read every article and every template; write nothing."""
     env = templates.environment(settings.templates_dir)
     problems: list[ArticleError] = []
-    for name in ("index.html", "article.html", "tag.html", "tags.html"):
+    for name in ("index.html", "article.html", "tag.html", "tags.html", "feed.html"):
         try:
             env.get_template(name)
         except jinja2.TemplateError as exc:

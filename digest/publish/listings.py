@@ -67,6 +67,7 @@ def write(env: jinja2.Environment, gen: Generation, workers: Workers, entries: l
     front = pages.PageInfo(number=0, newer_url=None,
                            older_url=_archive_url(settings, complete, "html") if complete else None)
     gen.write("index.html", pages.index_page(env, site_info(settings), newest, front))
+    gen.write("feed.html", pages.feed_page(env, site_info(settings), newest))
     content = _Contents(body_of)
     items = [feeds.FeedItem(e, content(e)) for e in newest]
     links = feeds.ArchiveLinks(

@@ -8,6 +8,8 @@ Templates (TEMPLATES_DIR, falling back to the built-in ones):
 * ``article.html`` gets ``site``, ``entry``, ``body`` (sanitized HTML) and ``tags``
   (``name`` and ``url`` of each tag's page);
 * ``tag.html`` and ``tags.html``: see :mod:`digest.publish.tags`;
+* ``feed.html`` gets ``site`` and ``entries`` (newest first): the feed as a page, with
+  the subscribe instructions and the feed's address to copy;
 * ``style.css`` and ``feed.xsl`` are copied as they are.
 """
 
@@ -38,6 +40,11 @@ def index_page(env: jinja2.Environment, site: SiteInfo, entries: Sequence[Entry]
                page: PageInfo) -> bytes:
     return render(env, "index.html", {"site": site, "entries": entries, "page": page}) \
         .encode("utf-8")
+
+
+def feed_page(env: jinja2.Environment, site: SiteInfo, entries: Sequence[Entry]) -> bytes:
+    """The main feed as a page, for browsers (`digest serve` answers it for feed.atom)."""
+    return render(env, "feed.html", {"site": site, "entries": entries}).encode("utf-8")
 
 
 def article_page(env: jinja2.Environment, site: SiteInfo, entry: Entry, body_html: str) -> bytes:

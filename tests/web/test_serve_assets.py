@@ -81,3 +81,31 @@ def test_image_pdf_and_mp3_work_on_the_page_in_feeds_and_in_the_digest(tmp_path:
         shown = re.findall(r'<img [^>]*src="([^"]+)"', html.get_content())
         assert shown == [image]
         assert client.get(shown[0]).status_code == 200
+
+
+@pytest.mark.slow
+def test_browsers_get_the_feed_page_and_feed_readers_the_feed(tmp_path: Path) -> None:
+    with served_project(tmp_path, None) as project, httpx.Client(timeout=10) as client:
+        browser = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+                   "Accept-Encoding": "gzip"}
+        page = client.get(project.url + "feed.atom", headers=browser)
+        assert page.status_code == 200
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
+        assert "Accept" in [v.strip() for v in page.headers["vary"].split(",")]
+        assert f'value="{project.url}feed.atom"' in page.text  # the address to copy
+        assert "This is a web feed" in page.text and "xml-stylesheet" not in page.text
+        assert page.text == client.get(project.url + "feed.html").text
+        again = client.get(project.url + "feed.atom",
+                           headers={**browser, "If-None-Match": page.headers["etag"]})
+        assert again.status_code == 304
+
+        for accept in ("application/atom+xml", "*/*", None):
+            reader = client.get(project.url + "feed.atom",
+                                headers={"Accept": accept} if accept else {})
+            assert reader.headers["content-type"] == "application/atom+xml"
+            assert "Accept" in reader.headers["vary"]
+            parsed = feedparser.parse(reader.content)
+            assert parsed.bozo == 0 and parsed.version == "atom10"
+        tag_page = client.get(project.url + "tags/reference.atom", headers=browser)
+        assert tag_page.headers["content-type"].startswith("text/html")
+        assert 'href="' + project.url + 'tags/reference.atom"' in tag_page.text

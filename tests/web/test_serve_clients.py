@@ -133,9 +133,16 @@ def test_a_browser_reads_the_site_subscribes_and_unsubscribes(project: Project,
             assert page.title() == "Served News"
             page.click("a.feed-link")
             page.wait_for_url(project.url + "feed.atom")
+            # The feed URL answers a browser with the page published beside the feed:
+            # HTML, no XSLT (Chromium is removing it, with a warning banner meanwhile).
+            assert page.evaluate("document.contentType") == "text/html"
+            assert page.evaluate("document.querySelector('link[rel=stylesheet]') !== null")
+            assert page.evaluate("""() => [...document.childNodes].every(
+                n => n.nodeType !== Node.PROCESSING_INSTRUCTION_NODE)""")
             text = page.inner_text("body")
-            assert "This is a web feed" in text  # the XSL stylesheet made a page of it
+            assert "This is a web feed" in text and "XSLT" not in text
             assert "Welcome to digest" in text
+            assert page.input_value("input.feed-url") == project.url + "feed.atom"
 
             page.goto(project.url)
             page.fill("form.subscribe input[name=email]", "reader@example.org")
