@@ -1,4 +1,5 @@
-"""The listing pages: the front page and its feeds, the fixed archive pages, the tag pages.
+"""The listing pages: the front page and its feeds, the fixed archive pages, the tag pages,
+and the sitemap.
 
 Archive pages (HTML, and Atom archive documents after RFC 5005) hold only full
 chunks of FEED_MAX_ITEMS entries, counted from the oldest; one whose entries
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import jinja2
 
 from digest.model import Entry, site_info
-from digest.publish import feeds, pages, tags
+from digest.publish import feeds, pages, sharing, tags
 from digest.publish.output import Generation, place
 from digest.publish.sanitize import absolutize
 from digest.publish.workers import Reader, Workers
@@ -75,7 +76,8 @@ def write(env: jinja2.Environment, gen: Generation, workers: Workers, entries: l
     gen.write("feed.atom", feeds.atom(meta, items, meta.atom_url, links, stylesheet="feed.xsl"))
     gen.write("feed.rss", feeds.rss(meta, items))
     gen.write("feed.json", feeds.json_feed(meta, items))
-    tags.write(env, gen, site_info(settings), meta, entries, content, size, settings.url)
+    tagged = tags.write(env, gen, site_info(settings), meta, entries, content, size, settings.url)
+    sharing.write(gen, entries, tagged, settings.url)
     return new_signatures
 
 

@@ -59,11 +59,13 @@ def collect(entries: list[Entry], url: Callable[[str], str]) -> dict[Tag, list[E
 
 def write(env: jinja2.Environment, gen: Generation, site: SiteInfo, meta: feeds.FeedMeta,
           entries: list[Entry], content_of: Callable[[Entry], str | None], max_items: int,
-          url: Callable[[str], str]) -> None:
-    """Every tag's page and feeds, and the tags index (only when some article has a tag)."""
+          url: Callable[[str], str]) -> dict[Tag, list[Entry]]:
+    """Every tag's page and feeds, and the tags index (only when some article has a tag).
+
+    Returns each tag with its entries, newest first."""
     tagged = collect(entries, url)
     if not tagged:
-        return
+        return tagged
     for tag, listed in tagged.items():
         path = f"tags/{tag.slug}"
         gen.write(f"{path}.html", render(env, "tag.html", {
@@ -77,6 +79,7 @@ def write(env: jinja2.Environment, gen: Generation, site: SiteInfo, meta: feeds.
         gen.write(f"{path}.json", feeds.json_feed(tag_meta, items))
     gen.write(INDEX, render(env, "tags.html", {"site": site, "tags": list(tagged)})
               .encode("utf-8"))
+    return tagged
 
 
 def tag_feed_id(site_feed_id: str, slug: str) -> str:
