@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import wait_for, write
 from tests.fixtures_mail import SMTPServer
 from tests.fixtures_serve import Project, mails_to, served_project
+from tests.publish.test_assets import png
 
 pytestmark = pytest.mark.slow  # real client programs: a browser start alone takes seconds
 
@@ -165,3 +166,23 @@ def test_a_browser_reads_the_site_subscribes_and_unsubscribes(project: Project,
 
 def _listing(project: Project) -> str:
     return re.sub(r"[ \t]+", "  ", project.cli("subscribers", "list").stdout)
+
+
+def test_a_browser_shows_an_articles_image(project: Project) -> None:
+    chromium = _chromium()
+    _require(chromium, "chromium", "apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright  # optional, as above
+
+    write(project.base / "articles" / "pics" / "sky.png", png(8, 6))
+    write(project.base / "articles" / "sky.md",
+          "---\ntitle: Sky\ndate: 2024-04-05\n---\n![The sky](pics/sky.png)\n")
+    assert project.cli("publish").returncode == 0
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(project.url + "articles/sky.html")
+            page.wait_for_function("document.images.length > 0 && document.images[0].complete")
+            assert page.evaluate("document.images[0].naturalWidth") == 8
+        finally:
+            browser.close()
