@@ -107,6 +107,14 @@ def test_newsboat_reads_the_feed_and_gets_exactly_the_new_article(project: Proje
         "Breaking news from the valley"]
 
 
+def test_newsboat_subscribes_to_a_tag_feed(project: Project, tmp_path: Path) -> None:
+    _require(shutil.which("newsboat"), "newsboat", "apt-get install -y newsboat")
+    reader = Newsboat(tmp_path / "newsboat", project.url + "tags/reference.atom")
+    reader.reload()
+    assert set(reader.items()) == {"Plain-text articles can carry headers too",
+                                   "Front matter: every key digest reads"}
+
+
 # --- Chromium -------------------------------------------------------------------------------
 
 
