@@ -7,6 +7,9 @@ values ("published", "pending", ...), so they compare equal to those strings.
 
 from __future__ import annotations
 
+import hashlib
+import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
 # Namespace of digest's path-derived entry ids. Never change it: every entry id
 # of every installation is derived from it.
 ID_NAMESPACE = uuid.UUID("6f1c8a52-3b7e-5d0a-9e43-2c1f0d8b7a61")
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 
 class ArticleStatus(StrEnum):
@@ -95,6 +99,8 @@ class Article:
     draft: bool
     content_hash: str
     warnings: tuple[str, ...] = ()
+    image: str = ""  # the first image: an output path ("articles/a/b.png") or an absolute URL
+    enclosure: str = ""  # output path of the audio or video file it names (front matter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +117,17 @@ class Entry:
     author: str
     tags: tuple[str, ...]
     summary: str
+    image: str = ""  # absolute URL of the first image, or ""
+    enclosure: Enclosure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Enclosure:
+    """An audio or video file an article names, as feeds announce it."""
+
+    url: str  # absolute
+    length: int  # bytes
+    type: str  # MIME type
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +149,8 @@ class StoredArticle:
     tags: tuple[str, ...]
     summary: str
     status: str  # an ArticleStatus value
+    image: str = ""  # as Article.image
+    enclosure: str = ""  # as Article.enclosure
 
 
 @dataclass(frozen=True)
@@ -143,11 +162,12 @@ class DigestItem:
     summary: str
     author: str
     published: datetime
+    image: str = ""  # the article's first image: an output path or an absolute URL
 
     @classmethod
     def of(cls, article: StoredArticle) -> DigestItem:
         return cls(slug=article.slug, title=article.title, summary=article.summary,
-                   author=article.author, published=article.published)
+                   author=article.author, published=article.published, image=article.image)
 
 
 @dataclass(frozen=True)
@@ -173,6 +193,23 @@ def entry_id(key: str, explicit: str | None) -> str:
             return explicit  # already an IRI (tag:, urn:, https:)
         return "urn:uuid:" + str(uuid.uuid5(ID_NAMESPACE, "id:" + explicit))
     return "urn:uuid:" + str(uuid.uuid5(ID_NAMESPACE, "path:" + key))
+
+
+def tag_slug(tag: str) -> str:
+    """The URL name of a tag: one for every spelling that differs only in case, accents,
+    spaces or punctuation ('Plain Text', 'plain text', 'plain-text' are one tag)."""
+    text = tag.replace("+", " plus ").replace("#", " sharp ")
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    slug = _NOT_SLUG.sub("-", folded).strip("-")[:80].strip("-")
+    if slug:
+        return slug
+    key = unicodedata.normalize("NFKC", " ".join(tag.casefold().split()))
+    return "tag-" + hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+
+
+def tag_path(tag: str, ext: str = "html") -> str:
+    """Where a tag's page (html) or feed (atom, json) lives inside the output folder."""
+    return f"tags/{tag_slug(tag)}.{ext}"
 
 
 def article_path(slug: str) -> str:

@@ -75,6 +75,7 @@ class Settings:
     serve_host: str = "127.0.0.1"
     serve_port: int = 8080
     subscribe_form: bool = False
+    max_asset_bytes: int = 50 * 1024 * 1024
 
     @property
     def site_url(self) -> str:
@@ -407,6 +408,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("SUBSCRIBE_FORM", "subscribe_form", "off",
          "on: the index page has a subscribe form and `digest serve` takes sign-ups (double "
          "opt-in by mail; needs DIGEST_FROM and SMTP)", _flag),
+    Spec("MAX_ASSET_BYTES", "max_asset_bytes", "52428800",
+         "larger files beside the articles (images, PDFs, audio, video) are refused "
+         "(1 to 17179869184)", _int_parser(1, 1 << 34)),
 )
 
 ENV_NAMES = frozenset(spec.env for spec in SPECS)

@@ -13,7 +13,8 @@ Template variables (both ``digest.txt`` and ``digest.html``):
     articles                      the newest DIGEST_MAX_ITEMS articles of the
                                   edition, newest first; each has: title, url,
                                   summary, author, published (datetime),
-                                  date (YYYY-MM-DD)
+                                  date (YYYY-MM-DD), image (absolute URL of
+                                  its first image, or None)
     count, subject, preheader     number of articles in the edition, the subject
                                   line, the hidden preview text of mail clients
     more                          how many articles of the edition are not
@@ -92,7 +93,8 @@ def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
     articles: list[dict[str, Any]] = [
         {"title": one_line(item.title), "url": settings.url(article_path(item.slug)),
          "summary": plain_block(item.summary), "author": one_line(item.author),
-         "published": item.published, "date": item.published.astimezone(zone).date().isoformat()}
+         "published": item.published, "date": item.published.astimezone(zone).date().isoformat(),
+         "image": _absolute(settings, item.image)}
         for item in listed
     ]
     preheader = " · ".join(str(a["title"]) for a in articles) or "No new articles"
@@ -120,6 +122,13 @@ def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
         raise TemplateError(f"{HTML_TEMPLATE}: cannot inline its CSS ({exc})",
                             "check the <style> block of the template") from exc
     return RenderedDigest(subject=subject, text=_normal_newlines(text), html=html)
+
+
+def _absolute(settings: Settings, image: str) -> str | None:
+    """An image's URL: kept when absolute, else a path in the published site made absolute."""
+    if not image:
+        return None
+    return image if "://" in image else settings.url(image)
 
 
 def render_confirmation(settings: Settings, address: str, confirm_url: str) -> str:

@@ -4,7 +4,8 @@ The feeds carry the full HTML of the newest articles, and an unchanged article
 is not read again when publishing, so its body would have to be made anew
 (read, rendered, sanitized) on every publish. This folder keeps those bodies by
 the content hash of their file (and digest's version, whose sanitizer made
-them): ``.<OUTPUT_DIR>.generations/bodies/``, beside the output generations and
+them, and the records' version, whose reader linked their files to the page):
+``.<OUTPUT_DIR>.generations/bodies/``, beside the output generations and
 never served. It is only a cache: a missing, unreadable or unwritable entry
 just means the body is made again, and a publish keeps only the entries it used.
 """
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from digest import __version__
+from digest.publish.fingerprints import RECORDS
 from digest.publish.output import generations_dir
 
 FOLDER = "bodies"
@@ -66,5 +68,5 @@ class BodyCache:
 
     @staticmethod
     def _name(content_hash: str) -> str:
-        key = f"{__version__}:{content_hash}".encode()
+        key = f"{__version__}:{RECORDS}:{content_hash}".encode()
         return hashlib.blake2b(key, digest_size=16).hexdigest() + ".html"

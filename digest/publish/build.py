@@ -22,7 +22,7 @@ import jinja2
 from digest import templates
 from digest.errors import ArticleError
 from digest.model import Article, Entry, SourceFile, StoredArticle, article_path, site_info
-from digest.publish import identity, listings
+from digest.publish import assets, identity, listings
 from digest.publish import scan as scanning
 from digest.publish.body_cache import BodyCache
 from digest.publish.feeds import feed_id, feed_meta
@@ -80,12 +80,12 @@ def check(settings: Settings, now: datetime, progress: Progress | None = None) -
     """Read every article and every template; write nothing."""
     env = templates.environment(settings.templates_dir)
     problems: list[ArticleError] = []
-    for name in ("index.html", "article.html"):
+    for name in ("index.html", "article.html", "tag.html", "tags.html", "feed.html"):
         try:
             env.get_template(name)
         except jinja2.TemplateError as exc:
             problems.append(ArticleError(f"template {name}", str(exc), "fix the template"))
-    found = scanning.scan(settings.articles_dir)
+    found = scanning.scan(settings.articles_dir, settings.max_asset_bytes)
     problems.extend(found.problems)
     meta = feed_meta(settings, feed_id(settings))
     read: list[Article] = []
@@ -124,6 +124,7 @@ def publish(settings: Settings, store: Store, now: datetime,
         shown = run.decide(read)
         bodies = _Bodies(settings, read.current, run.found)
         run.write_article_pages(gen, read, shown, bodies)
+        run.problems.extend(assets.publish(gen, run.found.assets))
         signatures = run.write_listings_and_feeds(gen, workers, shown.entries, bodies)
         files = run.switch_generation(gen, bodies)
     run.remember(shown, signatures)
@@ -184,9 +185,10 @@ class _Publish:
         meta = store.get_meta_many(_META_KEYS)
         fid = feed_id(settings, meta["feed_id"])
         config = config_fingerprint(settings, env, fid)
-        found = scanning.scan(settings.articles_dir)
+        found = scanning.scan(settings.articles_dir, settings.max_asset_bytes)
         return cls(settings, store, now, progress, env, meta, fid, config, found,
-                   scan_fingerprint(config, found.files), list(found.problems), _Phases())
+                   scan_fingerprint(config, found.files + found.assets), list(found.problems),
+                   _Phases())
 
     def nothing_changed(self) -> bool:
         """The fast path: an output exists, no file changed, and nothing scheduled came due."""
@@ -267,13 +269,14 @@ class _Publish:
                                               identity.shown(winners, unique))
         published = sorted((r for r in winners.values() if r.status == "published"),
                            key=lambda r: (r.published, r.key))
+        sizes = {assets.output_path(a.key): a.size for a in self.found.assets}
         return _Shown(
             winners=winners,
             changed=[r for r in read.changed if r.key in winners],
             # A refused newcomer is not remembered: it must never count as established later.
             removed=[key for key in read.stored if key not in winners],
             new=new, updated=updated, gone=gone,
-            entries=[entry_of(r, self.settings) for r in published],
+            entries=[entry_of(r, self.settings, sizes) for r in published],
         )
 
     def write_article_pages(self, gen: Generation, read: _Read, shown: _Shown,

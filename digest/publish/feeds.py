@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from feedgen.entry import FeedEntry
-from feedgen.ext.base import BaseExtension
+from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from digest import __version__
 from digest.errors import ArticleError
-from digest.model import ID_NAMESPACE, Entry
+from digest.model import ID_NAMESPACE, Enclosure, Entry
 from digest.settings import Settings
 
 HISTORY_NS = "http://purl.org/syndication/history/1.0"
@@ -186,6 +186,11 @@ def _json_record(item: FeedItem) -> dict[str, Any]:
         record["content_text"] = entry.summary
     if entry.tags:
         record["tags"] = list(entry.tags)
+    if entry.image:
+        record["image"] = entry.image
+    if entry.enclosure is not None:
+        record["attachments"] = [{"url": entry.enclosure.url, "mime_type": entry.enclosure.type,
+                                  "size_in_bytes": entry.enclosure.length}]
     return record
 
 
@@ -218,3 +223,25 @@ def _fill_entry(fe: Any, item: FeedItem, meta: FeedMeta) -> None:
         fe.content(item.content_html, type="html")
     elif not entry.summary:
         fe.summary(entry.title)
+    if entry.enclosure is not None:
+        _enclose(fe, entry.enclosure)
+
+
+class _AtomEnclosure(BaseEntryExtension):  # type: ignore[misc]
+    """Writes <link rel="enclosure" ...>: feedgen 1.0 drops the rel of entry links in Atom."""
+
+    enclosure: Enclosure
+
+    def extend_atom(self, entry: Any) -> Any:
+        etree.SubElement(entry, "link", href=self.enclosure.url, rel="enclosure",
+                         type=self.enclosure.type, length=str(self.enclosure.length))
+        return entry
+
+
+def _enclose(fe: Any, enclosure: Enclosure) -> None:
+    """RSS <enclosure> (feedgen's own), and Atom's link rel="enclosure" (the extension)."""
+    alternate = fe.link()[0]
+    fe.enclosure(enclosure.url, str(enclosure.length), enclosure.type)  # sets RSS's
+    fe.link(alternate, replace=True)  # keeps RSS's; Atom gets the link from the extension
+    fe.register_extension("digest_enclosure", _AtomEnclosure, atom=True, rss=False)
+    fe.digest_enclosure.enclosure = enclosure

@@ -11,6 +11,9 @@ from digest import __version__, templates
 from digest.model import SourceFile
 from digest.settings import Settings
 
+# Changes when what a record keeps of an article changes: every article is read again once.
+RECORDS = "records-2 (image, enclosure)"
+
 
 def config_fingerprint(settings: Settings, env: jinja2.Environment, fid: str) -> str:
     parts = [
@@ -18,6 +21,7 @@ def config_fingerprint(settings: Settings, env: jinja2.Environment, fid: str) ->
         settings.site_author, settings.site_language, str(settings.site_timezone),
         fid, str(settings.feed_max_items), str(settings.max_article_bytes),
         str(settings.articles_dir), templates.fingerprint(env), str(settings.subscribe_form),
+        str(settings.max_asset_bytes), RECORDS,
     ]
     return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).hexdigest()
 

@@ -1,4 +1,5 @@
-"""The listing pages: the front page and its feeds, and the fixed archive pages.
+"""The listing pages: the front page and its feeds, the fixed archive pages, the tag pages,
+and the sitemap.
 
 Archive pages (HTML, and Atom archive documents after RFC 5005) hold only full
 chunks of FEED_MAX_ITEMS entries, counted from the oldest; one whose entries
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import jinja2
 
 from digest.model import Entry, site_info
-from digest.publish import feeds, pages
+from digest.publish import feeds, pages, sharing, tags
 from digest.publish.output import Generation, place
 from digest.publish.sanitize import absolutize
 from digest.publish.workers import Reader, Workers
@@ -67,14 +68,31 @@ def write(env: jinja2.Environment, gen: Generation, workers: Workers, entries: l
     front = pages.PageInfo(number=0, newer_url=None,
                            older_url=_archive_url(settings, complete, "html") if complete else None)
     gen.write("index.html", pages.index_page(env, site_info(settings), newest, front))
-    bodies = [(e, body_of(e)) for e in newest]
-    items = [feeds.FeedItem(e, None if b is None else absolutize(b, e.url)) for e, b in bodies]
+    gen.write("feed.html", pages.feed_page(env, site_info(settings), newest))
+    content = _Contents(body_of)
+    items = [feeds.FeedItem(e, content(e)) for e in newest]
     links = feeds.ArchiveLinks(
         prev_archive=_archive_url(settings, complete, "atom") if complete else None)
     gen.write("feed.atom", feeds.atom(meta, items, meta.atom_url, links, stylesheet="feed.xsl"))
     gen.write("feed.rss", feeds.rss(meta, items))
     gen.write("feed.json", feeds.json_feed(meta, items))
+    tagged = tags.write(env, gen, site_info(settings), meta, entries, content, size, settings.url)
+    sharing.write(gen, entries, tagged, settings.url)
     return new_signatures
+
+
+class _Contents:
+    """Feed content of entries (absolute links), each made once for all the feeds."""
+
+    def __init__(self, body_of: Callable[[Entry], str | None]) -> None:
+        self._body_of = body_of
+        self._made: dict[str, str | None] = {}
+
+    def __call__(self, entry: Entry) -> str | None:
+        if entry.key not in self._made:
+            body = self._body_of(entry)
+            self._made[entry.key] = None if body is None else absolutize(body, entry.url)
+        return self._made[entry.key]
 
 
 def _archive_url(settings: Settings, number: int, ext: str) -> str:
@@ -109,6 +127,7 @@ def _signature(config: str, chunk: list[Entry], extra: str) -> str:
     for e in chunk:
         # Canonical text, not repr(): a date read back from the store has another tzinfo type.
         fields = (e.key, e.id, e.slug, e.url, e.title, e.published.isoformat(),
-                  e.updated.isoformat(), e.author, "\x1f".join(e.tags), e.summary)
+                  e.updated.isoformat(), e.author, "\x1f".join(e.tags), e.summary, e.image,
+                  repr(e.enclosure))
         digest.update("\x1e".join(fields).encode("utf-8", "surrogatepass") + b"\x1d")
     return digest.hexdigest()

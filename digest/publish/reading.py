@@ -110,6 +110,7 @@ def build(key: str, fields: Fields, zone: ZoneInfo, content_hash: str,
         draft=_flag(key, h.get("draft")),
         content_hash=content_hash,
         warnings=warnings,
+        enclosure=_one_line(str(h["enclosure"])) if h.get("enclosure") else "",
     )
 
 
@@ -172,14 +173,7 @@ def check_slug(key: str, slug: str, explicit: bool) -> str:
     '/'-separated segments of ASCII letters, digits, '-', '_', '~' and '.', none empty
     and none starting with a dot (the web server refuses such paths), of bounded length.
     """
-    segments = slug.split("/")
-    problem = None
-    if len(slug) > SLUG_MAX:
-        problem = f"is {len(slug)} characters long, over the limit of {SLUG_MAX}"
-    elif any(len(segment) > SLUG_SEGMENT_MAX for segment in segments):
-        problem = f"has a part over {SLUG_SEGMENT_MAX} characters long"
-    elif not all(_SLUG_SEGMENT.fullmatch(segment) for segment in segments):
-        problem = "can't be used in a URL"
+    problem = slug_problem(slug)
     if problem is None:
         return slug
     shown = shown_path(slug[:60]) + ("…" if len(slug) > 60 else "")
@@ -189,6 +183,19 @@ def check_slug(key: str, slug: str, explicit: bool) -> str:
                        "'/'; no part may start with '.' "
                        + ("(fix the 'slug' header)" if explicit
                           else "(rename the file, or set a 'slug' header)"))
+
+
+def slug_problem(path: str) -> str | None:
+    """Why this path can't be published and served (None: it can): the rules of slugs,
+    for slugs and for the paths of files published beside the articles alike."""
+    segments = path.split("/")
+    if len(path) > SLUG_MAX:
+        return f"is {len(path)} characters long, over the limit of {SLUG_MAX}"
+    if any(len(segment) > SLUG_SEGMENT_MAX for segment in segments):
+        return f"has a part over {SLUG_SEGMENT_MAX} characters long"
+    if not all(_SLUG_SEGMENT.fullmatch(segment) for segment in segments):
+        return "can't be used in a URL"
+    return None
 
 
 def not_a_regular_file(key: str, mode: int) -> ArticleError:

@@ -5,11 +5,12 @@ Also the way back: the feed entry a record stands for.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from digest.errors import ArticleError
-from digest.model import Article, Entry, SourceFile, article_path
-from digest.publish import feeds
+from digest.model import Article, Enclosure, Entry, SourceFile, article_path
+from digest.publish import assets, feeds
 from digest.publish.output import place
 from digest.publish.pages import article_page
 from digest.publish.reading import read_article, read_source
@@ -23,18 +24,28 @@ Task = tuple[SourceFile, StoredArticle | None]  # a file to read, and its record
 Outcome = ArticleError | tuple[StoredArticle, tuple[str, ...], str | None, int]
 
 
-def entry_of(stored: StoredArticle, settings: Settings) -> Entry:
+def entry_of(stored: StoredArticle, settings: Settings,
+             sizes: Mapping[str, int] | None = None) -> Entry:
+    """The feed entry of a record; `sizes` (output path -> bytes) gives enclosures' lengths."""
+    enclosure = None
+    if stored.enclosure:
+        enclosure = Enclosure(settings.url(stored.enclosure),
+                              (sizes or {}).get(stored.enclosure, 0),
+                              assets.media_type(stored.enclosure))
+    image = stored.image
     return Entry(
         key=stored.key, id=stored.entry_id, slug=stored.slug,
         url=settings.url(article_path(stored.slug)), title=stored.title,
         published=stored.published, updated=stored.updated,
         author=stored.author or settings.site_author, tags=stored.tags, summary=stored.summary,
+        image=image if not image or "://" in image else settings.url(image), enclosure=enclosure,
     )
 
 
 def read_file(source: SourceFile, settings: Settings) -> Article:
     data = read_source(source, settings.max_article_bytes)
-    return read_article(source, data, settings.site_timezone, settings.max_article_bytes)
+    article = read_article(source, data, settings.site_timezone, settings.max_article_bytes)
+    return assets.link_references(article, settings.articles_dir, settings.max_asset_bytes)
 
 
 def feed_check(article: Article, record: StoredArticle, settings: Settings,
@@ -64,7 +75,8 @@ def remember(article: Article, source: SourceFile, old: StoredArticle | None,
         mtime_ns=source.mtime_ns, content_hash=article.content_hash, first_seen=first_seen,
         last_changed=last_changed, published=article.published, updated=updated,
         title=article.title, author=article.author or "", tags=article.tags,
-        summary=article.summary, status=status_of(article, now),
+        summary=article.summary, status=status_of(article, now), image=article.image,
+        enclosure=article.enclosure,
     )
 
 

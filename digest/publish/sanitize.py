@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from html import escape
 from urllib.parse import urljoin
 
@@ -133,11 +134,16 @@ def absolutize(html: str, page_url: str) -> str:
             return None  # not a URL at all (say "http://[x"): drop the link, keep the text
         return value
 
-    absolute_html: str = nh3.clean(
+    return clean_with_filter(html, absolute)
+
+
+def clean_with_filter(html: str, attribute_filter: Callable[[str, str, str], str | None]) -> str:
+    """Sanitized HTML again, each attribute value passed through the filter (None drops it)."""
+    cleaned: str = nh3.clean(
         html, tags=_ALLOWED_TAGS, attributes=_ALLOWED_ATTRIBUTES, url_schemes=_URL_SCHEMES,
-        link_rel="noopener noreferrer", attribute_filter=absolute,
+        link_rel="noopener noreferrer", attribute_filter=attribute_filter,
     )
-    return absolute_html
+    return cleaned
 
 
 def _absolute_candidate(page_url: str, candidate: str) -> str:

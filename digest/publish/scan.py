@@ -7,6 +7,10 @@ is reported and skipped: a FIFO, socket or device (``x.md``), a file or folder
 name that is not valid UTF-8, a symlink that leads outside the articles folder
 or back to a folder already read (a loop such as ``ln -s . self``).
 
+Every other regular file is an asset (:attr:`Scan.assets`), published as it is
+(:mod:`digest.publish.assets`) when its path passes the slug rules and it is no
+larger than MAX_ASSET_BYTES; otherwise it is reported and skipped.
+
 Real folders are walked first and symlinked folders after them, so which path
 names an article never depends on the order the file system lists entries in.
 A folder that cannot be listed is reported and remembered in
@@ -23,7 +27,9 @@ from pathlib import Path
 
 from digest.errors import ArticleError, shown_path
 from digest.model import SourceFile
-from digest.publish.reading import SUFFIXES, not_a_regular_file
+from digest.publish.reading import SUFFIXES, not_a_regular_file, slug_problem
+
+DEFAULT_MAX_ASSET_BYTES = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,7 @@ class Scan:
     files: tuple[SourceFile, ...]  # in directory order: stable while nothing changes
     problems: tuple[ArticleError, ...]
     unlisted: tuple[str, ...] = ()  # key prefixes ("sub/") of folders that could not be listed
+    assets: tuple[SourceFile, ...] = ()  # the other files (images, PDFs, ...): published as-is
 
     def sorted_files(self) -> list[SourceFile]:
         return sorted(self.files)  # by key: keys are unique
@@ -40,7 +47,7 @@ class Scan:
         return any(key.startswith(prefix) for prefix in self.unlisted)
 
 
-def scan(root: Path) -> Scan:
+def scan(root: Path, max_asset_bytes: int = DEFAULT_MAX_ASSET_BYTES) -> Scan:
     """Every article file under root with its size and mtime, in directory order.
 
     Not sorted: the nothing-changed publish only compares this list with the
@@ -49,7 +56,7 @@ def scan(root: Path) -> Scan:
     if not root.is_dir():
         raise ArticleError(root, "the articles folder does not exist",
                            "create it, or point ARTICLES_DIR at your articles")
-    walk = _Walk(os.path.realpath(root))
+    walk = _Walk(os.path.realpath(root), max_asset_bytes)
     info = os.stat(root)
     walk.visited.add((info.st_dev, info.st_ino))
     walk.folder(str(root), "")
@@ -57,12 +64,15 @@ def scan(root: Path) -> Scan:
         pending, walk.links = sorted(walk.links), []
         for key, path in pending:
             walk.linked_folder(key, path)
-    return Scan(tuple(walk.files), tuple(walk.problems), tuple(walk.unlisted))
+    return Scan(tuple(walk.files), tuple(walk.problems), tuple(walk.unlisted),
+                tuple(walk.assets))
 
 
 class _Walk:
-    def __init__(self, real_root: str) -> None:
+    def __init__(self, real_root: str, max_asset_bytes: int) -> None:
         self.real_root = real_root
+        self.max_asset_bytes = max_asset_bytes
+        self.assets: list[SourceFile] = []
         self.files: list[SourceFile] = []
         self.problems: list[ArticleError] = []
         self.unlisted: list[str] = []
@@ -100,6 +110,8 @@ class _Walk:
                         append(SourceFile(key, entry.path, info.st_size, info.st_mtime_ns))
                     else:
                         self.problems.append(not_a_regular_file(key, info.st_mode))
+                else:
+                    self._asset(key, entry.path, entry.stat(follow_symlinks=False))
             except OSError as exc:
                 self.problems.append(ArticleError(key, f"cannot read ({exc.strerror})",
                                                   "check that the file exists and is readable"))
@@ -122,7 +134,7 @@ class _Walk:
         """A symlink is fine while it stays inside the articles folder."""
         target = os.path.realpath(entry.path)
         if os.path.commonpath([target, self.real_root]) != self.real_root:
-            if _is_article_name(entry.name) or os.path.isdir(entry.path):
+            if _is_article_name(entry.name) or os.path.exists(entry.path):
                 self.problems.append(ArticleError(
                     key, "is a symlink that leads outside the articles folder",
                     "copy the file into the articles folder instead of linking it"))
@@ -135,6 +147,25 @@ class _Walk:
                 self.files.append(SourceFile(key, entry.path, info.st_size, info.st_mtime_ns))
             else:
                 self.problems.append(not_a_regular_file(key, info.st_mode))
+        else:
+            self._asset(key, entry.path, info)
+
+    def _asset(self, key: str, path: str, info: os.stat_result) -> None:
+        """A file beside the articles: published at the same path when its name fits a URL."""
+        if not stat.S_ISREG(info.st_mode):
+            return  # a FIFO or device that is not named like an article: passed over
+        problem = slug_problem(key)
+        if problem is not None:
+            self.problems.append(ArticleError(
+                key, f"the file's path {problem}; not published",
+                "rename it: only ASCII letters, digits, '-', '_', '~' and '.' between "
+                "single '/'; no part may start with '.'"))
+        elif info.st_size > self.max_asset_bytes:
+            self.problems.append(ArticleError(
+                key, f"is {info.st_size:,} bytes, over MAX_ASSET_BYTES ({self.max_asset_bytes:,}); "
+                "not published", "make the file smaller or raise MAX_ASSET_BYTES"))
+        else:
+            self.assets.append(SourceFile(key, path, info.st_size, info.st_mtime_ns))
 
     def linked_folder(self, key: str, path: str) -> None:
         try:

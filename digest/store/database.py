@@ -231,7 +231,7 @@ def _article_to_row(a: StoredArticle) -> dict[str, Any]:
         "first_seen": iso(a.first_seen), "last_changed": iso(a.last_changed),
         "published": iso(a.published), "updated": iso(a.updated), "title": a.title,
         "author": a.author, "tags": json.dumps(list(a.tags), ensure_ascii=False),
-        "summary": a.summary, "status": a.status,
+        "summary": a.summary, "status": a.status, "image": a.image, "enclosure": a.enclosure,
     }
 
 
@@ -242,7 +242,8 @@ def _article_from_row(row: Any) -> StoredArticle:
         first_seen=from_iso(row["first_seen"]), last_changed=from_iso(row["last_changed"]),
         published=from_iso(row["published"]), updated=from_iso(row["updated"]),
         title=row["title"], author=row["author"], tags=tuple(json.loads(row["tags"])),
-        summary=row["summary"], status=row["status"],
+        summary=row["summary"], status=row["status"], image=row["image"],
+        enclosure=row["enclosure"],
     )
 
 

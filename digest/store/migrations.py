@@ -128,4 +128,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         # (lost twice: never sent again).
         "ALTER TABLE deliveries ADD COLUMN lost_replies INTEGER NOT NULL DEFAULT 0",
     )),
+    Migration("0005_i11_article_media", (
+        "ALTER TABLE articles ADD COLUMN image TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE articles ADD COLUMN enclosure TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE edition_articles ADD COLUMN image TEXT NOT NULL DEFAULT ''",
+    )),
 )

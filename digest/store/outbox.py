@@ -201,7 +201,7 @@ class Outbox:
                 conn.execute(edition_articles.insert(), [
                     {"article_key": a.key, "edition_id": number, "position": i, "slug": a.slug,
                      "title": a.title, "summary": a.summary, "author": a.author,
-                     "published": stamp(a.published)}
+                     "published": stamp(a.published), "image": a.image}
                     for i, a in enumerate(chosen)])
             if recipients:
                 conn.execute(deliveries.insert(), [
@@ -591,7 +591,7 @@ def _open_edition(conn: Connection) -> Edition | None:
         return None
     items = tuple(
         DigestItem(slug=a.slug, title=a.title, summary=a.summary, author=a.author,
-                   published=unstamp(a.published))
+                   published=unstamp(a.published), image=a.image)
         for a in conn.execute(sa.select(edition_articles)
                               .where(edition_articles.c.edition_id == row.id)
                               .order_by(edition_articles.c.position)))

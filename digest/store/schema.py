@@ -45,6 +45,8 @@ articles = sa.Table(
     sa.Column("tags", sa.Text, nullable=False),
     sa.Column("summary", sa.Text, nullable=False),
     sa.Column("status", sa.Text, nullable=False),  # ArticleStatus
+    sa.Column("image", sa.Text, nullable=False, server_default=""),  # 0005
+    sa.Column("enclosure", sa.Text, nullable=False, server_default=""),  # 0005
 )
 
 # -- 0002_mail ------------------------------------------------------------------------
@@ -86,6 +88,7 @@ edition_articles = sa.Table(
     sa.Column("summary", sa.Text, nullable=False),
     sa.Column("author", sa.Text, nullable=False),
     sa.Column("published", sa.Text, nullable=False),
+    sa.Column("image", sa.Text, nullable=False, server_default=""),  # 0005
 )
 
 deliveries = sa.Table(

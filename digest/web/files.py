@@ -308,7 +308,7 @@ def _build(
     # A 304 repeats what caches need (RFC 9110 15.4.5): ETag, Cache-Control, Vary.
     cache = [(b"cache-control", _CACHE_CONTROL)]
     vary = [b"Accept-Encoding"] if gzip_body is not None else []
-    if styled:
+    if media_type in (ATOM, RSS):  # browsers get the feed's page (feed.html) or the XSL
         vary.append(b"Accept")
     if vary:
         cache.append((b"vary", b", ".join(vary)))

@@ -3,7 +3,9 @@
 GET and HEAD only (other methods on an existing file get 405), conditional
 requests (If-None-Match, else If-Modified-Since) answered 304, gzip for
 clients that accept it, a redirect from ``/x`` to ``/x/`` for folders, and a
-plain 404 page for everything else. Every request is logged as one line on
+plain 404 page for everything else. A browser that asks for a feed (``Accept``
+prefers ``text/html``) gets the page published beside it (``feed.atom`` ->
+``feed.html``); feed readers keep getting the feed. Every request is logged as one line on
 the ``digest.serve`` logger.
 """
 
@@ -13,9 +15,11 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from digest.web.content_types import ATOM, RSS
 from digest.web.files import PAGE_POLICY, Headers, OutputFiles, Redirect, StaticFile
 
 Scope = MutableMapping[str, Any]
@@ -45,6 +49,7 @@ _NOT_ALLOWED_HEADERS: Headers = (
 )
 _CHUNK = 256 * 1024
 _ACCEPT_CACHE_SIZE = 256
+_FEEDS = (ATOM, RSS)
 
 
 def log_access(scope: Scope, status: int, size: int) -> None:
@@ -128,6 +133,12 @@ def not_modified(item: StaticFile, if_none_match: bytes | None, since: bytes | N
     return False
 
 
+def _vary_accept(headers: Headers) -> Headers:
+    varies = [value for name, value in headers if name == b"vary"]
+    rest = tuple((name, value) for name, value in headers if name != b"vary")
+    return (*rest, (b"vary", b", ".join([*varies, b"Accept"])))
+
+
 class StaticApp:
     """ASGI app serving the files of an :class:`OutputFiles`."""
 
@@ -174,6 +185,8 @@ class StaticApp:
                 accept = value
             elif name == b"accept":
                 media = value
+        if media is not None and item.content_type in _FEEDS and self._browser(media):
+            item = self._feed_page(item)
         headers, gzip_headers = item.headers, item.gzip_headers
         if item.browser_headers is not None and media is not None and self._browser(media):
             headers, gzip_headers = item.browser_headers, item.browser_gzip_headers
@@ -204,6 +217,21 @@ class StaticApp:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         log_access(scope, 200, len(body))
+
+    def _feed_page(self, feed: StaticFile) -> StaticFile:
+        """The page published beside a feed for people (feed.atom -> feed.html), if any.
+
+        Its header lists gain ``Vary: Accept``: the same URL answers Atom to feed readers."""
+        stem = feed.relative.rpartition(".")[0]
+        page = self.files.find("/" + stem + ".html")
+        if type(page) is not StaticFile:
+            return feed
+        gzip, gzip_304 = page.gzip_headers, page.gzip_not_modified_headers
+        return replace(page, headers=_vary_accept(page.headers),
+                       gzip_headers=None if gzip is None else _vary_accept(gzip),
+                       not_modified_headers=_vary_accept(page.not_modified_headers),
+                       gzip_not_modified_headers=None if gzip_304 is None
+                       else _vary_accept(gzip_304))
 
     def _browser(self, accept: bytes) -> bool:
         known = self._browsers.get(accept)

@@ -216,7 +216,7 @@ def test_migration_adds_lost_replies_to_existing_deliveries(
             old.close()
     upgraded = Store.open(database_url, tmp_path)
     try:
-        assert upgraded.applied_migrations()[-1] == "0004_lost_replies"
+        assert "0004_lost_replies" in upgraded.applied_migrations()  # later ones may follow
         [claimed] = Outbox(upgraded).claim(1, NOW, 10)
         assert (claimed.recipient, claimed.lost_replies) == ("ann@example.org", 0)
     finally:

@@ -20,8 +20,9 @@ from tests.conftest import REPO, make_settings
 
 GOLDEN = REPO / "tests" / "golden" / "site"
 REGEN = os.environ.get("DIGEST_REGEN_GOLDEN") == "1"
-FILES = ("feed.atom", "feed.rss", "feed.json", "index.html",
-         "articles/000_b4d3f6eb2287ccfb.html", "articles/front-matter-keys.html")
+FILES = ("feed.atom", "feed.rss", "feed.json", "index.html", "feed.html", "sitemap.xml", "robots.txt",
+         "articles/000_b4d3f6eb2287ccfb.html", "articles/front-matter-keys.html",
+         "tags/index.html", "tags/reference.html", "tags/reference.atom", "tags/reference.json")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import digest.store.database
 from digest.errors import StoreError
 from digest.store.database import Store, StoredArticle, resolve_url
 from digest.store.migrations import MIGRATIONS
@@ -98,3 +99,30 @@ def _advisory_waiters(store: Store) -> int:
 def _hold(store: Store, order: list[str]) -> None:
     with store.exclusive("publish"):
         order.append("second")
+
+
+def test_media_migration_keeps_existing_articles_and_stores_image_and_enclosure(
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = tuple(m for m in MIGRATIONS if m.name != "0005_i11_article_media")
+    with monkeypatch.context() as patch:
+        patch.setattr(digest.store.database, "MIGRATIONS", before)
+        old = Store.open(database_url, tmp_path)
+        try:
+            with old.transaction() as conn:
+                conn.exec_driver_sql(
+                    "INSERT INTO articles VALUES ('a.md', 'urn:x', 'a', 1, 2, 'h', "
+                    "'2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00', "
+                    "'2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00', 'T', '', '[]', "
+                    "'S', 'published')")
+        finally:
+            old.close()
+    upgraded = Store.open(database_url, tmp_path)
+    try:
+        loaded = upgraded.load_articles()["a.md"]
+        assert (loaded.title, loaded.image, loaded.enclosure) == ("T", "", "")
+        upgraded.save_articles([record("b", image="articles/b.png", enclosure="articles/b.mp3")],
+                               [])
+        again = upgraded.load_articles()["b"]
+        assert (again.image, again.enclosure) == ("articles/b.png", "articles/b.mp3")
+    finally:
+        upgraded.close()

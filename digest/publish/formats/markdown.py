@@ -7,7 +7,8 @@
     ---
     The body, in CommonMark.
 
-Front-matter keys: title, date, updated, author, tags, summary, id, slug, draft.
+Front-matter keys: title, date, updated, author, tags, summary, id, slug, draft, enclosure
+(an audio or video file beside the article, e.g. ``enclosure: episode.mp3``).
 """
 
 from __future__ import annotations

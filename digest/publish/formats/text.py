@@ -7,7 +7,8 @@
 
     More paragraphs, separated by blank lines.
 
-Known header keys: title, date, updated, author, tags, id, slug, summary, draft.
+Known header keys: title, date, updated, author, tags, id, slug, summary, draft, enclosure
+(an audio or video file beside the article, e.g. ``enclosure episode.mp3``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from digest.errors import ArticleError
 from digest.publish.formats.fields import Fields
 from digest.publish.sanitize import paragraphs_to_html
 
-HEADER_KEYS = ("title", "date", "updated", "author", "tags", "id", "slug", "summary", "draft")
+HEADER_KEYS = ("title", "date", "updated", "author", "tags", "id", "slug", "summary", "draft",
+               "enclosure")
 _HEADER = re.compile(r"^(" + "|".join(HEADER_KEYS) + r")(?:[ \t]+(.*))?$")
 _DATE_LINE = re.compile(r"^(\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:?\d{2})?)?)"
                         r"(?:[ \t]+(.*))?$")

@@ -1,0 +1,154 @@
+"""Files beside the articles (images, PDFs, audio, video): published at the path they have.
+
+A file ``articles/posts/img/dark.png`` is published as ``articles/posts/img/dark.png``
+in the output, beside the page of ``articles/posts/hello.md``
+(``articles/posts/hello.html``), so a relative ``src="img/dark.png"`` in the
+article works on its page as written. Feeds and the digest make it absolute.
+When an explicit ``slug`` moves the page to another folder, the article's
+relative links are rewritten to lead to the same files from there.
+
+A published file is copied once: the next generations hard-link it while its
+size and modification time stay the same (the copy keeps the source's mtime).
+
+References are checked as each article is read: a relative ``src`` or ``href``
+that leads to no publishable file is a warning naming the article and the path.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import posixpath
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from digest.errors import ArticleError, OutputError, shown_path
+from digest.model import Article, SourceFile, article_path
+from digest.publish.output import Generation
+from digest.publish.reading import SUFFIXES, slug_problem
+from digest.publish.sanitize import clean_with_filter
+
+PREFIX = "articles/"  # where articles' pages and the files beside them live in the output
+_PAGE_SUFFIXES = (".html", ".htm")
+_TYPES = {  # a fixed table: the answer must not depend on the machine's /etc/mime.types
+    ".mp3": "audio/mpeg", ".m4a": "audio/mp4", ".aac": "audio/aac", ".ogg": "audio/ogg",
+    ".oga": "audio/ogg", ".opus": "audio/ogg", ".wav": "audio/wav", ".flac": "audio/flac",
+    ".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".mov": "video/quicktime",
+    ".ogv": "video/ogg", ".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp", ".svg": "image/svg+xml",
+}
+
+
+def output_path(key: str) -> str:
+    """Where the file with this path under ARTICLES_DIR is published."""
+    return PREFIX + key
+
+
+def media_type(path: str) -> str:
+    suffix = posixpath.splitext(path)[1].lower()
+    return _TYPES.get(suffix) or mimetypes.types_map.get(suffix, "application/octet-stream")
+
+
+def publish(gen: Generation, assets: tuple[SourceFile, ...]) -> list[ArticleError]:
+    """Place every asset in the new generation: a hard link when unchanged, else one copy."""
+    problems = []
+    for asset in sorted(assets):
+        path = output_path(asset.key)
+        if os.path.lexists(f"{gen.path}/{path}"):
+            problems.append(ArticleError(asset.key, f"would be published at {path}, where an "
+                                         "article's page is; not published",
+                                         "rename the file or the article"))
+        elif not (_unchanged(gen.previous, path, asset) and gen.keep(path)):
+            _copy(gen, path, asset)
+    return problems
+
+
+def _unchanged(previous: Path | None, path: str, asset: SourceFile) -> bool:
+    if previous is None:
+        return False
+    try:
+        info = os.stat(f"{previous}/{path}")
+    except OSError:
+        return False
+    return info.st_size == asset.size and info.st_mtime_ns == asset.mtime_ns
+
+
+def _copy(gen: Generation, path: str, asset: SourceFile) -> None:
+    target = f"{gen.path}/{path}"
+    try:
+        os.makedirs(posixpath.dirname(target), exist_ok=True)
+        shutil.copyfile(asset.path, target)  # never a link: an edited source must not leak in
+        os.utime(target, ns=(asset.mtime_ns, asset.mtime_ns))
+    except OSError as exc:
+        raise OutputError(f"cannot copy {shown_path(asset.key)} to {shown_path(path)} "
+                          f"({exc.strerror})",
+                          "check the file, free disk space and permissions of OUTPUT_DIR") from exc
+    gen.count(True, asset.size)
+
+
+def link_references(article: Article, articles_dir: Path, max_bytes: int) -> Article:
+    """The article with its relative links checked (and moved with its page), its first
+    image, and its enclosure (as read: a path relative to the article) as an output path."""
+    refs = _References(article, articles_dir, max_bytes)
+    body = article.body_html
+    if "src=" in body or "href=" in body:
+        body = clean_with_filter(body, refs.attribute)
+    found = refs.target(article.enclosure, "enclosure") if article.enclosure else None
+    return replace(article, body_html=body, image=refs.image,
+                   enclosure=output_path(found) if found else "",
+                   warnings=(*article.warnings, *refs.warnings))
+
+
+class _References:
+    def __init__(self, article: Article, articles_dir: Path, max_bytes: int) -> None:
+        self.key_dir = posixpath.dirname(article.key)
+        self.page_dir = posixpath.dirname(article_path(article.slug))
+        self.moved = self.page_dir != posixpath.dirname(output_path(article.key))
+        self.articles_dir = articles_dir
+        self.max_bytes = max_bytes
+        self.image = ""
+        self.warnings: list[str] = []
+
+    def attribute(self, tag: str, attribute: str, value: str) -> str | None:
+        if attribute not in ("src", "href"):
+            return value
+        parts = urlsplit(value.strip())
+        if parts.scheme or parts.netloc or parts.path.startswith("/") or not parts.path:
+            if tag == "img" and not self.image and parts.scheme in ("http", "https"):
+                self.image = value.strip()
+            return value
+        found = self.target(parts.path, f"<{tag} {attribute}>")
+        if found is None:
+            return value
+        if tag == "img" and not self.image:
+            self.image = output_path(found)
+        if not self.moved:
+            return value
+        moved = posixpath.relpath(output_path(found), self.page_dir)
+        return moved + (f"?{parts.query}" if parts.query else "") + \
+            (f"#{parts.fragment}" if parts.fragment else "")
+
+    def target(self, reference: str, what: str) -> str | None:
+        """The path under ARTICLES_DIR of a published file the reference names, else None
+        (with a warning when it names none). Links to other articles' files or pages, and
+        to the site's own files above the articles, are not checked."""
+        path = posixpath.normpath(posixpath.join(self.key_dir, unquote(reference)))
+        if path.lower().endswith(SUFFIXES + _PAGE_SUFFIXES):
+            return None
+        if path == ".." or path.startswith("../"):
+            return None  # above the articles: the site's own files (../feed.atom), not checked
+        file = self.articles_dir / path
+        if slug_problem(path) is None and file.is_file() and \
+                file.stat().st_size <= self.max_bytes and _inside(file, self.articles_dir):
+            return path
+        self.warnings.append(f"{what} {reference!r} names a missing file ({path}); it is not "
+                             "published")
+        return None
+
+
+def _inside(file: Path, root: Path) -> bool:
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([os.path.realpath(file), real_root]) == real_root
+

@@ -1,0 +1,185 @@
+"""Files beside the articles: published at their path, linked between generations, checked.
+
+Real publishes into real folders; feeds read back with feedparser; `digest check`
+through the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import feedparser
+
+from digest.publish.build import check, publish
+from digest.store.database import Store
+from tests.conftest import digest_cli, make_settings, write
+
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+SITE_URL = "https://example.org/news/"
+ENV = {"BASE_URL": SITE_URL, "SITE_TITLE": "Example News",
+       "DATABASE_URL": "sqlite:///state.sqlite3"}
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+MP3 = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + bytes(4000)
+
+
+def png(width: int = 3, height: int = 2) -> bytes:
+    """A real PNG image (gray pixels), small enough to write inline."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + \
+            struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0,
+                                                               0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def md(site: Path, name: str, front: str, body: str) -> Path:
+    return write(site / "articles" / name, f"---\n{front}date: 2024-01-01\n---\n{body}\n")
+
+
+def illustrated(site: Path) -> None:
+    write(site / "articles" / "posts" / "img" / "dark.png", png())
+    write(site / "articles" / "posts" / "files" / "report.pdf", PDF)
+    md(site, "posts/hello.md", "title: Hello\n",
+       "![A dark sky](img/dark.png)\n\nRead [the report](files/report.pdf).")
+
+
+def run(site: Path, **values: str):
+    settings = make_settings(site, **{"BASE_URL": SITE_URL, **values})
+    store = Store.open(settings.database_url, site)
+    try:
+        return publish(settings, store, NOW), settings
+    finally:
+        store.close()
+
+
+def parse(path: Path) -> feedparser.FeedParserDict:
+    parsed = feedparser.parse(path.read_bytes())
+    assert parsed.bozo == 0, parsed.get("bozo_exception")
+    return parsed
+
+
+def test_image_and_pdf_are_published_beside_the_page_and_absolute_in_feeds(site: Path) -> None:
+    illustrated(site)
+    report, settings = run(site)
+    assert not report.problems, report.problems
+    out = settings.output_dir
+    assert (out / "articles/posts/img/dark.png").read_bytes() == png()
+    assert (out / "articles/posts/files/report.pdf").read_bytes() == PDF
+    page = (out / "articles/posts/hello.html").read_text()
+    assert 'src="img/dark.png"' in page and 'href="files/report.pdf"' in page
+    image = SITE_URL + "articles/posts/img/dark.png"
+    pdf = SITE_URL + "articles/posts/files/report.pdf"
+    for name in ("feed.atom", "feed.rss"):
+        content = parse(out / name).entries[0].content[0].value
+        assert f'src="{image}"' in content and f'href="{pdf}"' in content
+    item = json.loads((out / "feed.json").read_text())["items"][0]
+    assert f'src="{image}"' in item["content_html"] and item["image"] == image
+
+
+def test_unchanged_assets_are_hard_links_between_generations(site: Path) -> None:
+    illustrated(site)
+    _, settings = run(site)
+    image = settings.output_dir / "articles/posts/img/dark.png"
+    first = os.stat(image)
+    md(site, "other.md", "title: Other\n", "A second article makes a new generation.")
+    report, _ = run(site)
+    assert not report.nothing_changed
+    second = os.stat(image)
+    assert (second.st_ino, second.st_dev) == (first.st_ino, first.st_dev)
+    assert second.st_nlink >= 2  # shared with the previous generation, not copied again
+
+    write(site / "articles/posts/img/dark.png", png(5, 5))  # changed: copied anew
+    os.utime(site / "articles/posts/img/dark.png", ns=(first.st_mtime_ns + 10**9,) * 2)
+    run(site)
+    assert os.stat(image).st_ino != first.st_ino
+    assert image.read_bytes() == png(5, 5)
+
+
+def test_a_missing_reference_is_a_check_warning_naming_article_and_path(site: Path) -> None:
+    md(site, "gone.md", "title: Gone\n", "![x](pics/nothing.png) and [doc](missing.pdf).")
+    result = digest_cli("check", cwd=site, env=ENV)
+    assert result.returncode == 3, result.stderr
+    assert "gone.md" in result.stderr and "pics/nothing.png" in result.stderr
+    assert "missing.pdf" in result.stderr
+    published = digest_cli("publish", cwd=site, env=ENV)  # still published, with the warning
+    assert "pics/nothing.png" in published.stderr
+    assert (site / "public/articles/gone.html").is_file()
+
+
+def test_links_to_pages_fragments_and_other_sites_are_not_warned_about(site: Path) -> None:
+    md(site, "a.md", "title: A\n", "[b](b.html) [c](c.md) [x](#x) [w](https://example.com/p.png) "
+       "[feed](../feed.atom)")
+    settings = make_settings(site, **ENV)
+    assert check(settings, NOW).problems == ()
+
+
+def test_oversized_hidden_unsafe_and_escaping_files_are_not_published(site: Path,
+                                                                      tmp_path_factory) -> None:
+    arts = site / "articles"
+    write(arts / "big.bin", bytes(2000))
+    write(arts / ".secret.png", png())
+    write(arts / ".git" / "config", "x")
+    write(arts / "My Photo.png", png())
+    outside = tmp_path_factory.mktemp("outside") / "private.pdf"
+    outside.write_bytes(PDF)
+    os.symlink(outside, arts / "linked.pdf")
+    write(arts / "inside.png", png())
+    os.symlink(arts / "inside.png", arts / "alias.png")
+    md(site, "a.md", "title: A\n", "Text.")
+    report, settings = run(site, MAX_ASSET_BYTES="1000")
+    problems = {p.path: p.reason for p in report.problems}
+    assert "MAX_ASSET_BYTES" in problems["big.bin"]
+    assert "URL" in problems["My Photo.png"]
+    assert "outside" in problems["linked.pdf"]
+    out = settings.output_dir / "articles"
+    assert sorted(p.name for p in out.iterdir()) == ["a.html", "alias.png", "inside.png"]
+
+
+def test_a_page_moved_by_its_slug_keeps_working_links(site: Path) -> None:
+    write(site / "articles/2024/pics/a.png", png())
+    md(site, "2024/post.md", "title: Moved\nslug: elsewhere/deep/moved\n", "![a](pics/a.png)")
+    report, settings = run(site)
+    assert not report.problems
+    page = (settings.output_dir / "articles/elsewhere/deep/moved.html").read_text()
+    assert 'src="../../2024/pics/a.png"' in page
+    atom = parse(settings.output_dir / "feed.atom")
+    assert f'src="{SITE_URL}articles/2024/pics/a.png"' in atom.entries[0].content[0].value
+
+
+def test_enclosures_in_atom_rss_and_json_feed(site: Path) -> None:
+    write(site / "articles/audio/episode-1.mp3", MP3)
+    md(site, "show.md", "title: Episode 1\nenclosure: audio/episode-1.mp3\n", "Listen.")
+    write(site / "articles/video.mp4", b"\x00\x00\x00\x18ftypmp42" + bytes(100))
+    write(site / "articles/clip.txt", "title Clip\nenclosure video.mp4\ndate 2024-01-02 Watch.\n")
+    report, settings = run(site)
+    assert not report.problems, report.problems
+    out = settings.output_dir
+    url = SITE_URL + "articles/audio/episode-1.mp3"
+    for name in ("feed.atom", "feed.rss"):
+        entries = {e.title: e for e in parse(out / name).entries}
+        (episode,) = entries["Episode 1"].enclosures
+        assert (episode.href, int(episode.length), episode.type) == (url, len(MP3), "audio/mpeg")
+        (clip,) = entries["Clip"].enclosures
+        assert (int(clip.length), clip.type) == (112, "video/mp4")
+    atom = (out / "feed.atom").read_text()
+    assert f'<link href="{url}" rel="enclosure" type="audio/mpeg" length="{len(MP3)}"/>' in atom
+    items = {i["title"]: i for i in json.loads((out / "feed.json").read_text())["items"]}
+    assert items["Episode 1"]["attachments"] == [
+        {"url": url, "mime_type": "audio/mpeg", "size_in_bytes": len(MP3)}]
+
+    write(site / "articles/audio/episode-1.mp3", MP3 + bytes(10))  # length follows the file
+    run(site)
+    (episode,) = [e for e in parse(out / "feed.rss").entries if e.title == "Episode 1"]
+    assert int(episode.enclosures[0].length) == len(MP3) + 10
+
+
+def test_a_missing_enclosure_is_a_warning(site: Path) -> None:
+    md(site, "show.md", "title: Episode\nenclosure: nowhere.mp3\n", "Listen.")
+    problems = check(make_settings(site, **ENV), NOW).problems
+    assert [(p.path, "nowhere.mp3" in p.reason) for p in problems] == [("show.md", True)]
