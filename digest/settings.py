@@ -74,6 +74,7 @@ class Settings:
     serve_host: str = "127.0.0.1"
     serve_port: int = 8080
     subscribe_form: bool = False
+    bounce_soft_days: int = 7
 
     @property
     def site_url(self) -> str:
@@ -401,6 +402,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("SUBSCRIBE_FORM", "subscribe_form", "off",
          "on: the index page has a subscribe form and `digest serve` takes sign-ups (double "
          "opt-in by mail; needs DIGEST_FROM and SMTP)", _flag),
+    Spec("BOUNCE_SOFT_DAYS", "bounce_soft_days", "7",
+         "an address the server keeps deferring (4xx) for this many days without a "
+         "success in between becomes bounced (1 to 365)", _int_parser(1, 365)),
 )
 
 ENV_NAMES = frozenset(spec.env for spec in SPECS)

@@ -1,4 +1,4 @@
-"""Commands: send, preview, history, subscribers (add, remove, list, import)."""
+"""Commands: send, preview, history, subscribers (add, remove, list, import, reactivate)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from digest.addresses import file_name_part, normalize_address, read_address_fil
 from digest.cli.support import Context, now, pass_ctx, stop_on_signals
 from digest.errors import SubscriberError
 from digest.mail.message import OutgoingMessage
+from digest.mail.outbox import edition_exists, problems
 from digest.mail.outbox import history as edition_history
 from digest.mail.send import SendReport, preview_html, send_digest, test_message
 from digest.mail.send import dry_run as build_dry_run
@@ -27,6 +28,7 @@ from digest.mail.subscribers import (
     count_by_status,
     forget,
     list_subscribers,
+    reactivate,
     subscribe_many,
     unsubscribe,
 )
@@ -123,6 +125,10 @@ def _summarise(ctx: Context, report: SendReport) -> None:
              + (f", {report.unknown} unknown" if report.unknown else ""))
     for failure in report.failures:
         click.echo(f"  failed: {failure.recipient}: {failure.reply}", err=True)
+    if report.bounced:
+        click.echo(f"  {report.bounced} addresses bounced: skipped from now on (`digest "
+                   "subscribers list --status bounced`; `digest subscribers reactivate "
+                   "ADDRESS` takes one back)", err=True)
     if report.unknown:
         click.echo(f"  {report.unknown} messages got no reply after their data: the server "
                    "may have them; each is sent once more (same Message-ID) by a `digest send` "
@@ -149,14 +155,20 @@ def preview(ctx: Context, out_file: Path | None, open_browser: bool) -> None:
 
 
 @click.command()
+@click.argument("edition", type=click.IntRange(min=1), required=False)
 @click.option("--limit", default=20, show_default=True, help="How many editions to show.")
 @pass_ctx
-def history(ctx: Context, limit: int) -> None:
+def history(ctx: Context, edition: int | None, limit: int) -> None:
     """List past digest editions with their delivery counts.
 
     unknown: messages whose reply was lost after their data (the server may
-    have them); sent once more later, then left unconfirmed.
+    have them); sent once more later, then left unconfirmed. With EDITION:
+    its failed, deferred and unknown deliveries, one per line, with the
+    server's reply.
     """
+    if edition is not None:
+        _edition_problems(ctx, edition)
+        return
     with ctx.store() as store:
         rows = edition_history(store, limit)
     if not rows:
@@ -170,6 +182,20 @@ def history(ctx: Context, limit: int) -> None:
         ctx.echo(f"{r.id:>5}  {created:<16}  {r.status:<7}  {r.article_count:>8}  "
                  f"{r.recipient_count:>10}  {r.sent:>6}  {r.failed:>6}  {r.skipped:>7}  "
                  f"{r.pending:>7}  {r.unknown:>7}")
+
+
+def _edition_problems(ctx: Context, edition: int) -> None:
+    with ctx.store() as store:
+        if not edition_exists(store, edition):
+            raise click.BadParameter(f"there is no edition {edition} (see `digest history`)",
+                                     param_hint="EDITION")
+        rows = problems(store, edition)
+    for p in rows:
+        shown = "deferred" if p.status == "pending" else str(p.status)
+        click.echo(f"{p.recipient}\t{shown}\t{p.attempts}\t{p.updated_at:%Y-%m-%d %H:%M}\t"
+                   f"{p.reply}")
+    click.echo(f"edition {edition}: {len(rows)} failed, deferred or unknown deliveries",
+               err=True)
 
 
 @click.group()
@@ -215,15 +241,32 @@ def remove(ctx: Context, addresses: tuple[str, ...], erase: bool) -> None:
 @click.option("--status", type=click.Choice(STATUSES), help="Only addresses with this status.")
 @pass_ctx
 def list_command(ctx: Context, status: str | None) -> None:
-    """List the addresses, their status and since when."""
+    """List the addresses, their status and since when.
+
+    Bounced ones also show their bounce count and the last reply or report.
+    """
     with ctx.store() as store:
         rows = list_subscribers(store, status)
         counts = count_by_status(store)
     for s in rows:
         name = f"  {s.name}" if s.name else ""
-        click.echo(f"{s.address}\t{s.status}\t{s.updated_at:%Y-%m-%d}{name}")
+        bounce = (f"\t{s.bounces} bounces: {s.last_bounce or ''}"
+                  if s.status == "bounced" else "")
+        click.echo(f"{s.address}\t{s.status}\t{s.updated_at:%Y-%m-%d}{name}{bounce}")
     summary = ", ".join(f"{counts[k]} {k}" for k in STATUSES)
     click.echo(f"{len(rows)} shown ({summary})", err=True)
+
+
+@subscribers.command("reactivate")
+@click.argument("addresses", nargs=-1, required=True)
+@pass_ctx
+def reactivate_command(ctx: Context, addresses: tuple[str, ...]) -> None:
+    """Subscribe bounced ADDRESSES again (e.g. once the mailbox works again)."""
+    checked = [normalize_address(a, f"address {i}") for i, a in enumerate(addresses, start=1)]
+    with ctx.store() as store:
+        for address in checked:
+            done = reactivate(store, address, now())
+            ctx.echo(f"{address}: {'subscribed again' if done else 'was not bounced'}")
 
 
 @subscribers.command("import")
@@ -250,6 +293,9 @@ def _report_subscribe(ctx: Context, report: SubscribeReport) -> None:
              f"{len(report.kept_unsubscribed)} kept unsubscribed")
     for address in report.kept_unsubscribed:
         click.echo(f"  kept unsubscribed: {address} (use --resubscribe only with their consent)",
+                   err=True)
+    for address in report.kept_bounced:
+        click.echo(f"  kept bounced: {address} (`digest subscribers reactivate` takes it back)",
                    err=True)
 
 

@@ -27,14 +27,18 @@ from digest.store.outbox import (
     Delivery,
     EditionSummary,
     Failure,
+    Problem,
     Recorder,
+    edition_exists,
     history,
     new_owner,
+    problems,
 )
 
 __all__ = ["DONE", "FAILED", "OPEN", "PENDING", "SENDING", "SENT", "SKIPPED", "STATUSES", "TO_DO",
            "UNCONFIRMED", "UNKNOWN", "Delivery", "Edition", "EditionSummary", "Failure",
-           "Outbox", "Recorder", "history", "new_owner"]
+           "Outbox", "Problem", "Recorder", "edition_exists", "history", "new_owner",
+           "problems"]
 
 
 class Outbox(stored.Outbox):

@@ -118,6 +118,7 @@ class SendReport:
     finished: bool  # the edition is complete
     failures: tuple[Failure, ...] = ()
     unknown: int = 0  # by this run: sent, but the reply was lost (may have been accepted)
+    bounced: int = 0  # by this run: recipients that became bounced (among the failed)
 
     @property
     def ok(self) -> bool:
@@ -168,7 +169,7 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
         skipped=run.skipped, deferred=run.deferred,
         remaining=sum(counts[s] for s in TO_DO), stopped=run.stopped,
         finished=finished or sum(counts[s] for s in TO_DO) == 0,
-        failures=tuple(run.failures), unknown=run.unknown)
+        failures=tuple(run.failures), unknown=run.unknown, bounced=run.bounced)
     log.info("edition %d: %d sent, %d failed, %d skipped, %d deferred, %d unknown, "
              "%d remaining", edition.id, report.sent, report.failed, report.skipped,
              report.deferred, report.unknown, report.remaining)
@@ -303,7 +304,8 @@ class _Run:
         self.progress = progress
         self.batch = batch
         self.interval = 1.0 / settings.smtp_rate_limit if settings.smtp_rate_limit else 0.0
-        self.sent = self.skipped = self.deferred = self.unknown = 0
+        self.sent = self.skipped = self.deferred = self.unknown = self.bounced = 0
+        self.soft_limit = timedelta(days=settings.bounce_soft_days)
         self.failures: list[Failure] = []
         self.stopped = False
         self._mailer: Mailer | None = None
@@ -358,8 +360,14 @@ class _Run:
     def _accepted(self, delivery: Delivery, attempts: int) -> None:
         """The server accepted `delivery`: start marking it sent (waits for any earlier write)."""
         self._record()
-        self._recording = self._worker.submit(self._recorder.mark_sent, delivery, self.clock(),
-                                              attempts)
+        self._recording = self._worker.submit(self._mark_sent, delivery, self.clock(), attempts)
+
+    def _mark_sent(self, delivery: Delivery, now: datetime, attempts: int) -> bool:
+        """On the worker: mark the delivery sent; a recipient deferred until now no longer is."""
+        done = self._recorder.mark_sent(delivery, now, attempts)
+        if done and delivery.soft_bounce_since is not None:
+            self.outbox.clear_soft_bounce(delivery.recipient)
+        return done
 
     def _record(self) -> None:
         """Wait until the message the server last accepted is marked sent (if not done yet)."""
@@ -396,8 +404,12 @@ class _Run:
                 self._record()
                 self._unreachable = self._lost_in_row = 0
                 log.warning("delivery to %s failed: %s", delivery.recipient, exc.reply)
-                if self.outbox.mark_failed(delivery, self.clock(), attempt, exc.reply):
+                if not exc.about_recipient:
+                    if self.outbox.mark_failed(delivery, self.clock(), attempt, exc.reply):
+                        self.failures.append(Failure(delivery.recipient, exc.reply))
+                elif self.outbox.mark_bounced(delivery, self.clock(), attempt, exc.reply):
                     self.failures.append(Failure(delivery.recipient, exc.reply))
+                    self.bounced += 1
                 return
             except TemporaryFailure as exc:
                 self._record()
@@ -431,8 +443,27 @@ class _Run:
 
     def _give_back(self, delivery: Delivery, attempts: int, exc: TemporaryFailure) -> None:
         now = self.clock()
-        if delivery.attempts + attempts >= self.retry.max_total_attempts:
-            reply = f"gave up after {delivery.attempts + attempts} attempts: {exc.reply}"
+        total = delivery.attempts + attempts
+        give_up = total >= self.retry.max_total_attempts
+        if exc.about_recipient:
+            # A deferral of this recipient: BOUNCE_SOFT_DAYS of them without a success
+            # in between make it bounced.
+            reply = f"gave up after {total} attempts: {exc.reply}"
+            bounced = self.outbox.defer_soft(delivery, now, attempts, exc.reply,
+                                             now + self.retry.defer_for, self.soft_limit,
+                                             reply if give_up else None)
+            if bounced:
+                log.warning("%s deferred for %s without a success: bounced",
+                            delivery.recipient, self.soft_limit)
+                self.bounced += 1
+                self.failures.append(Failure(delivery.recipient, exc.reply))
+            elif bounced is not None and give_up:
+                self.failures.append(Failure(delivery.recipient, reply))
+            elif bounced is not None:
+                self.deferred += 1
+            return
+        if give_up:
+            reply = f"gave up after {total} attempts: {exc.reply}"
             if self.outbox.mark_failed(delivery, now, attempts, reply):
                 self.failures.append(Failure(delivery.recipient, reply))
             return

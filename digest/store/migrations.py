@@ -128,4 +128,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         # (lost twice: never sent again).
         "ALTER TABLE deliveries ADD COLUMN lost_replies INTEGER NOT NULL DEFAULT 0",
     )),
+    Migration("0005_i13_bounces", (
+        # Bounces per subscriber: how many were recorded (refusals, deferrals,
+        # bounce messages), the last reply or report, and since when the
+        # address has been deferred without a success in between (cleared by a
+        # delivery the server accepts); BOUNCE_SOFT_DAYS of that makes it
+        # bounced. The reply per delivery is deliveries.reply (0002).
+        "ALTER TABLE subscribers ADD COLUMN bounces INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE subscribers ADD COLUMN last_bounce TEXT",
+        "ALTER TABLE subscribers ADD COLUMN soft_bounce_since TEXT",
+    )),
 )
