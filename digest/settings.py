@@ -31,6 +31,9 @@ _HOST = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))
 _DATABASE = re.compile(r"^([a-z0-9]+)(?:\+([a-z0-9_]+))?://", re.IGNORECASE)
 _DRIVERS = {"sqlite": ("", "pysqlite"), "postgresql": ("", "psycopg", "psycopg2")}
 SUBJECT_FIELDS = ("site", "count", "date")
+FEEDBACK_ID_FIELDS = ("edition", "host")
+FEEDBACK_ID_MAX = 200  # characters of the template; the header stays one short line
+_FEEDBACK_LITERAL = re.compile(r"^[!-~]*$", re.ASCII)  # printable ASCII, no space
 BASE_URL_MAX = 300  # octets, encoded: the List-Unsubscribe line (URL + token) stays < 998
 TEXT_MAX = 1000  # characters of a title or subject
 
@@ -75,6 +78,7 @@ class Settings:
     serve_port: int = 8080
     subscribe_form: bool = False
     bounce_soft_days: int = 7
+    feedback_id: str = "{edition}:digest:{host}"
 
     @property
     def site_url(self) -> str:
@@ -313,6 +317,28 @@ def _subject(name: str, value: str, base: Path) -> str:
     return text
 
 
+def _feedback_id(name: str, value: str, base: Path) -> str:
+    """A Feedback-ID template: printable ASCII without spaces, placeholders {edition}, {host}."""
+    text = value.strip()
+    hint = ("use printable ASCII without spaces and only the placeholders {edition} and "
+            "{host}, e.g. {edition}:digest:{host} (empty: no Feedback-ID header)")
+    if len(text) > FEEDBACK_ID_MAX:
+        raise ConfigError(f"{name} is longer than {FEEDBACK_ID_MAX} characters", hint)
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ConfigError(f"{name}={value!r} has a stray brace ({exc})", hint) from None
+    for literal, field_name, spec, conversion in fields:
+        if not _FEEDBACK_LITERAL.match(literal):
+            raise ConfigError(f"{name}={value!r} has a space or a character outside "
+                              "printable ASCII", hint)
+        if field_name is not None and (field_name not in FEEDBACK_ID_FIELDS or spec
+                                       or conversion):
+            raise ConfigError(f"{name}={value!r} has an unknown placeholder {{{field_name}}}",
+                              hint)
+    return text
+
+
 def _cron(name: str, value: str, base: Path) -> str:
     # Imported here, not at the top: digest.cron pulls in APScheduler, which only the
     # commands that read settings need, never `digest --help`. (Not a hidden cycle.)
@@ -405,6 +431,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("BOUNCE_SOFT_DAYS", "bounce_soft_days", "7",
          "an address the server keeps deferring (4xx) for this many days without a "
          "success in between becomes bounced (1 to 365)", _int_parser(1, 365)),
+    Spec("FEEDBACK_ID", "feedback_id", "{edition}:digest:{host}",
+         "Feedback-ID header of digest mail for mailbox providers' complaint loops; "
+         "placeholders {edition} and {host} (of BASE_URL); empty: no such header",
+         _feedback_id),
 )
 
 ENV_NAMES = frozenset(spec.env for spec in SPECS)

@@ -156,7 +156,8 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
     if edition is None:
         log.info("no new articles: no digest to send")
         return SendReport(None, False, 0, 0, 0, 0, 0, 0, 0, False, False)
-    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid)
+    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid,
+                             edition.id)
     run = _Run(settings, outbox, edition, factory, mailer_factory, clock,
                retry or RetryPolicy(), sleep, monotonic, should_stop or (lambda: False),
                progress, batch)
@@ -236,7 +237,8 @@ def dry_run(settings: Settings, store: Store, now: datetime) -> list[OutgoingMes
     """The messages `digest send` would send now, built but not sent or recorded."""
     check_send_settings(settings)
     edition = next_edition(settings, store, now)
-    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid)
+    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid,
+                             edition.id)
     names = {s.address: s.name for s in list_subscribers(store, SUBSCRIBED)}
     known = {s.address for s in list_subscribers(store)}
     recipients = sorted(set(names) | {a for a in settings.digest_recipients if a not in known})
@@ -251,7 +253,8 @@ def test_message(settings: Settings, store: Store, address: str, now: datetime
     """The next edition for one address, with a fresh Message-ID; nothing recorded."""
     check_send_settings(settings)
     edition = next_edition(settings, store, now)
-    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid)
+    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid,
+                             edition.id)
     msg_id = message_id(uuid.uuid4().hex[:16], address, sender_domain(settings))
     return factory.build(personal(settings, edition, address, None, msg_id, now))
 
