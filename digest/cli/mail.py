@@ -1,4 +1,5 @@
-"""Commands: send, preview, history, subscribers (add, remove, list, import, reactivate)."""
+"""Commands: send, preview, history, subscribers (add, remove, list, import, export,
+reactivate)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import click
 
 from digest import exit_codes
-from digest.addresses import file_name_part, normalize_address, read_address_file, split_named
+from digest.addresses import file_name_part, normalize_address, split_named
 from digest.cli.support import Context, now, pass_ctx, stop_on_signals
 from digest.errors import SubscriberError
 from digest.mail.message import OutgoingMessage
@@ -22,6 +23,7 @@ from digest.mail.outbox import history as edition_history
 from digest.mail.send import SendReport, preview_html, send_digest, test_message
 from digest.mail.send import dry_run as build_dry_run
 from digest.mail.smtp import SMTPMailer
+from digest.mail.subscriber_csv import import_rows, read_subscriber_file, write_csv
 from digest.mail.subscribers import (
     STATUSES,
     SubscribeReport,
@@ -276,15 +278,43 @@ def reactivate_command(ctx: Context, addresses: tuple[str, ...]) -> None:
 @pass_ctx
 def import_command(ctx: Context, file: Path, resubscribe: bool) -> None:
     """Subscribe the addresses in FILE: a CSV (an 'email' column, else the first) or
-    one address per line. Nothing is imported if any line is invalid."""
-    lines = read_address_file(file)
-    if not lines:
+    one address per line. Nothing is imported if any line is invalid.
+
+    A file written by `digest subscribers export` keeps its statuses: addresses it
+    lists as unsubscribed or bounced are never subscribed (new ones are recorded
+    so), pending ones are skipped.
+    """
+    rows = read_subscriber_file(file)
+    if not rows:
         raise SubscriberError(f"{file}: no addresses found",
                               "put one address per line, or a CSV with an 'email' column")
     with ctx.store() as store:
-        report = subscribe_many(store, [(line.address, line.name) for line in lines], now(),
-                                source="import", resubscribe=resubscribe)
-    _report_subscribe(ctx, report)
+        report = import_rows(store, rows, now(), source="import", resubscribe=resubscribe)
+    _report_subscribe(ctx, report.subscribed)
+    if report.recorded or report.left or report.skipped_pending:
+        ctx.echo(f"{len(report.recorded)} recorded as unsubscribed or bounced, "
+                 f"{len(report.left)} listed as unsubscribed or bounced left as they were, "
+                 f"{len(report.skipped_pending)} pending skipped")
+
+
+@subscribers.command("export")
+@click.option("--status", type=click.Choice(STATUSES), help="Only addresses with this status.")
+@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to this file instead of standard output.")
+@pass_ctx
+def export_command(ctx: Context, status: str | None, out_file: Path | None) -> None:
+    """Write the subscribers as CSV, the format `digest subscribers import` reads back.
+
+    Columns: email, name, status, topics, cadence, subscribed_at, bounces.
+    """
+    with ctx.store() as store:
+        rows = list_subscribers(store, status)
+    if out_file is None:
+        count = write_csv(rows, sys.stdout)
+    else:
+        with out_file.open("w", encoding="utf-8", newline="") as out:
+            count = write_csv(rows, out)
+    click.echo(f"{count} exported", err=True)
 
 
 def _report_subscribe(ctx: Context, report: SubscribeReport) -> None:

@@ -87,6 +87,20 @@ def subscribe_many(store: Store, wanted: dict[str, str | None], duplicates: Sequ
                            tuple(bounced))
 
 
+def record_new(store: Store, rows: dict[str, tuple[str | None, SubscriberStatus]],
+               now: datetime, *, source: str) -> tuple[str, ...]:
+    """Record address -> (name, status) for addresses not yet known; the ones recorded."""
+    stamp = iso(now)
+    with store.transaction() as conn:
+        known = _statuses(conn, list(rows))
+        new = [a for a in rows if a not in known]
+        if new:
+            conn.execute(subscribers.insert(), [
+                {"address": a, "name": rows[a][0], "status": rows[a][1].value,
+                 "source": source, "created_at": stamp, "updated_at": stamp} for a in new])
+    return tuple(new)
+
+
 def unsubscribe(store: Store, address: str, now: datetime) -> bool:
     """Unsubscribe; True if it was subscribed or pending (an unknown one is recorded)."""
     stamp = iso(now)
