@@ -79,6 +79,7 @@ class Settings:
     subscribe_form: bool = False
     bounce_soft_days: int = 7
     feedback_id: str = "{edition}:digest:{host}"
+    bounce_address: str | None = None
 
     @property
     def site_url(self) -> str:
@@ -339,6 +340,18 @@ def _feedback_id(name: str, value: str, base: Path) -> str:
     return text
 
 
+def _bounce_address(name: str, value: str, base: Path) -> str | None:
+    """A bare ASCII address without '+' in its local part (VERP adds +token)."""
+    address = _optional_address(name, value, base)
+    if address is None:
+        return None
+    if not address.isascii() or "+" in address.rpartition("@")[0]:
+        raise ConfigError(f"{name}={value!r} cannot carry a VERP token",
+                          f"set {name} to a plain ASCII address without '+', e.g. "
+                          f"{name}=bounces@example.org")
+    return address
+
+
 def _cron(name: str, value: str, base: Path) -> str:
     # Imported here, not at the top: digest.cron pulls in APScheduler, which only the
     # commands that read settings need, never `digest --help`. (Not a hidden cycle.)
@@ -435,6 +448,9 @@ SPECS: tuple[Spec, ...] = (
          "Feedback-ID header of digest mail for mailbox providers' complaint loops; "
          "placeholders {edition} and {host} (of BASE_URL); empty: no such header",
          _feedback_id),
+    Spec("BOUNCE_ADDRESS", "bounce_address", "",
+         "envelope sender of digest mail, as bounces+<signed token>@domain per message, so a "
+         "bounce names its recipient (empty: DIGEST_FROM's address, no VERP)", _bounce_address),
 )
 
 ENV_NAMES = frozenset(spec.env for spec in SPECS)

@@ -34,6 +34,7 @@ from urllib.parse import quote, urlsplit
 
 from digest.errors import ConfigError
 from digest.headers import list_id_value, mailbox_value, set_mailbox, set_text, token_value
+from digest.mail import verp
 from digest.mail.render import RECIPIENT_SLOT, UNSUBSCRIBE_SLOT, RenderedDigest, one_line
 from digest.settings import Settings
 
@@ -120,6 +121,8 @@ class MessageFactory:
                  edition: int | None = None) -> None:
         self.settings = settings
         self.feedback_id = feedback_id(settings, edition)
+        self.edition = edition
+        self.edition_uid = edition_uid
         self.rendered = rendered
         self.sender = sender_address(settings)
         self.boundary = f"=_digest_{edition_uid}"  # "=_" cannot occur in quoted-printable
@@ -138,7 +141,16 @@ class MessageFactory:
         data = b"".join((self._head, self._personal_headers(personal), self._before_text,
                          self._text.fill(values), self._before_html, self._html.fill(values),
                          self._end))
-        return OutgoingMessage(self.sender, personal.address, personal.message_id, data)
+        return OutgoingMessage(self.envelope_sender(personal.address), personal.address,
+                               personal.message_id, data)
+
+    def envelope_sender(self, recipient: str) -> str:
+        """DIGEST_FROM's address; with BOUNCE_ADDRESS, its VERP form for this recipient."""
+        bounce, secret = self.settings.bounce_address, self.settings.secret_key
+        if bounce is None or self.edition is None or not secret:
+            return self.sender
+        token = verp.make_token(secret, self.edition, self.edition_uid, recipient)
+        return verp.envelope_sender(bounce, token)
 
     def _personal_headers(self, personal: Personal) -> bytes:
         name = one_line(personal.name) if personal.name else None

@@ -30,6 +30,7 @@ from digest.store.outbox import (
     Problem,
     Recorder,
     edition_exists,
+    edition_recipients,
     history,
     new_owner,
     problems,
@@ -37,7 +38,8 @@ from digest.store.outbox import (
 
 __all__ = ["DONE", "FAILED", "OPEN", "PENDING", "SENDING", "SENT", "SKIPPED", "STATUSES", "TO_DO",
            "UNCONFIRMED", "UNKNOWN", "Delivery", "Edition", "EditionSummary", "Failure",
-           "Outbox", "Problem", "Recorder", "edition_exists", "history", "new_owner",
+           "Outbox", "Problem", "Recorder", "edition_exists", "edition_recipients",
+           "history", "new_owner",
            "problems"]
 
 

@@ -579,6 +579,16 @@ def problems(store: Store, edition_id: int) -> list[Problem]:
                         unstamp(r.updated_at), r.reply or "") for r in conn.execute(query)]
 
 
+def edition_recipients(store: Store, edition_id: int) -> tuple[str, list[str]] | None:
+    """The uid of an edition and its recipients; None if there is no such edition."""
+    with store.reading() as conn:
+        uid = conn.execute(sa.select(editions.c.uid).where(editions.c.id == edition_id)).scalar()
+        if uid is None:
+            return None
+        return str(uid), [row[0] for row in conn.execute(
+            sa.select(deliveries.c.recipient).where(deliveries.c.edition_id == edition_id))]
+
+
 def edition_exists(store: Store, edition_id: int) -> bool:
     with store.reading() as conn:
         return conn.execute(sa.select(editions.c.id).where(editions.c.id == edition_id)

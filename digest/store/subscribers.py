@@ -222,6 +222,27 @@ def _mark_bounced(conn: Connection, address: str, now: datetime) -> bool:
         .values(status=BOUNCED.value, soft_bounce_since=None, updated_at=iso(now))).rowcount)
 
 
+def record_report(store: Store, address: str, now: datetime, kind: str, note: str) -> str | None:
+    """A returned message about `address` (a known subscriber), in one transaction.
+
+    kind "permanent": counted, bounced; "temporary": counted; "complaint":
+    counted, unsubscribed. The status afterwards, or None for an unknown address.
+    """
+    with store.transaction() as conn:
+        if address not in _statuses(conn, [address]):
+            return None
+        _count(conn, address, note)
+        if kind == "permanent":
+            _mark_bounced(conn, address, now)
+        elif kind == "complaint":
+            conn.execute(subscribers.update()
+                         .where(subscribers.c.address == address,
+                                subscribers.c.status != UNSUBSCRIBED.value)
+                         .values(status=UNSUBSCRIBED.value, soft_bounce_since=None,
+                                 updated_at=iso(now)))
+        return _statuses(conn, [address])[address]
+
+
 def clear_soft_bounce(store: Store, address: str) -> None:
     """The server accepted a message for `address`: it is no longer being deferred."""
     with store.transaction() as conn:
