@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import idna
@@ -36,6 +36,18 @@ FEEDBACK_ID_MAX = 200  # characters of the template; the header stays one short 
 _FEEDBACK_LITERAL = re.compile(r"^[!-~]*$", re.ASCII)  # printable ASCII, no space
 BASE_URL_MAX = 300  # octets, encoded: the List-Unsubscribe line (URL + token) stays < 998
 TEXT_MAX = 1000  # characters of a title or subject
+
+
+@dataclass(frozen=True)
+class ImapMailbox:
+    """BOUNCE_IMAP_URL parsed: where `digest bounces fetch` reads returned messages."""
+
+    security: str  # "ssl" (imaps://) or "starttls" (imap://): always TLS
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    mailbox: str = "INBOX"
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,8 @@ class Settings:
     bounce_soft_days: int = 7
     feedback_id: str = "{edition}:digest:{host}"
     bounce_address: str | None = None
+    bounce_imap: ImapMailbox | None = field(default=None, repr=False)
+    bounce_imap_done: str = "delete"
 
     @property
     def site_url(self) -> str:
@@ -352,6 +366,40 @@ def _bounce_address(name: str, value: str, base: Path) -> str | None:
     return address
 
 
+def _imap_url(name: str, value: str, base: Path) -> ImapMailbox | None:
+    """imaps://user:password@host[:port]/MAILBOX (TLS) or imap://... (STARTTLS required)."""
+    text = value.strip()
+    if not text:
+        return None
+    example = (f"set {name}=imaps://user:password@imap.example.org/INBOX (percent-encode "
+               "special characters in the user name and password)")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL (check the host and port)", example) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("imap", "imaps") or not parts.hostname:
+        raise ConfigError(f"{name} must start with imaps:// (or imap://, then with STARTTLS)",
+                          example)
+    if not parts.username or parts.password is None or parts.query or parts.fragment:
+        raise ConfigError(f"{name} needs a user name and password, and no query", example)
+    mailbox = unquote(parts.path.lstrip("/")) or "INBOX"
+    fields = (unquote(parts.username), unquote(parts.password), mailbox)
+    if any(not f.isprintable() or len(f) > 500 for f in fields):
+        raise ConfigError(f"{name} has control characters or overlong parts", example)
+    return ImapMailbox("ssl" if scheme == "imaps" else "starttls", parts.hostname,
+                       port or (993 if scheme == "imaps" else 143), *fields)
+
+
+def _imap_done(name: str, value: str, base: Path) -> str:
+    text = value.strip() or "delete"
+    if not text.isprintable() or len(text) > 200 or '"' in text or "\\" in text:
+        raise ConfigError(f"{name}={value!r} is not a mailbox name",
+                          f"set {name}=delete or to a folder name such as Processed")
+    return text
+
+
 def _cron(name: str, value: str, base: Path) -> str:
     # Imported here, not at the top: digest.cron pulls in APScheduler, which only the
     # commands that read settings need, never `digest --help`. (Not a hidden cycle.)
@@ -451,6 +499,12 @@ SPECS: tuple[Spec, ...] = (
     Spec("BOUNCE_ADDRESS", "bounce_address", "",
          "envelope sender of digest mail, as bounces+<signed token>@domain per message, so a "
          "bounce names its recipient (empty: DIGEST_FROM's address, no VERP)", _bounce_address),
+    Spec("BOUNCE_IMAP_URL", "bounce_imap", "",
+         "mailbox `digest bounces fetch` reads, imaps://user:password@host/INBOX (or imap:// "
+         "with STARTTLS; TLS always)", _imap_url, secret=True),
+    Spec("BOUNCE_IMAP_DONE", "bounce_imap_done", "delete",
+         "what `digest bounces fetch` does with a message it acted on: delete, or a folder "
+         "to move it to (others are only marked seen)", _imap_done),
 )
 
 ENV_NAMES = frozenset(spec.env for spec in SPECS)

@@ -1,4 +1,4 @@
-"""Commands: bounces import."""
+"""Commands: bounces import, bounces fetch."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import click
 
 from digest.cli.support import Context, now, pass_ctx
 from digest.errors import MailError
-from digest.mail.bounces import check_bounce_settings, import_messages
+from digest.mail.bounces import ImportSummary, check_bounce_settings, import_messages
+from digest.mail.imap import fetch_bounces
 
 _RESULTS = ("bounced", "counted", "unsubscribed", "unrecognised", "unmatched", "unreadable")
 
@@ -36,6 +37,23 @@ def import_command(ctx: Context, files: tuple[Path, ...]) -> None:
     check_bounce_settings(ctx.settings)
     with ctx.store() as store:
         summary = import_messages(ctx.settings, store, _messages(files), now())
+    _report(ctx, summary)
+
+
+@bounces.command("fetch")
+@pass_ctx
+def fetch_command(ctx: Context) -> None:
+    """Read the unseen messages of the IMAP mailbox BOUNCE_IMAP_URL, as `bounces import` does.
+
+    Messages that changed a subscriber are deleted (or moved to the folder
+    BOUNCE_IMAP_DONE names); the others are marked seen and left alone.
+    """
+    with ctx.store() as store:
+        summary = fetch_bounces(ctx.settings, store, now())
+    _report(ctx, summary)
+
+
+def _report(ctx: Context, summary: ImportSummary) -> None:
     for outcome in summary.outcomes:
         if outcome.result not in ("unrecognised",):
             click.echo(f"{outcome.source}\t{outcome.result}\t{outcome.address or '-'}\t"

@@ -38,6 +38,9 @@ class Outcome:
     detail: str = ""
 
 
+ACTED = ("bounced", "counted", "unsubscribed")  # results that changed a subscriber
+
+
 @dataclass
 class ImportSummary:
     outcomes: list[Outcome] = field(default_factory=list)
@@ -60,14 +63,20 @@ def import_messages(settings: Settings, store: Store, messages: Iterable[tuple[s
     bounce_address, secret = check_bounce_settings(settings)
     summary = ImportSummary()
     for source, data in messages:
-        outcome = _one(store, source, data, bounce_address, secret, now)
-        log.info("%s: %s %s %s", source, outcome.result, outcome.address or "", outcome.detail)
-        summary.outcomes.append(outcome)
+        summary.outcomes.append(apply_message(store, source, data, bounce_address, secret, now))
     return summary
 
 
-def _one(store: Store, source: str, data: bytes, bounce_address: str, secret: str,
-         now: datetime) -> Outcome:
+def apply_message(store: Store, source: str, data: bytes, bounce_address: str, secret: str,
+                  now: datetime) -> Outcome:
+    """Read one returned message and apply it to its subscriber (one transaction)."""
+    outcome = _apply(store, source, data, bounce_address, secret, now)
+    log.info("%s: %s %s %s", source, outcome.result, outcome.address or "", outcome.detail)
+    return outcome
+
+
+def _apply(store: Store, source: str, data: bytes, bounce_address: str, secret: str,
+           now: datetime) -> Outcome:
     try:
         report = parse_report(data, bounce_address)
     except ReportError as exc:

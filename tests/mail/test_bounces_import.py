@@ -7,6 +7,8 @@ Gmail use; @@VERP@@ and @@RCPT@@ are filled with what the test send used.
 
 from __future__ import annotations
 
+import imaplib
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,10 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest.mail.dsn import Report, ReportError, parse_report
-from digest.mail.subscribers import get_subscriber, subscribe_many
+from digest.mail.subscribers import get_subscriber, list_subscribers, subscribe_many
 from digest.mail.verp import VerpError, make_token, parse_token, tokens_in
 from digest.store.database import Store
 from tests.conftest import base_env, cli_env, digest_cli
+from tests.fixtures_imap import ImapMailbox
 from tests.fixtures_mail import NOW, SMTPServer, add_articles, sample_articles
 
 Start = Callable[..., SMTPServer]
@@ -167,6 +170,8 @@ def test_damaged_reports_raise_only_report_error(name: str, data: st.DataObject)
     original = bytearray(fill(name, "bounces+1-" + "a" * 20 + "-" + "b" * 20 + "@example.org",
                               "r@example.org"))
     for _ in range(data.draw(st.integers(1, 20))):
+        if not original:
+            break
         at = data.draw(st.integers(0, len(original) - 1))
         original[at:at + data.draw(st.integers(0, 40))] = data.draw(st.binary(max_size=40))
     try:
@@ -175,3 +180,112 @@ def test_damaged_reports_raise_only_report_error(name: str, data: st.DataObject)
         return
     assert report.kind in ("permanent", "temporary", "complaint", "unrecognised")
 
+
+
+# -- digest bounces fetch, against Dovecot --------------------------------------------------
+
+
+def sent_digest(tmp_path: Path, server: SMTPServer, recipients: list[str],
+                extra: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Send one edition with VERP to `recipients`; (environment, recipient -> sender)."""
+    env = {**base_env(tmp_path), **server.env(),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'state.sqlite3'}",
+           "BOUNCE_ADDRESS": BOUNCES, **extra}
+    store = Store.open(env["DATABASE_URL"], tmp_path)
+    try:
+        add_articles(store, *sample_articles(1))
+        subscribe_many(store, [(r, None) for r in recipients], NOW, source="cli")
+    finally:
+        store.close()
+    result = digest_cli("send", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    return env, {r.rcpt_to: r.mail_from for r in server.received}
+
+
+def statuses(env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    store = Store.open(env["DATABASE_URL"], tmp_path)
+    try:
+        return {s.address: str(s.status) for s in list_subscribers(store)}
+    finally:
+        store.close()
+
+
+def imap_client(mailbox: ImapMailbox) -> imaplib.IMAP4_SSL:
+    context = ssl.create_default_context(cafile=str(mailbox.server.ca_file))
+    client = imaplib.IMAP4_SSL("localhost", mailbox.server.imaps_port, ssl_context=context,
+                               timeout=10)
+    client.login(mailbox.user, mailbox.password)
+    return client
+
+
+def uids(client: imaplib.IMAP4_SSL, folder: str, criterion: str = "ALL") -> int:
+    client.select(f'"{folder}"')
+    _typ, data = client.uid("SEARCH", criterion)
+    return len((data[0] or b"").split())
+
+
+def test_fetch_over_imaps_moves_what_it_acted_on(tmp_path: Path, smtp_servers: Start,
+                                                 imap_mailbox: ImapMailbox) -> None:
+    people = ["pf@example.org", "arf@example.org", "ooo@example.org"]
+    env, senders = sent_digest(tmp_path, smtp_servers(), people, {
+        "BOUNCE_IMAP_URL": imap_mailbox.url("imaps"), "BOUNCE_IMAP_DONE": "Processed",
+        "SSL_CERT_FILE": str(imap_mailbox.server.ca_file)})
+    client = imap_client(imap_mailbox)
+    try:
+        client.create('"Processed"')
+        for name, person in (("postfix_user_unknown.eml", people[0]),
+                             ("arf_complaint.eml", people[1]), ("out_of_office.eml", people[2])):
+            typ, _ = client.append("INBOX", None, None, fill(name, senders[person], person))
+            assert typ == "OK"
+    finally:
+        client.logout()
+
+    result = digest_cli("bounces", "fetch", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        "1 bounced, 0 counted, 1 unsubscribed, 1 unrecognised, 0 unmatched, 0 unreadable")
+    assert statuses(env, tmp_path) == {"pf@example.org": "bounced",
+                                       "arf@example.org": "unsubscribed",
+                                       "ooo@example.org": "subscribed"}
+    client = imap_client(imap_mailbox)
+    try:
+        assert uids(client, "Processed") == 2
+        assert (uids(client, "INBOX"), uids(client, "INBOX", "UNSEEN")) == (1, 0)  # left, seen
+    finally:
+        client.logout()
+    # A second fetch finds nothing new.
+    result = digest_cli("bounces", "fetch", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith("0 bounced, 0 counted, 0 unsubscribed, 0 ")
+
+
+def test_fetch_over_starttls_deletes_and_refuses_untrusted_or_wrong_login(
+        tmp_path: Path, smtp_servers: Start, imap_mailbox: ImapMailbox) -> None:
+    env, senders = sent_digest(tmp_path, smtp_servers(), ["ex@example.org"], {
+        "BOUNCE_IMAP_URL": imap_mailbox.url("imap"),
+        "SSL_CERT_FILE": str(imap_mailbox.server.ca_file)})
+    client = imap_client(imap_mailbox)
+    try:
+        client.append("INBOX", None, None,
+                      fill("exim_delayed.eml", senders["ex@example.org"], "ex@example.org"))
+    finally:
+        client.logout()
+    untrusted = {k: v for k, v in env.items() if k != "SSL_CERT_FILE"}
+    result = digest_cli("bounces", "fetch", cwd=tmp_path, env=untrusted)
+    assert result.returncode == 1
+    assert "is not trusted" in result.stderr
+    wrong = {**env, "BOUNCE_IMAP_URL": imap_mailbox.url("imaps").replace(
+        imap_mailbox.password, "wrong")}
+    result = digest_cli("bounces", "fetch", cwd=tmp_path, env=wrong)
+    assert result.returncode == 1
+    assert "login failed" in result.stderr and "BOUNCE_IMAP_URL" in result.stderr
+    assert imap_mailbox.password not in result.stderr + result.stdout
+
+    result = digest_cli("bounces", "fetch", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "\tcounted\tex@example.org\tdelay 4.0.0" in result.stdout
+    client = imap_client(imap_mailbox)
+    try:
+        assert uids(client, "INBOX") == 0  # deleted (BOUNCE_IMAP_DONE=delete, the default)
+    finally:
+        client.logout()
