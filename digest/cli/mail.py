@@ -20,9 +20,15 @@ from digest.errors import SubscriberError
 from digest.mail.message import OutgoingMessage
 from digest.mail.outbox import edition_exists, problems
 from digest.mail.outbox import history as edition_history
-from digest.mail.send import SendReport, preview_html, send_digest, test_message
+from digest.mail.send import (
+    SendReport,
+    check_send_settings,
+    preview_html,
+    send_digest,
+    test_message,
+)
 from digest.mail.send import dry_run as build_dry_run
-from digest.mail.smtp import SMTPMailer
+from digest.mail.smtp import PermanentFailure, SMTPMailer, TemporaryFailure
 from digest.mail.subscriber_csv import import_rows, read_subscriber_file, write_csv
 from digest.mail.subscribers import (
     STATUSES,
@@ -34,7 +40,9 @@ from digest.mail.subscribers import (
     subscribe_many,
     unsubscribe,
 )
+from digest.mail.welcome import send_welcome
 from digest.service.reports import delivery_counts
+from digest.store.database import Store
 
 
 @click.command()
@@ -205,20 +213,30 @@ def subscribers() -> None:
     """Manage the digest's subscribers (kept in the state store)."""
 
 
+_WELCOME = click.option("--welcome", is_flag=True,
+                        help="Mail the welcome message (welcome.txt/.html) to the addresses "
+                             "this subscribes.")
+
+
 @subscribers.command("add")
 @click.argument("addresses", nargs=-1, required=True)
 @click.option("--resubscribe", is_flag=True,
               help="Subscribe again addresses that unsubscribed (only with their consent).")
+@_WELCOME
 @pass_ctx
-def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool) -> None:
+def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool, welcome: bool) -> None:
     """Subscribe ADDRESSES ('name@example.org' or 'Name <name@example.org>')."""
     entries = []
     for number, text in enumerate(addresses, start=1):
         name, address = split_named(text)
         entries.append((normalize_address(address, f"address {number}"), name))
+    if welcome:
+        check_send_settings(ctx.settings)
     with ctx.store() as store:
         report = subscribe_many(store, entries, now(), source="cli", resubscribe=resubscribe)
-    _report_subscribe(ctx, report)
+        _report_subscribe(ctx, report)
+        if welcome:
+            _send_welcomes(ctx, store, report)
 
 
 @subscribers.command("remove")
@@ -275,8 +293,9 @@ def reactivate_command(ctx: Context, addresses: tuple[str, ...]) -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--resubscribe", is_flag=True,
               help="Subscribe again addresses that unsubscribed (only with their consent).")
+@_WELCOME
 @pass_ctx
-def import_command(ctx: Context, file: Path, resubscribe: bool) -> None:
+def import_command(ctx: Context, file: Path, resubscribe: bool, welcome: bool) -> None:
     """Subscribe the addresses in FILE: a CSV (an 'email' column, else the first) or
     one address per line. Nothing is imported if any line is invalid.
 
@@ -288,9 +307,13 @@ def import_command(ctx: Context, file: Path, resubscribe: bool) -> None:
     if not rows:
         raise SubscriberError(f"{file}: no addresses found",
                               "put one address per line, or a CSV with an 'email' column")
+    if welcome:
+        check_send_settings(ctx.settings)
     with ctx.store() as store:
         report = import_rows(store, rows, now(), source="import", resubscribe=resubscribe)
-    _report_subscribe(ctx, report.subscribed)
+        _report_subscribe(ctx, report.subscribed)
+        if welcome:
+            _send_welcomes(ctx, store, report.subscribed)
     if report.recorded or report.left or report.skipped_pending:
         ctx.echo(f"{len(report.recorded)} recorded as unsubscribed or bounced, "
                  f"{len(report.left)} listed as unsubscribed or bounced left as they were, "
@@ -315,6 +338,27 @@ def export_command(ctx: Context, status: str | None, out_file: Path | None) -> N
         with out_file.open("w", encoding="utf-8", newline="") as out:
             count = write_csv(rows, out)
     click.echo(f"{count} exported", err=True)
+
+
+def _send_welcomes(ctx: Context, store: Store, report: SubscribeReport) -> None:
+    """The welcome mail to each address the command subscribed, over one SMTP session."""
+    addresses = [*report.added, *report.subscribed]
+    if not addresses:
+        return
+    mailer = SMTPMailer(ctx.settings)
+    sent = 0
+    try:
+        for address in addresses:
+            try:
+                send_welcome(ctx.settings, store, mailer, address, now())
+                sent += 1
+            except (TemporaryFailure, PermanentFailure) as exc:
+                click.echo(f"  welcome mail to {address} not sent: {exc.reply}", err=True)
+    finally:
+        mailer.close()
+    ctx.echo(f"{sent} welcome mails sent")
+    if sent < len(addresses):
+        sys.exit(exit_codes.PROBLEMS)
 
 
 def _report_subscribe(ctx: Context, report: SubscribeReport) -> None:
