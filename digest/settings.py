@@ -94,6 +94,7 @@ class Settings:
     bounce_address: str | None = None
     bounce_imap: ImapMailbox | None = field(default=None, repr=False)
     bounce_imap_done: str = "delete"
+    bounce_fetch_interval: float = 600.0
 
     @property
     def site_url(self) -> str:
@@ -505,6 +506,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("BOUNCE_IMAP_DONE", "bounce_imap_done", "delete",
          "what `digest bounces fetch` does with a message it acted on: delete, or a folder "
          "to move it to (others are only marked seen)", _imap_done),
+    Spec("BOUNCE_FETCH_INTERVAL", "bounce_fetch_interval", "10m",
+         "how often `digest run` runs `digest bounces fetch` when BOUNCE_IMAP_URL is set "
+         "(1m to 1d)", _duration_parser(60.0, 86400.0)),
 )
 
 ENV_NAMES = frozenset(spec.env for spec in SPECS)

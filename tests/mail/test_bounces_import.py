@@ -289,3 +289,25 @@ def test_fetch_over_starttls_deletes_and_refuses_untrusted_or_wrong_login(
         assert uids(client, "INBOX") == 0  # deleted (BOUNCE_IMAP_DONE=delete, the default)
     finally:
         client.logout()
+
+
+def test_run_once_fetches_and_status_shows_the_job(tmp_path: Path, smtp_servers: Start,
+                                                   imap_mailbox: ImapMailbox) -> None:
+    env, senders = sent_digest(tmp_path, smtp_servers(), ["gg@example.org"], {
+        "BOUNCE_IMAP_URL": imap_mailbox.url("imaps"), "BOUNCE_FETCH_INTERVAL": "15m",
+        "SSL_CERT_FILE": str(imap_mailbox.server.ca_file), "ARTICLES_DIR": "articles"})
+    (tmp_path / "articles").mkdir()
+    client = imap_client(imap_mailbox)
+    try:
+        client.append("INBOX", None, None, fill("google_address_not_found.eml",
+                                                senders["gg@example.org"], "gg@example.org"))
+    finally:
+        client.logout()
+    result = digest_cli("run", "--once", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert statuses(env, tmp_path) == {"gg@example.org": "bounced"}
+    status = digest_cli("status", cwd=tmp_path, env=env)
+    assert status.returncode == 0, status.stderr
+    line = next(x for x in status.stdout.splitlines() if "fetch-bounces" in x)
+    assert "every 15m" in line
+    assert "1 message: 1 bounced" in status.stdout
