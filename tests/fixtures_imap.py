@@ -35,8 +35,8 @@ ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
 auth_mechanisms = plain login
 passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {d}/passwd
+  driver = static
+  args = password={password}
 }}
 userdb {{
   driver = static
@@ -62,16 +62,16 @@ service anvil {{
 
 @dataclass(frozen=True)
 class Dovecot:
+    """Any user name logs in with `password` (a static passdb); each has its own mailbox."""
+
     folder: Path
     imap_port: int
     imaps_port: int
     ca_file: Path
+    password: str
 
     def add_user(self) -> tuple[str, str]:
-        user, password = f"u{uuid.uuid4().hex[:10]}", f"pw-{uuid.uuid4().hex}"
-        with (self.folder / "passwd").open("a", encoding="ascii") as passwd:
-            passwd.write(f"{user}:{{PLAIN}}{password}\n")
-        return user, password
+        return f"u{uuid.uuid4().hex[:10]}", self.password
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,10 @@ def dovecot(tls: TLS) -> Iterator[Dovecot]:
     cert = tls.ca.issue_cert("localhost", "127.0.0.1")
     cert.private_key_pem.write_to_path(str(folder / "key.pem"))
     cert.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
-    (folder / "passwd").write_text("", "ascii")
+    password = f"pw-{uuid.uuid4().hex}"
     imap, imaps = free_port(), free_port()
-    (folder / "dovecot.conf").write_text(_CONFIG.format(d=folder, imap=imap, imaps=imaps))
+    (folder / "dovecot.conf").write_text(_CONFIG.format(d=folder, imap=imap, imaps=imaps,
+                                                        password=password))
     process = subprocess.Popen([binary, "-F", "-c", str(folder / "dovecot.conf")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -125,7 +126,7 @@ def dovecot(tls: TLS) -> Iterator[Dovecot]:
 
     try:
         wait_for(listening, "Dovecot to listen")
-        yield Dovecot(folder, imap, imaps, tls.ca_file)
+        yield Dovecot(folder, imap, imaps, tls.ca_file, password)
     finally:
         process.terminate()
         try:
@@ -140,6 +141,6 @@ def dovecot(tls: TLS) -> Iterator[Dovecot]:
 
 @pytest.fixture
 def imap_mailbox(dovecot: Dovecot) -> ImapMailbox:
-    """A fresh, empty IMAP user on the session's Dovecot."""
+    """A fresh, empty IMAP mailbox (a new user name) on the session's Dovecot."""
     user, password = dovecot.add_user()
     return ImapMailbox(dovecot, user, password)
