@@ -114,3 +114,11 @@ def list_id_value(title: str, list_address: str) -> str:
         if value.endswith("<x@x.x>"):  # (else it left the title out)
             return _append(value.rsplit("<x@x.x>", 1)[0].rstrip(), f"<{list_address}>")
     return _append(encoded_words(title, "List-Id"), f"<{list_address}>")
+
+
+def token_value(text: str) -> str:
+    """A one-word header value (Feedback-ID): printable ASCII, no spaces, at most
+    200 characters, so it needs no folding or encoding. ValueError otherwise."""
+    if not text or len(text) > 200 or not all("!" <= c <= "~" for c in text):
+        raise ValueError(f"not a one-word ASCII header value: {text!r}")
+    return text

@@ -55,6 +55,7 @@ class SubscriberStatus(StrEnum):
     SUBSCRIBED = "subscribed"  # gets the digest
     PENDING = "pending"  # signed up on the web, awaiting the double opt-in confirmation
     UNSUBSCRIBED = "unsubscribed"  # left; kept so no import subscribes the address again
+    BOUNCED = "bounced"  # the server refused it for good (or deferred it for days): skipped
 
 
 class RunOutcome(StrEnum):

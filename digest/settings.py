@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import idna
@@ -31,8 +31,23 @@ _HOST = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))
 _DATABASE = re.compile(r"^([a-z0-9]+)(?:\+([a-z0-9_]+))?://", re.IGNORECASE)
 _DRIVERS = {"sqlite": ("", "pysqlite"), "postgresql": ("", "psycopg", "psycopg2")}
 SUBJECT_FIELDS = ("site", "articles", "count", "date")
+FEEDBACK_ID_FIELDS = ("edition", "host")
+FEEDBACK_ID_MAX = 200  # characters of the template; the header stays one short line
+_FEEDBACK_LITERAL = re.compile(r"^[!-~]*$", re.ASCII)  # printable ASCII, no space
 BASE_URL_MAX = 300  # octets, encoded: the List-Unsubscribe line (URL + token) stays < 998
 TEXT_MAX = 1000  # characters of a title or subject
+
+
+@dataclass(frozen=True)
+class ImapMailbox:
+    """BOUNCE_IMAP_URL parsed: where `digest bounces fetch` reads returned messages."""
+
+    security: str  # "ssl" (imaps://) or "starttls" (imap://): always TLS
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    mailbox: str = "INBOX"
 
 
 @dataclass(frozen=True)
@@ -76,6 +91,12 @@ class Settings:
     serve_port: int = 8080
     subscribe_form: bool = False
     max_asset_bytes: int = 50 * 1024 * 1024
+    bounce_soft_days: int = 7
+    feedback_id: str = "{edition}:digest:{host}"
+    bounce_address: str | None = None
+    bounce_imap: ImapMailbox | None = field(default=None, repr=False)
+    bounce_imap_done: str = "delete"
+    bounce_fetch_interval: float = 600.0
 
     @property
     def site_url(self) -> str:
@@ -315,6 +336,74 @@ def _subject(name: str, value: str, base: Path) -> str:
     return text
 
 
+def _feedback_id(name: str, value: str, base: Path) -> str:
+    """A Feedback-ID template: printable ASCII without spaces, placeholders {edition}, {host}."""
+    text = value.strip()
+    hint = ("use printable ASCII without spaces and only the placeholders {edition} and "
+            "{host}, e.g. {edition}:digest:{host} (empty: no Feedback-ID header)")
+    if len(text) > FEEDBACK_ID_MAX:
+        raise ConfigError(f"{name} is longer than {FEEDBACK_ID_MAX} characters", hint)
+    try:
+        fields = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ConfigError(f"{name}={value!r} has a stray brace ({exc})", hint) from None
+    for literal, field_name, spec, conversion in fields:
+        if not _FEEDBACK_LITERAL.match(literal):
+            raise ConfigError(f"{name}={value!r} has a space or a character outside "
+                              "printable ASCII", hint)
+        if field_name is not None and (field_name not in FEEDBACK_ID_FIELDS or spec
+                                       or conversion):
+            raise ConfigError(f"{name}={value!r} has an unknown placeholder {{{field_name}}}",
+                              hint)
+    return text
+
+
+def _bounce_address(name: str, value: str, base: Path) -> str | None:
+    """A bare ASCII address without '+' in its local part (VERP adds +token)."""
+    address = _optional_address(name, value, base)
+    if address is None:
+        return None
+    if not address.isascii() or "+" in address.rpartition("@")[0]:
+        raise ConfigError(f"{name}={value!r} cannot carry a VERP token",
+                          f"set {name} to a plain ASCII address without '+', e.g. "
+                          f"{name}=bounces@example.org")
+    return address
+
+
+def _imap_url(name: str, value: str, base: Path) -> ImapMailbox | None:
+    """imaps://user:password@host[:port]/MAILBOX (TLS) or imap://... (STARTTLS required)."""
+    text = value.strip()
+    if not text:
+        return None
+    example = (f"set {name}=imaps://user:password@imap.example.org/INBOX (percent-encode "
+               "special characters in the user name and password)")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL (check the host and port)", example) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("imap", "imaps") or not parts.hostname:
+        raise ConfigError(f"{name} must start with imaps:// (or imap://, then with STARTTLS)",
+                          example)
+    if not parts.username or parts.password is None or parts.query or parts.fragment:
+        raise ConfigError(f"{name} needs a user name and password, and no query", example)
+    mailbox = unquote(parts.path.lstrip("/")) or "INBOX"
+    fields = (unquote(parts.username), unquote(parts.password), mailbox)
+    if any(not f.isprintable() or len(f) > 500 for f in fields):
+        raise ConfigError(f"{name} has control characters or overlong parts", example)
+    return ImapMailbox("ssl" if scheme == "imaps" else "starttls", parts.hostname,
+                       port or (993 if scheme == "imaps" else 143), *fields)
+
+
+def _imap_done(name: str, value: str, base: Path) -> str:
+    text = value.strip() or "delete"
+    if not text.isprintable() or len(text) > 200 or '"' in text or "\\" in text:
+        raise ConfigError(f"{name}={value!r} is not a mailbox name",
+                          f"set {name}=delete or to a folder name such as Processed")
+    return text
+
+
 def _cron(name: str, value: str, base: Path) -> str:
     # Imported here, not at the top: digest.cron pulls in APScheduler, which only the
     # commands that read settings need, never `digest --help`. (Not a hidden cycle.)
@@ -411,6 +500,25 @@ SPECS: tuple[Spec, ...] = (
     Spec("MAX_ASSET_BYTES", "max_asset_bytes", "52428800",
          "larger files beside the articles (images, PDFs, audio, video) are refused "
          "(1 to 17179869184)", _int_parser(1, 1 << 34)),
+    Spec("BOUNCE_SOFT_DAYS", "bounce_soft_days", "7",
+         "an address the server keeps deferring (4xx) for this many days without a "
+         "success in between becomes bounced (1 to 365)", _int_parser(1, 365)),
+    Spec("FEEDBACK_ID", "feedback_id", "{edition}:digest:{host}",
+         "Feedback-ID header of digest mail for mailbox providers' complaint loops; "
+         "placeholders {edition} and {host} (of BASE_URL); empty: no such header",
+         _feedback_id),
+    Spec("BOUNCE_ADDRESS", "bounce_address", "",
+         "envelope sender of digest mail, as bounces+<signed token>@domain per message, so a "
+         "bounce names its recipient (empty: DIGEST_FROM's address, no VERP)", _bounce_address),
+    Spec("BOUNCE_IMAP_URL", "bounce_imap", "",
+         "mailbox `digest bounces fetch` reads, imaps://user:password@host/INBOX (or imap:// "
+         "with STARTTLS; TLS always)", _imap_url, secret=True),
+    Spec("BOUNCE_IMAP_DONE", "bounce_imap_done", "delete",
+         "what `digest bounces fetch` does with a message it acted on: delete, or a folder "
+         "to move it to (others are only marked seen)", _imap_done),
+    Spec("BOUNCE_FETCH_INTERVAL", "bounce_fetch_interval", "10m",
+         "how often `digest run` runs `digest bounces fetch` when BOUNCE_IMAP_URL is set "
+         "(1m to 1d)", _duration_parser(60.0, 86400.0)),
 )
 
 ENV_NAMES = frozenset(spec.env for spec in SPECS)

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from digest.settings import ENV_NAMES, Settings, load_settings
 from digest.store.database import Store
 
-pytest_plugins = ["tests.fixtures_mail"]
+pytest_plugins = ["tests.fixtures_mail", "tests.fixtures_imap"]
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "articles" / "000_b4d3f6eb2287ccfb.txt"

@@ -1,4 +1,4 @@
-"""Commands: send, history, subscribers (add, remove, list, import)."""
+"""Commands: send, history, subscribers (add, remove, list, import, export, reactivate)."""
 
 from __future__ import annotations
 
@@ -11,24 +11,34 @@ from typing import Any
 import click
 
 from digest import exit_codes
-from digest.addresses import file_name_part, normalize_address, read_address_file, split_named
+from digest.addresses import file_name_part, normalize_address, split_named
 from digest.cli.support import Context, now, pass_ctx, stop_on_signals
 from digest.errors import SubscriberError
 from digest.mail.message import OutgoingMessage
+from digest.mail.outbox import edition_exists, problems
 from digest.mail.outbox import history as edition_history
-from digest.mail.send import SendReport, send_digest, test_message
+from digest.mail.send import (
+    SendReport,
+    check_send_settings,
+    send_digest,
+    test_message,
+)
 from digest.mail.send import dry_run as build_dry_run
-from digest.mail.smtp import SMTPMailer
+from digest.mail.smtp import PermanentFailure, SMTPMailer, TemporaryFailure
+from digest.mail.subscriber_csv import import_rows, read_subscriber_file, write_csv
 from digest.mail.subscribers import (
     STATUSES,
     SubscribeReport,
     count_by_status,
     forget,
     list_subscribers,
+    reactivate,
     subscribe_many,
     unsubscribe,
 )
+from digest.mail.welcome import send_welcome
 from digest.service.reports import delivery_counts
+from digest.store.database import Store
 from digest.words import plural
 
 NOTHING_TO_SEND = "no new articles since the last digest: nothing to send (--force sends anyway)"
@@ -127,6 +137,10 @@ def _summarise(ctx: Context, report: SendReport) -> None:
              + (f", {report.unknown} unknown" if report.unknown else ""))
     for failure in report.failures:
         click.echo(f"  failed: {failure.recipient}: {failure.reply}", err=True)
+    if report.bounced:
+        click.echo(f"  {report.bounced} addresses bounced: skipped from now on (`digest "
+                   "subscribers list --status bounced`; `digest subscribers reactivate "
+                   "ADDRESS` takes one back)", err=True)
     if report.unknown:
         click.echo(f"  {report.unknown} messages got no reply after their data: the server "
                    "may have them; each is sent once more (same Message-ID) by a `digest send` "
@@ -137,14 +151,20 @@ def _summarise(ctx: Context, report: SendReport) -> None:
 
 
 @click.command()
+@click.argument("edition", type=click.IntRange(min=1), required=False)
 @click.option("--limit", default=20, show_default=True, help="How many editions to show.")
 @pass_ctx
-def history(ctx: Context, limit: int) -> None:
+def history(ctx: Context, edition: int | None, limit: int) -> None:
     """List past digest editions with their delivery counts.
 
     unknown: messages whose reply was lost after their data (the server may
-    have them); sent once more later, then left unconfirmed.
+    have them); sent once more later, then left unconfirmed. With EDITION:
+    its failed, deferred and unknown deliveries, one per line, with the
+    server's reply.
     """
+    if edition is not None:
+        _edition_problems(ctx, edition)
+        return
     with ctx.store() as store:
         rows = edition_history(store, limit)
     if not rows:
@@ -160,25 +180,49 @@ def history(ctx: Context, limit: int) -> None:
                  f"{r.pending:>7}  {r.unknown:>7}")
 
 
+def _edition_problems(ctx: Context, edition: int) -> None:
+    with ctx.store() as store:
+        if not edition_exists(store, edition):
+            raise click.BadParameter(f"there is no edition {edition} (see `digest history`)",
+                                     param_hint="EDITION")
+        rows = problems(store, edition)
+    for p in rows:
+        shown = "deferred" if p.status == "pending" else str(p.status)
+        click.echo(f"{p.recipient}\t{shown}\t{p.attempts}\t{p.updated_at:%Y-%m-%d %H:%M}\t"
+                   f"{p.reply}")
+    click.echo(f"edition {edition}: {len(rows)} failed, deferred or unknown deliveries",
+               err=True)
+
+
 @click.group()
 def subscribers() -> None:
     """Manage the digest's subscribers (kept in the state store)."""
+
+
+_WELCOME = click.option("--welcome", is_flag=True,
+                        help="Mail the welcome message (welcome.txt/.html) to the addresses "
+                             "this subscribes.")
 
 
 @subscribers.command("add")
 @click.argument("addresses", nargs=-1, required=True)
 @click.option("--resubscribe", is_flag=True,
               help="Subscribe again addresses that unsubscribed (only with their consent).")
+@_WELCOME
 @pass_ctx
-def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool) -> None:
+def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool, welcome: bool) -> None:
     """Subscribe ADDRESSES ('name@example.org' or 'Name <name@example.org>')."""
     entries = []
     for number, text in enumerate(addresses, start=1):
         name, address = split_named(text)
         entries.append((normalize_address(address, f"address {number}"), name))
+    if welcome:
+        check_send_settings(ctx.settings)
     with ctx.store() as store:
         report = subscribe_many(store, entries, now(), source="cli", resubscribe=resubscribe)
-    _report_subscribe(ctx, report)
+        _report_subscribe(ctx, report)
+        if welcome:
+            _send_welcomes(ctx, store, report)
 
 
 @subscribers.command("remove")
@@ -203,33 +247,104 @@ def remove(ctx: Context, addresses: tuple[str, ...], erase: bool) -> None:
 @click.option("--status", type=click.Choice(STATUSES), help="Only addresses with this status.")
 @pass_ctx
 def list_command(ctx: Context, status: str | None) -> None:
-    """List the addresses, their status and since when."""
+    """List the addresses, their status and since when.
+
+    Bounced ones also show their bounce count and the last reply or report.
+    """
     with ctx.store() as store:
         rows = list_subscribers(store, status)
         counts = count_by_status(store)
     for s in rows:
         name = f"  {s.name}" if s.name else ""
-        click.echo(f"{s.address}\t{s.status}\t{s.updated_at:%Y-%m-%d}{name}")
+        bounce = (f"\t{s.bounces} bounces: {s.last_bounce or ''}"
+                  if s.status == "bounced" else "")
+        click.echo(f"{s.address}\t{s.status}\t{s.updated_at:%Y-%m-%d}{name}{bounce}")
     summary = ", ".join(f"{counts[k]} {k}" for k in STATUSES)
     click.echo(f"{len(rows)} shown ({summary})", err=True)
+
+
+@subscribers.command("reactivate")
+@click.argument("addresses", nargs=-1, required=True)
+@pass_ctx
+def reactivate_command(ctx: Context, addresses: tuple[str, ...]) -> None:
+    """Subscribe bounced ADDRESSES again (e.g. once the mailbox works again)."""
+    checked = [normalize_address(a, f"address {i}") for i, a in enumerate(addresses, start=1)]
+    with ctx.store() as store:
+        for address in checked:
+            done = reactivate(store, address, now())
+            ctx.echo(f"{address}: {'subscribed again' if done else 'was not bounced'}")
 
 
 @subscribers.command("import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--resubscribe", is_flag=True,
               help="Subscribe again addresses that unsubscribed (only with their consent).")
+@_WELCOME
 @pass_ctx
-def import_command(ctx: Context, file: Path, resubscribe: bool) -> None:
+def import_command(ctx: Context, file: Path, resubscribe: bool, welcome: bool) -> None:
     """Subscribe the addresses in FILE: a CSV (an 'email' column, else the first) or
-    one address per line. Nothing is imported if any line is invalid."""
-    lines = read_address_file(file)
-    if not lines:
+    one address per line. Nothing is imported if any line is invalid.
+
+    A file written by `digest subscribers export` keeps its statuses: addresses it
+    lists as unsubscribed or bounced are never subscribed (new ones are recorded
+    so), pending ones are skipped.
+    """
+    rows = read_subscriber_file(file)
+    if not rows:
         raise SubscriberError(f"{file}: no addresses found",
                               "put one address per line, or a CSV with an 'email' column")
+    if welcome:
+        check_send_settings(ctx.settings)
     with ctx.store() as store:
-        report = subscribe_many(store, [(line.address, line.name) for line in lines], now(),
-                                source="import", resubscribe=resubscribe)
-    _report_subscribe(ctx, report)
+        report = import_rows(store, rows, now(), source="import", resubscribe=resubscribe)
+        _report_subscribe(ctx, report.subscribed)
+        if welcome:
+            _send_welcomes(ctx, store, report.subscribed)
+    if report.recorded or report.left or report.skipped_pending:
+        ctx.echo(f"{len(report.recorded)} recorded as unsubscribed or bounced, "
+                 f"{len(report.left)} listed as unsubscribed or bounced left as they were, "
+                 f"{len(report.skipped_pending)} pending skipped")
+
+
+@subscribers.command("export")
+@click.option("--status", type=click.Choice(STATUSES), help="Only addresses with this status.")
+@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to this file instead of standard output.")
+@pass_ctx
+def export_command(ctx: Context, status: str | None, out_file: Path | None) -> None:
+    """Write the subscribers as CSV, the format `digest subscribers import` reads back.
+
+    Columns: email, name, status, topics, cadence, subscribed_at, bounces.
+    """
+    with ctx.store() as store:
+        rows = list_subscribers(store, status)
+    if out_file is None:
+        count = write_csv(rows, sys.stdout)
+    else:
+        with out_file.open("w", encoding="utf-8", newline="") as out:
+            count = write_csv(rows, out)
+    click.echo(f"{count} exported", err=True)
+
+
+def _send_welcomes(ctx: Context, store: Store, report: SubscribeReport) -> None:
+    """The welcome mail to each address the command subscribed, over one SMTP session."""
+    addresses = [*report.added, *report.subscribed]
+    if not addresses:
+        return
+    mailer = SMTPMailer(ctx.settings)
+    sent = 0
+    try:
+        for address in addresses:
+            try:
+                send_welcome(ctx.settings, store, mailer, address, now())
+                sent += 1
+            except (TemporaryFailure, PermanentFailure) as exc:
+                click.echo(f"  welcome mail to {address} not sent: {exc.reply}", err=True)
+    finally:
+        mailer.close()
+    ctx.echo(f"{sent} welcome mails sent")
+    if sent < len(addresses):
+        sys.exit(exit_codes.PROBLEMS)
 
 
 def _report_subscribe(ctx: Context, report: SubscribeReport) -> None:
@@ -238,6 +353,9 @@ def _report_subscribe(ctx: Context, report: SubscribeReport) -> None:
              f"{len(report.kept_unsubscribed)} kept unsubscribed")
     for address in report.kept_unsubscribed:
         click.echo(f"  kept unsubscribed: {address} (use --resubscribe only with their consent)",
+                   err=True)
+    for address in report.kept_bounced:
+        click.echo(f"  kept bounced: {address} (`digest subscribers reactivate` takes it back)",
                    err=True)
 
 

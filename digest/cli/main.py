@@ -31,6 +31,8 @@ class Lazy(NamedTuple):
 
 
 COMMANDS: dict[str, Lazy] = {
+    "bounces": Lazy("digest.cli.bounces:bounces",
+                    "Read returned messages (bounces, complaints) and update the subscribers."),
     "check": Lazy("digest.cli.publish:check",
                   "Read every article and template and report all problems; write nothing."),
     "history": Lazy("digest.cli.mail:history",

@@ -12,7 +12,7 @@ entirely with the ``email`` package (slow; used by tests to check the fast
 path and for display).
 
 Headers whose form mail clients depend on (List-Id, List-Unsubscribe,
-List-Unsubscribe-Post, Message-ID) are written raw and never refolded or
+List-Unsubscribe-Post, Message-ID, Precedence, Feedback-ID) are written raw and never refolded or
 RFC 2047-encoded: a client cannot read an encoded List-Unsubscribe URL
 (only List-Id's title phrase may be, folded by :mod:`digest.mail_headers`).
 """
@@ -33,7 +33,8 @@ from typing import NoReturn
 from urllib.parse import quote, urlsplit
 
 from digest.errors import ConfigError
-from digest.headers import list_id_value, mailbox_value, set_mailbox, set_text
+from digest.headers import list_id_value, mailbox_value, set_mailbox, set_text, token_value
+from digest.mail import verp
 from digest.mail.render import RECIPIENT_SLOT, UNSUBSCRIBE_SLOT, RenderedDigest, one_line
 from digest.settings import Settings
 
@@ -91,6 +92,20 @@ def list_id(settings: Settings) -> str:
     return list_id_value(one_line(settings.site_title), f"digest.{host}")
 
 
+def feedback_id(settings: Settings, edition: int | None) -> str | None:
+    """The Feedback-ID value (FEEDBACK_ID with {edition} and {host}); None when empty.
+
+    Large mailbox providers group complaints by it (Gmail's feedback loop reads
+    up to four colon-separated fields, the last naming the sender): one value
+    per edition, never per recipient.
+    """
+    if not settings.feedback_id:
+        return None
+    host = (urlsplit(settings.site_url).hostname or "localhost").lower()
+    number = "preview" if edition is None else str(edition)
+    return token_value(settings.feedback_id.format(edition=number, host=host))
+
+
 def list_unsubscribe(url: str, mailto: str | None) -> str:
     """List-Unsubscribe value, folded between its two URIs (never inside one)."""
     value = f"<{url}>"
@@ -102,8 +117,12 @@ def list_unsubscribe(url: str, mailto: str | None) -> str:
 class MessageFactory:
     """Builds the message of one edition for each recipient."""
 
-    def __init__(self, settings: Settings, rendered: RenderedDigest, edition_uid: str) -> None:
+    def __init__(self, settings: Settings, rendered: RenderedDigest, edition_uid: str,
+                 edition: int | None = None) -> None:
         self.settings = settings
+        self.feedback_id = feedback_id(settings, edition)
+        self.edition = edition
+        self.edition_uid = edition_uid
         self.rendered = rendered
         self.sender = sender_address(settings)
         self.boundary = f"=_digest_{edition_uid}"  # "=_" cannot occur in quoted-printable
@@ -122,7 +141,16 @@ class MessageFactory:
         data = b"".join((self._head, self._personal_headers(personal), self._before_text,
                          self._text.fill(values), self._before_html, self._html.fill(values),
                          self._end))
-        return OutgoingMessage(self.sender, personal.address, personal.message_id, data)
+        return OutgoingMessage(self.envelope_sender(personal.address), personal.address,
+                               personal.message_id, data)
+
+    def envelope_sender(self, recipient: str) -> str:
+        """DIGEST_FROM's address; with BOUNCE_ADDRESS, its VERP form for this recipient."""
+        bounce, secret = self.settings.bounce_address, self.settings.secret_key
+        if bounce is None or self.edition is None or not secret:
+            return self.sender
+        token = verp.make_token(secret, self.edition, self.edition_uid, recipient)
+        return verp.envelope_sender(bounce, token)
 
     def _personal_headers(self, personal: Personal) -> bytes:
         name = one_line(personal.name) if personal.name else None
@@ -162,6 +190,9 @@ class MessageFactory:
         set_text(message, "Subject", self.rendered.subject)
         message.set_raw("List-Id", list_id(self.settings))
         message.set_raw("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+        message.set_raw("Precedence", "bulk")
+        if self.feedback_id is not None:
+            message.set_raw("Feedback-ID", self.feedback_id)
         if personal is None:
             message.set_raw(_PERSONAL, "x")  # where build() puts the personal headers
         else:

@@ -27,14 +27,20 @@ from digest.store.outbox import (
     Delivery,
     EditionSummary,
     Failure,
+    Problem,
     Recorder,
+    edition_exists,
+    edition_recipients,
     history,
     new_owner,
+    problems,
 )
 
 __all__ = ["DONE", "FAILED", "OPEN", "PENDING", "SENDING", "SENT", "SKIPPED", "STATUSES", "TO_DO",
            "UNCONFIRMED", "UNKNOWN", "Delivery", "Edition", "EditionSummary", "Failure",
-           "Outbox", "Recorder", "history", "new_owner"]
+           "Outbox", "Problem", "Recorder", "edition_exists", "edition_recipients",
+           "history", "new_owner",
+           "problems"]
 
 
 class Outbox(stored.Outbox):

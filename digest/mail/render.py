@@ -114,14 +114,19 @@ def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
         "unsubscribe_mailto": settings.unsubscribe_mailto,
     }
     text = render(env, TEXT_TEMPLATE, context)
-    html = render(env, HTML_TEMPLATE, context)
+    html = inline_css(render(env, HTML_TEMPLATE, context), HTML_TEMPLATE)
+    return RenderedDigest(subject=subject, text=normal_newlines(text), html=html)
+
+
+def inline_css(html: str, template: str) -> str:
+    """The HTML with the CSS of its <style> block inlined (mail clients drop <style>)."""
     try:
         inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
-        html = inliner.inline(html)
+        return str(inliner.inline(html))
     except (css_inline.InlineError, ValueError) as exc:
-        raise TemplateError(f"{HTML_TEMPLATE}: cannot inline its CSS ({exc})",
+        raise TemplateError(f"{template}: cannot inline its CSS ({exc})",
                             "check the <style> block of the template") from exc
-    return RenderedDigest(subject=subject, text=_normal_newlines(text), html=html)
+
 
 
 def _absolute(settings: Settings, image: str) -> str | None:
@@ -136,12 +141,12 @@ def render_confirmation(settings: Settings, address: str, confirm_url: str) -> s
     env = environment(settings.templates_dir)
     context = {"site": {"title": one_line(settings.site_title), "url": settings.site_url},
                "address": address, "confirm_url": confirm_url}
-    return _normal_newlines(render(env, CONFIRM_TEMPLATE, context))
+    return normal_newlines(render(env, CONFIRM_TEMPLATE, context))
 
 
 def confirmation_subject(settings: Settings) -> str:
     return f"Confirm your subscription to {one_line(settings.site_title)}"
 
 
-def _normal_newlines(text: str) -> str:
+def normal_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n") + "\n"

@@ -132,6 +132,7 @@ class SendReport:
     finished: bool  # the edition is complete
     failures: tuple[Failure, ...] = ()
     unknown: int = 0  # by this run: sent, but the reply was lost (may have been accepted)
+    bounced: int = 0  # by this run: recipients that became bounced (among the failed)
 
     @property
     def ok(self) -> bool:
@@ -171,7 +172,8 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
     if edition is None:
         log.info("no new articles: no digest to send")
         return SendReport(None, False, 0, 0, 0, 0, 0, 0, 0, False, False)
-    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid)
+    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid,
+                             edition.id)
     run = _Run(settings, outbox, edition, factory, mailer_factory, clock,
                retry or RetryPolicy(), sleep, monotonic, should_stop or (lambda: False),
                progress, batch, connections or settings.smtp_connections)
@@ -184,7 +186,7 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
         skipped=run.skipped, deferred=run.deferred,
         remaining=sum(counts[s] for s in TO_DO), stopped=run.stopped,
         finished=finished or sum(counts[s] for s in TO_DO) == 0,
-        failures=tuple(run.failures), unknown=run.unknown)
+        failures=tuple(run.failures), unknown=run.unknown, bounced=run.bounced)
     log.info("edition %d: %d sent, %d failed, %d skipped, %d deferred, %d unknown, "
              "%d remaining", edition.id, report.sent, report.failed, report.skipped,
              report.deferred, report.unknown, report.remaining)
@@ -255,7 +257,8 @@ def dry_run(settings: Settings, store: Store, now: datetime, force: bool = False
     edition = next_edition(settings, store, now)
     if edition.status is EditionStatus.PREVIEW and not edition.items and not force:
         return None
-    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid)
+    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid,
+                             edition.id)
     names = {s.address: s.name for s in list_subscribers(store, SUBSCRIBED)}
     known = {s.address for s in list_subscribers(store)}
     recipients = sorted(set(names) | {a for a in settings.digest_recipients if a not in known})
@@ -270,7 +273,8 @@ def test_message(settings: Settings, store: Store, address: str, now: datetime
     """The next edition for one address, with a fresh Message-ID; nothing recorded."""
     check_send_settings(settings)
     edition = next_edition(settings, store, now)
-    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid)
+    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid,
+                             edition.id)
     msg_id = message_id(uuid.uuid4().hex[:16], address, sender_domain(settings))
     return factory.build(personal(settings, edition, address, None, msg_id, now))
 
@@ -325,7 +329,8 @@ class _Run:
         self.batch = batch
         self.connections = connections
         self.interval = 1.0 / settings.smtp_rate_limit if settings.smtp_rate_limit else 0.0
-        self.sent = self.skipped = self.deferred = self.unknown = 0
+        self.sent = self.skipped = self.deferred = self.unknown = self.bounced = 0
+        self.soft_limit = timedelta(days=settings.bounce_soft_days)
         self.failures: list[Failure] = []
         self.stopped = False
         self.halt = threading.Event()  # a stop, or an error in one worker: all end
@@ -451,6 +456,15 @@ class _Run:
             self._renewed = self.monotonic()
         self.outbox.renew(self.edition.id, self.clock())
 
+    def refused(self, delivery: Delivery, attempts: int, exc: PermanentFailure) -> None:
+        """A permanent failure: a refusal of the recipient's address makes it bounced."""
+        if not exc.about_recipient:
+            self.failed(delivery, attempts, exc.reply)
+        elif self.outbox.mark_bounced(delivery, self.clock(), attempts, exc.reply):
+            with self._lock:
+                self.failures.append(Failure(delivery.recipient, exc.reply))
+                self.bounced += 1
+
     def failed(self, delivery: Delivery, attempts: int, reply: str) -> None:
         if self.outbox.mark_failed(delivery, self.clock(), attempts, reply):
             with self._lock:
@@ -479,9 +493,28 @@ class _Run:
 
     def deferred_now(self, delivery: Delivery, attempts: int, exc: TemporaryFailure) -> None:
         now = self.clock()
-        if delivery.attempts + attempts >= self.retry.max_total_attempts:
-            self.failed(delivery, attempts,
-                        f"gave up after {delivery.attempts + attempts} attempts: {exc.reply}")
+        total = delivery.attempts + attempts
+        give_up = total >= self.retry.max_total_attempts
+        reply = f"gave up after {total} attempts: {exc.reply}"
+        if exc.about_recipient:
+            # A deferral of this recipient: BOUNCE_SOFT_DAYS of them without a success
+            # in between make it bounced.
+            bounced = self.outbox.defer_soft(delivery, now, attempts, exc.reply,
+                                             now + self.retry.defer_for, self.soft_limit,
+                                             reply if give_up else None)
+            with self._lock:
+                if bounced:
+                    log.warning("%s deferred for %s without a success: bounced",
+                                delivery.recipient, self.soft_limit)
+                    self.bounced += 1
+                    self.failures.append(Failure(delivery.recipient, exc.reply))
+                elif bounced is not None and give_up:
+                    self.failures.append(Failure(delivery.recipient, reply))
+                elif bounced is not None:
+                    self.deferred += 1
+            return
+        if give_up:
+            self.failed(delivery, attempts, reply)
             return
         if self.outbox.defer(delivery, now, attempts, exc.reply, now + self.retry.defer_for):
             with self._lock:
@@ -509,6 +542,7 @@ class _Worker:
         self.number = number
         self._mailer: Mailer | None = None
         self._recording: Future[bool] | None = None
+        self._recorded: Delivery | None = None  # the delivery _recording marks sent
         self._current: Delivery | None = None  # taken, and surely not accepted yet
         self._left = False
 
@@ -565,7 +599,7 @@ class _Worker:
                 self._record()
                 run.reached()
                 log.warning("delivery to %s failed: %s", delivery.recipient, exc.reply)
-                run.failed(delivery, attempt, exc.reply)
+                run.refused(delivery, attempt, exc)
                 return True
             except TemporaryFailure as exc:
                 self._record()
@@ -587,6 +621,7 @@ class _Worker:
         """The server accepted `delivery`: start marking it sent (waits for any earlier write)."""
         self._record()
         self._recording = self.run.recorder.submit(delivery, self.run.clock(), attempts)
+        self._recorded = delivery
 
     def _record(self) -> None:
         """Wait until this connection's last accepted message is marked sent (if not yet)."""
@@ -594,8 +629,12 @@ class _Worker:
         if recording is None:
             return
         self._recording = None  # failed or not, nothing left to wait for
+        delivery, self._recorded = self._recorded, None
         if recording.result():
             self.run.counted_sent()
+            if delivery is not None and delivery.soft_bounce_since is not None:
+                # Accepted: a recipient deferred until now no longer is.
+                self.run.outbox.clear_soft_bounce(delivery.recipient)
 
     def _mailer_now(self) -> Mailer:
         if self._mailer is None:

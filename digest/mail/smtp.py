@@ -58,6 +58,9 @@ class DeliveryError(MailError):
         super().__init__(message, self.default_hint)
         self.reply = reply
         self.code = code
+        # The reply is about the recipient (to RCPT, or to the data with an RFC 3463
+        # addressing or mailbox status, X.1.Y or X.2.Y): a bounce, counted against it.
+        self.about_recipient = False
 
 
 class TemporaryFailure(DeliveryError):
@@ -150,8 +153,10 @@ class SMTPMailer:
             raise SMTPConfigError(f"the sender {sender!r} cannot be sent over SMTP",
                                   "check DIGEST_FROM: a plain ASCII address is needed")
         if not is_normal_address(recipient):
-            raise PermanentFailure(f"{recipient!r} cannot be sent over SMTP",
-                                   "550 not a plain ASCII address (checked by digest)")
+            refused = PermanentFailure(f"{recipient!r} cannot be sent over SMTP",
+                                       "550 not a plain ASCII address (checked by digest)")
+            refused.about_recipient = True
+            raise refused
         smtp = self._connection()
         try:
             if self._dirty:
@@ -225,9 +230,10 @@ class SMTPMailer:
             return TemporaryFailure(f"the server deferred the sender: {reply}", reply,
                                     exc.code, connection_lost=exc.code == 421)
         if exc.stage == "rcpt":
-            return _by_code(exc.code, exc.text, f"the server refused {message.recipient}")
+            return _by_code(exc.code, exc.text, f"the server refused {message.recipient}", True)
         return _by_code(exc.code, exc.text,
-                        f"the server refused the message to {message.recipient}")
+                        f"the server refused the message to {message.recipient}",
+                        _MAILBOX_STATUS.match(_reply(exc.code, exc.text)) is not None)
 
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None
@@ -383,12 +389,20 @@ def _expect(smtp: smtplib.SMTP, stage: str, *codes: int) -> None:
     raise _Refused(stage, code, text)
 
 
-def _by_code(code: int, text: bytes | str, what: str) -> DeliveryError:
+# A reply whose RFC 3463 enhanced status is about the address or the mailbox.
+_MAILBOX_STATUS = re.compile(r"^[45]\d\d [45]\.[12]\.\d{1,3}\b")
+
+
+def _by_code(code: int, text: bytes | str, what: str, about_recipient: bool) -> DeliveryError:
     reply = _reply(code, text)
+    error: DeliveryError
     if 400 <= code < 500:
-        return TemporaryFailure(f"{what} for now: {reply}", reply, code,
-                                connection_lost=code == 421)
-    return PermanentFailure(f"{what}: {reply}", reply, code)
+        error = TemporaryFailure(f"{what} for now: {reply}", reply, code,
+                                 connection_lost=code == 421)
+    else:
+        error = PermanentFailure(f"{what}: {reply}", reply, code)
+    error.about_recipient = about_recipient and code != 421
+    return error
 
 
 def _reply(code: int, text: bytes | str) -> str:

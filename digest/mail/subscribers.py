@@ -7,7 +7,11 @@ Statuses (:class:`digest.model.SubscriberStatus`):
   confirmation (gets no digest);
 * ``unsubscribed``: left; the row is kept so neither an import nor
   DIGEST_RECIPIENTS subscribes the address again (only an explicit
-  ``resubscribe=True`` or a confirmed opt-in does).
+  ``resubscribe=True`` or a confirmed opt-in does);
+* ``bounced``: the server refused the address for good (a 5xx to RCPT, or a
+  bounce message), or deferred it for BOUNCE_SOFT_DAYS: skipped like
+  unsubscribed; :func:`reactivate` (or ``resubscribe=True``, or a confirmed
+  opt-in) subscribes it again.
 
 Every function takes the normalised or raw address (it is normalised here)
 and the current time; each call is one transaction.
@@ -28,13 +32,14 @@ from digest.store.subscribers import Subscriber, SubscribeReport
 SUBSCRIBED = SubscriberStatus.SUBSCRIBED
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 PENDING = SubscriberStatus.PENDING
+BOUNCED = SubscriberStatus.BOUNCED
 STATUSES = tuple(status.value for status in SubscriberStatus)  # plain text, for click.Choice
 
 Outcome = Literal["added", "subscribed", "unchanged", "kept-unsubscribed"]
 
-__all__ = ["PENDING", "STATUSES", "SUBSCRIBED", "UNSUBSCRIBED", "Outcome", "SubscribeReport",
+__all__ = ["BOUNCED", "PENDING", "STATUSES", "SUBSCRIBED", "UNSUBSCRIBED", "Outcome", "SubscribeReport",
            "Subscriber", "add_pending", "confirm", "count_by_status", "forget", "get_subscriber",
-           "list_subscribers", "subscribe", "subscribe_many", "unsubscribe"]
+           "list_subscribers", "reactivate", "subscribe", "subscribe_many", "unsubscribe"]
 
 
 def subscribe(store: Store, address: str, now: datetime, *, name: str | None = None,
@@ -106,6 +111,11 @@ def get_subscriber(store: Store, address: str) -> Subscriber | None:
 def list_subscribers(store: Store, status: str | None = None) -> list[Subscriber]:
     """Subscribers in address order, optionally only those with one status."""
     return stored.list_subscribers(store, status)
+
+
+def reactivate(store: Store, address: str, now: datetime) -> bool:
+    """Subscribe a bounced address again; True if it was bounced."""
+    return stored.reactivate(store, normalize_address(address), now)
 
 
 def count_by_status(store: Store) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""What the two scheduled jobs do: publish, and send the digest.
+"""What the scheduled jobs do: publish, send the digest, fetch bounces (with BOUNCE_IMAP_URL).
 
 Each job takes a :class:`JobContext` and returns a :class:`JobResult` (a
 one-line summary and an outcome) for the log and `digest status`; errors
@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from digest.mail.bounces import ACTED
+from digest.mail.imap import fetch_bounces
 from digest.mail.send import SendReport, send_digest
 from digest.mail.smtp import SMTPMailer
 from digest.publish import build as publishing
@@ -25,6 +27,7 @@ log = logging.getLogger("digest.schedule")
 
 PUBLISH = "publish"
 SEND = "send-digest"
+FETCH = "fetch-bounces"
 
 
 @dataclass(frozen=True)
@@ -89,4 +92,22 @@ def send_result(report: SendReport) -> JobResult:
     return JobResult(summary)
 
 
-DEFAULT_JOBS: Mapping[str, Job] = {PUBLISH: publish_job, SEND: send_job}
+def fetch_job(ctx: JobContext) -> JobResult:
+    """Read the unseen messages of BOUNCE_IMAP_URL (as `digest bounces fetch`)."""
+    summary = fetch_bounces(ctx.settings, ctx.store, ctx.now)
+    counts = summary.counts()
+    for outcome in summary.outcomes:
+        if outcome.result in ACTED:
+            log.info("fetch-bounces: %s %s: %s", outcome.address, outcome.result,
+                     outcome.detail, extra={"job": FETCH})
+    return JobResult(f"{plural(len(summary.outcomes), 'message')}: "
+                     + ", ".join(f"{counts[r]} {r}" for r in (*ACTED, "unrecognised",
+                                                              "unmatched", "unreadable")))
+
+
+def job_names(settings: Settings) -> tuple[str, ...]:
+    """The jobs `digest run` schedules with these settings."""
+    return (PUBLISH, SEND, FETCH) if settings.bounce_imap is not None else (PUBLISH, SEND)
+
+
+DEFAULT_JOBS: Mapping[str, Job] = {PUBLISH: publish_job, SEND: send_job, FETCH: fetch_job}

@@ -1,7 +1,9 @@
-"""The `digest run` service: one APScheduler 3 scheduler with two jobs.
+"""The `digest run` service: one APScheduler 3 scheduler with two jobs, or three.
 
 * ``publish`` on an interval (PUBLISH_INTERVAL), first at start;
-* ``send-digest`` on DIGEST_SCHEDULE in DIGEST_TIMEZONE (see :mod:`digest.cron`).
+* ``send-digest`` on DIGEST_SCHEDULE in DIGEST_TIMEZONE (see :mod:`digest.cron`);
+* ``fetch-bounces`` on BOUNCE_FETCH_INTERVAL, first at start, when
+  BOUNCE_IMAP_URL is set (else a stored one is removed).
 
 The jobs live in APScheduler's SQLAlchemyJobStore, in the state store, with
 fixed ids and ``replace_existing=True``: the schedule of `.env` takes effect
@@ -38,7 +40,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from digest.cron import Schedule, missed_run, next_fire, parse_schedule
 from digest.errors import DigestError, ScheduleError
-from digest.service.jobs import DEFAULT_JOBS, PUBLISH, SEND, Job, JobContext, JobResult
+from digest.service.jobs import (
+    DEFAULT_JOBS,
+    FETCH,
+    PUBLISH,
+    SEND,
+    Job,
+    JobContext,
+    JobResult,
+    job_names,
+)
 from digest.service.lock import ServiceLock
 from digest.settings import Settings
 from digest.store import runs as job_runs
@@ -198,6 +209,14 @@ class Service:
         scheduler.add_job(
             run_scheduled, self.schedule.trigger, args=[SEND], id=SEND, name=SEND,
             replace_existing=True, next_run_time=self._zoned(self._first_send(now)))
+        if FETCH in job_names(self.settings):
+            scheduler.add_job(
+                run_scheduled, IntervalTrigger(seconds=self.settings.bounce_fetch_interval,
+                                               timezone=self.settings.digest_timezone),
+                args=[FETCH], id=FETCH, name=FETCH, replace_existing=True,
+                next_run_time=self._zoned(now))
+        elif scheduler.get_job(FETCH) is not None:
+            scheduler.remove_job(FETCH)  # BOUNCE_IMAP_URL was unset since the last start
 
     def _zoned(self, moment: datetime | None) -> datetime | None:
         """In DIGEST_TIMEZONE: CronTrigger misbehaves when handed fire times in another zone."""
@@ -254,15 +273,17 @@ def describe_job(settings: Settings, job: str) -> str:
     """When a job runs, in words: 'every 5m', "'0 7 * * *' in Europe/Berlin"."""
     if job == PUBLISH:
         return f"every {_span(timedelta(seconds=settings.publish_interval))}"
+    if job == FETCH:
+        return f"every {_span(timedelta(seconds=settings.bounce_fetch_interval))}"
     return f"'{settings.digest_schedule}' in {settings.digest_timezone}"
 
 
 def run_once(settings: Settings, store: Store, clock: Clock,
              jobs: Mapping[str, Job] = DEFAULT_JOBS, stop: threading.Event | None = None,
              lock: ServiceLock | None = None) -> dict[str, str]:
-    """Run publish, then send-digest, once each; return each job's outcome."""
+    """Run publish, then send-digest (then fetch-bounces), once each; each job's outcome."""
     runner = JobRunner(settings, store, jobs, clock, stop or threading.Event(), lock)
-    return {name: runner.run(name) for name in (PUBLISH, SEND)}
+    return {name: runner.run(name) for name in job_names(settings) if name in jobs}
 
 
 def local_time(moment: datetime | None, settings: Settings) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from digest.cron import next_fire
-from digest.service.jobs import PUBLISH, SEND
+from digest.service.jobs import SEND, job_names
 from digest.service.scheduler import describe_job, schedule_of
 from digest.settings import Settings
 from digest.store import runs as job_runs
@@ -35,15 +35,15 @@ class ServiceStatus:
 
 def service_status(settings: Settings, store: Store, now: datetime,
                    holder: str | None) -> ServiceStatus:
-    """The status of both jobs; `holder` is the lock holder (see digest.service_lock.holder)."""
+    """The status of each job; `holder` is the lock holder (see digest.service_lock.holder)."""
     stored = scheduled_times(store) if holder is not None else {}
     last = job_runs.last_runs(store)
-    computed = {PUBLISH: None, SEND: next_fire(schedule_of(settings).trigger, now)}
+    computed = {SEND: next_fire(schedule_of(settings).trigger, now)}
     jobs = tuple(
         JobStatus(job=job, schedule=describe_job(settings, job),
-                  next_run=stored[job] if job in stored else computed[job],
+                  next_run=stored[job] if job in stored else computed.get(job),
                   next_from_service=job in stored, last=last.get(job))
-        for job in (PUBLISH, SEND))
+        for job in job_names(settings))
     return ServiceStatus(holder, jobs)
 
 

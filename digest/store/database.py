@@ -13,6 +13,7 @@ import json
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,21 @@ class Store:
         with self.reading() as conn:
             rows = conn.execute(sa.select(articles)).all()
         return {row.key: _article_from_row(row._mapping) for row in rows}
+
+    def latest_articles(self, limit: int, now: datetime) -> list[StoredArticle]:
+        """The newest `limit` published articles (published by `now`), newest first.
+
+        Dates are stored with their own offsets, so they are compared here, not as text.
+        """
+        with self.reading() as conn:
+            dated = [(from_iso(published), key) for key, published in conn.execute(
+                sa.select(articles.c.key, articles.c.published)
+                .where(articles.c.status == "published"))]
+            keys = [key for when, key in sorted(dated, reverse=True) if when <= now][:limit]
+            rows = conn.execute(sa.select(articles).where(articles.c.key.in_(keys))).all() \
+                if keys else []
+        found = {row.key: _article_from_row(row._mapping) for row in rows}
+        return [found[key] for key in keys if key in found]
 
     def save_articles(self, changed: Sequence[StoredArticle], removed: Iterable[str],
                       meta_values: dict[str, str] | None = None) -> None:

@@ -133,4 +133,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE articles ADD COLUMN enclosure TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE edition_articles ADD COLUMN image TEXT NOT NULL DEFAULT ''",
     )),
+    Migration("0006_i13_bounces", (
+        # Bounces per subscriber: how many were recorded (refusals, deferrals,
+        # bounce messages), the last reply or report, and since when the
+        # address has been deferred without a success in between (cleared by a
+        # delivery the server accepts); BOUNCE_SOFT_DAYS of that makes it
+        # bounced. The reply per delivery is deliveries.reply (0002).
+        "ALTER TABLE subscribers ADD COLUMN bounces INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE subscribers ADD COLUMN last_bounce TEXT",
+        "ALTER TABLE subscribers ADD COLUMN soft_bounce_since TEXT",
+    )),
 )

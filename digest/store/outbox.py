@@ -56,6 +56,7 @@ from digest.model import (
     StoredArticle,
     SubscriberStatus,
 )
+from digest.store import subscribers as subscriber_rows
 from digest.store.database import Store, store_error
 from digest.store.schema import (
     deliveries,
@@ -94,6 +95,7 @@ class Delivery:
     message_id: str
     attempts: int
     lost_replies: int = 0  # earlier attempts whose end-of-data reply was lost
+    soft_bounce_since: datetime | None = None  # the recipient is being deferred since then
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,17 @@ class EditionSummary:
 @dataclass(frozen=True)
 class Failure:
     recipient: str
+    reply: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A delivery of an edition that the server refused or deferred, with its reply."""
+
+    recipient: str
+    status: DeliveryStatus  # failed; pending (deferred); unknown or unconfirmed
+    attempts: int
+    updated_at: datetime
     reply: str
 
 
@@ -285,7 +298,8 @@ class Outbox:
             rows = conn.execute(
                 sa.select(deliveries.c.recipient, deliveries.c.message_id,
                           deliveries.c.attempts, deliveries.c.lost_replies,
-                          subscribers.c.status, subscribers.c.name)
+                          subscribers.c.status, subscribers.c.name,
+                          subscribers.c.soft_bounce_since)
                 .select_from(deliveries.outerjoin(
                     subscribers, subscribers.c.address == deliveries.c.recipient))
                 .where(deliveries.c.edition_id == edition_id,
@@ -299,9 +313,14 @@ class Outbox:
                              .where(deliveries.c.edition_id == edition_id,
                                     deliveries.c.recipient.in_(gone))
                              .values(status=SKIPPED, claimed_by=None, claimed_until=None,
-                                     updated_at=stamp(now), reply="unsubscribed"))
+                                     updated_at=stamp(now),
+                                     reply=sa.func.coalesce(
+                                         sa.select(subscribers.c.status)
+                                         .where(subscribers.c.address == deliveries.c.recipient)
+                                         .scalar_subquery(), "unsubscribed")))
         claimed = [Delivery(edition_id, r.recipient, r.name, r.message_id, r.attempts,
-                            r.lost_replies) for r in rows if r.status == _SUBSCRIBED]
+                            r.lost_replies, optional(r.soft_bounce_since))
+                   for r in rows if r.status == _SUBSCRIBED]
         return claimed, len(gone)
 
     def renew(self, edition_id: int, now: datetime) -> int:
@@ -323,6 +342,46 @@ class Outbox:
 
     def mark_failed(self, delivery: Delivery, now: datetime, attempts: int, reply: str) -> bool:
         return self._settle(delivery, now, attempts, status=FAILED, reply=reply)
+
+    def mark_bounced(self, delivery: Delivery, now: datetime, attempts: int, reply: str) -> bool:
+        """A hard bounce: the delivery failed and its recipient becomes bounced, together."""
+        with self.store.transaction() as conn:
+            done = self._settle_in(conn, delivery, now, attempts, status=FAILED, reply=reply)
+            if done:
+                subscriber_rows.hard_bounce(conn, delivery.recipient, now, reply)
+        return done
+
+    def defer_soft(self, delivery: Delivery, now: datetime, attempts: int, reply: str,
+                   not_before: datetime, limit: timedelta, give_up: str | None = None
+                   ) -> bool | None:
+        """The server deferred the recipient (a 4xx reply): count it on the subscriber.
+
+        Deferred for `limit` without a success in between, the delivery fails
+        and the subscriber becomes bounced: True. Else deferred as by defer()
+        (or failed with the reply `give_up`, when given): False. None if the
+        claim was lost.
+        """
+        with self.store.transaction() as conn:
+            if give_up is not None:
+                settled = self._settle_in(conn, delivery, now, attempts, status=FAILED,
+                                          reply=give_up)
+            else:
+                settled = self._settle_in(conn, delivery, now, attempts, status=PENDING,
+                                          reply=reply, until=stamp(not_before))
+            if not settled:
+                return None
+            if not subscriber_rows.soft_bounce(conn, delivery.recipient, now, reply, limit):
+                return False
+            days = limit.total_seconds() / 86400
+            conn.execute(deliveries.update()
+                         .where(deliveries.c.edition_id == delivery.edition_id,
+                                deliveries.c.recipient == delivery.recipient)
+                         .values(status=FAILED, claimed_until=None,
+                                 reply=f"deferred for {days:g} days or more: {reply}"))
+        return True
+
+    def clear_soft_bounce(self, address: str) -> None:
+        subscriber_rows.clear_soft_bounce(self.store, address)
 
     def defer(self, delivery: Delivery, now: datetime, attempts: int, reply: str,
               not_before: datetime) -> bool:
@@ -380,10 +439,15 @@ class Outbox:
     def _settle(self, delivery: Delivery, now: datetime, attempts: int, *, status: str,
                 reply: str | None, until: str | None = None) -> bool:
         with self.store.transaction() as conn:
-            done = conn.execute(_SETTLE, {
-                "p_edition": delivery.edition_id, "p_recipient": delivery.recipient,
-                "p_owner": self.owner, "p_status": status, "p_until": until,
-                "p_attempts": attempts, "p_now": stamp(now), "p_reply": reply}).rowcount
+            return self._settle_in(conn, delivery, now, attempts, status=status, reply=reply,
+                                   until=until)
+
+    def _settle_in(self, conn: Connection, delivery: Delivery, now: datetime, attempts: int,
+                   *, status: str, reply: str | None, until: str | None = None) -> bool:
+        done = conn.execute(_SETTLE, {
+            "p_edition": delivery.edition_id, "p_recipient": delivery.recipient,
+            "p_owner": self.owner, "p_status": status, "p_until": until,
+            "p_attempts": attempts, "p_now": stamp(now), "p_reply": reply}).rowcount
         if not done:
             log.warning("delivery of edition %d to %s was taken over by another sender",
                         delivery.edition_id, delivery.recipient)
@@ -582,6 +646,35 @@ def history(store: Store, limit: int = 20) -> list[EditionSummary]:
         article_count=r.article_count, recipient_count=r.recipient_count,
         sent=int(r.sent or 0), failed=int(r.failed or 0), skipped=int(r.skipped or 0),
         pending=int(r.pending or 0), unknown=int(r.unknown or 0)) for r in rows]
+
+
+def problems(store: Store, edition_id: int) -> list[Problem]:
+    """The edition's deliveries that failed, are deferred or got no reply, with the reply."""
+    d = deliveries.c
+    query = (sa.select(d.recipient, d.status, d.attempts, d.updated_at, d.reply)
+             .where(d.edition_id == edition_id,
+                    sa.or_(d.status.in_((FAILED, UNKNOWN, UNCONFIRMED)),
+                           sa.and_(d.status == PENDING, d.reply.is_not(None))))
+             .order_by(d.status, d.recipient))
+    with store.reading() as conn:
+        return [Problem(r.recipient, DeliveryStatus(r.status), r.attempts,
+                        unstamp(r.updated_at), r.reply or "") for r in conn.execute(query)]
+
+
+def edition_recipients(store: Store, edition_id: int) -> tuple[str, list[str]] | None:
+    """The uid of an edition and its recipients; None if there is no such edition."""
+    with store.reading() as conn:
+        uid = conn.execute(sa.select(editions.c.uid).where(editions.c.id == edition_id)).scalar()
+        if uid is None:
+            return None
+        return str(uid), [row[0] for row in conn.execute(
+            sa.select(deliveries.c.recipient).where(deliveries.c.edition_id == edition_id))]
+
+
+def edition_exists(store: Store, edition_id: int) -> bool:
+    with store.reading() as conn:
+        return conn.execute(sa.select(editions.c.id).where(editions.c.id == edition_id)
+                            ).first() is not None
 
 
 def _open_edition(conn: Connection) -> Edition | None:

@@ -59,6 +59,9 @@ subscribers = sa.Table(
     sa.Column("source", sa.Text, nullable=False),  # cli | import | settings | web | unsubscribe
     sa.Column("created_at", sa.Text, nullable=False),
     sa.Column("updated_at", sa.Text, nullable=False),
+    sa.Column("bounces", sa.Integer, nullable=False, server_default="0"),  # 0005
+    sa.Column("last_bounce", sa.Text, nullable=True),  # 0005
+    sa.Column("soft_bounce_since", sa.Text, nullable=True),  # 0005
 )
 
 edition_counter = sa.Table(

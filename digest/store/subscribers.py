@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -17,11 +17,12 @@ from sqlalchemy.engine import Connection
 from digest.model import SubscriberStatus
 from digest.store.database import Store
 from digest.store.schema import subscribers
-from digest.store.timestamps import from_iso, iso
+from digest.store.timestamps import from_iso, iso, optional, stamp
 
 SUBSCRIBED = SubscriberStatus.SUBSCRIBED
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
 PENDING = SubscriberStatus.PENDING
+BOUNCED = SubscriberStatus.BOUNCED
 _CHUNK = 500
 
 
@@ -33,6 +34,9 @@ class Subscriber:
     source: str
     created_at: datetime
     updated_at: datetime
+    bounces: int = 0  # bounces recorded: refusals, deferrals, bounce messages
+    last_bounce: str | None = None  # the last one's reply or report
+    soft_bounce_since: datetime | None = None  # deferred since then, no success in between
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class SubscribeReport:
     subscribed: tuple[str, ...] = ()  # were pending (or unsubscribed, with resubscribe)
     unchanged: tuple[str, ...] = ()  # already subscribed, or duplicates in the input
     kept_unsubscribed: tuple[str, ...] = ()
+    kept_bounced: tuple[str, ...] = ()  # bounced: only `reactivate` or resubscribe
 
 
 def subscribe_many(store: Store, wanted: dict[str, str | None], duplicates: Sequence[str],
@@ -53,6 +58,7 @@ def subscribe_many(store: Store, wanted: dict[str, str | None], duplicates: Sequ
     changed: list[str] = []
     unchanged: list[str] = list(duplicates)
     kept: list[str] = []
+    bounced: list[str] = []
     with store.transaction() as conn:
         existing = _statuses(conn, list(wanted))
         rows = []
@@ -66,6 +72,8 @@ def subscribe_many(store: Store, wanted: dict[str, str | None], duplicates: Sequ
                 unchanged.append(address)
             elif status == UNSUBSCRIBED and not resubscribe:
                 kept.append(address)
+            elif status == BOUNCED and not resubscribe:
+                bounced.append(address)
             else:
                 changed.append(address)
         if rows:
@@ -73,8 +81,24 @@ def subscribe_many(store: Store, wanted: dict[str, str | None], duplicates: Sequ
         for start in range(0, len(changed), _CHUNK):
             conn.execute(subscribers.update()
                          .where(subscribers.c.address.in_(changed[start:start + _CHUNK]))
-                         .values(status=SUBSCRIBED.value, updated_at=stamp))
-    return SubscribeReport(tuple(added), tuple(changed), tuple(unchanged), tuple(kept))
+                         .values(status=SUBSCRIBED.value, updated_at=stamp,
+                                 soft_bounce_since=None))
+    return SubscribeReport(tuple(added), tuple(changed), tuple(unchanged), tuple(kept),
+                           tuple(bounced))
+
+
+def record_new(store: Store, rows: dict[str, tuple[str | None, SubscriberStatus]],
+               now: datetime, *, source: str) -> tuple[str, ...]:
+    """Record address -> (name, status) for addresses not yet known; the ones recorded."""
+    stamp = iso(now)
+    with store.transaction() as conn:
+        known = _statuses(conn, list(rows))
+        new = [a for a in rows if a not in known]
+        if new:
+            conn.execute(subscribers.insert(), [
+                {"address": a, "name": rows[a][0], "status": rows[a][1].value,
+                 "source": source, "created_at": stamp, "updated_at": stamp} for a in new])
+    return tuple(new)
 
 
 def unsubscribe(store: Store, address: str, now: datetime) -> bool:
@@ -157,6 +181,80 @@ def subscribed_addresses(conn: Connection) -> list[str]:
     return [row[0] for row in conn.execute(query)]
 
 
+def reactivate(store: Store, address: str, now: datetime) -> bool:
+    """A bounced address subscribed again (its bounce count kept); False if not bounced."""
+    with store.transaction() as conn:
+        return bool(conn.execute(
+            subscribers.update()
+            .where(subscribers.c.address == address, subscribers.c.status == BOUNCED.value)
+            .values(status=SUBSCRIBED.value, soft_bounce_since=None,
+                    updated_at=iso(now))).rowcount)
+
+
+def hard_bounce(conn: Connection, address: str, now: datetime, reply: str) -> bool:
+    """Inside a transaction: count a bounce; a subscribed (or pending) address becomes
+    bounced. True if its status changed."""
+    _count(conn, address, reply)
+    return _mark_bounced(conn, address, now)
+
+
+def soft_bounce(conn: Connection, address: str, now: datetime, reply: str,
+                limit: timedelta | None) -> bool:
+    """Inside a transaction: count a deferral and note since when the address is
+    deferred; after `limit` of that (None: never) it becomes bounced, True returned."""
+    _count(conn, address, reply)
+    conn.execute(subscribers.update()
+                 .where(subscribers.c.address == address,
+                        subscribers.c.soft_bounce_since.is_(None))
+                 .values(soft_bounce_since=stamp(now)))
+    since = optional(conn.execute(sa.select(subscribers.c.soft_bounce_since)
+                                  .where(subscribers.c.address == address)).scalar())
+    if limit is None or since is None or now - since < limit:
+        return False
+    return _mark_bounced(conn, address, now)
+
+
+def _mark_bounced(conn: Connection, address: str, now: datetime) -> bool:
+    return bool(conn.execute(
+        subscribers.update()
+        .where(subscribers.c.address == address,
+               subscribers.c.status.in_((SUBSCRIBED.value, PENDING.value)))
+        .values(status=BOUNCED.value, soft_bounce_since=None, updated_at=iso(now))).rowcount)
+
+
+def record_report(store: Store, address: str, now: datetime, kind: str, note: str) -> str | None:
+    """A returned message about `address` (a known subscriber), in one transaction.
+
+    kind "permanent": counted, bounced; "temporary": counted; "complaint":
+    counted, unsubscribed. The status afterwards, or None for an unknown address.
+    """
+    with store.transaction() as conn:
+        if address not in _statuses(conn, [address]):
+            return None
+        _count(conn, address, note)
+        if kind == "permanent":
+            _mark_bounced(conn, address, now)
+        elif kind == "complaint":
+            conn.execute(subscribers.update()
+                         .where(subscribers.c.address == address,
+                                subscribers.c.status != UNSUBSCRIBED.value)
+                         .values(status=UNSUBSCRIBED.value, soft_bounce_since=None,
+                                 updated_at=iso(now)))
+        return _statuses(conn, [address])[address]
+
+
+def clear_soft_bounce(store: Store, address: str) -> None:
+    """The server accepted a message for `address`: it is no longer being deferred."""
+    with store.transaction() as conn:
+        conn.execute(subscribers.update().where(subscribers.c.address == address)
+                     .values(soft_bounce_since=None))
+
+
+def _count(conn: Connection, address: str, reply: str) -> None:
+    conn.execute(subscribers.update().where(subscribers.c.address == address)
+                 .values(bounces=subscribers.c.bounces + 1, last_bounce=reply[:1000]))
+
+
 def _statuses(conn: Connection, addresses: Sequence[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for start in range(0, len(addresses), _CHUNK):
@@ -171,4 +269,6 @@ def _from_row(row: sa.RowMapping) -> Subscriber:
     return Subscriber(address=row["address"], name=row["name"],
                       status=SubscriberStatus(row["status"]), source=row["source"],
                       created_at=from_iso(row["created_at"]),
-                      updated_at=from_iso(row["updated_at"]))
+                      updated_at=from_iso(row["updated_at"]),
+                      bounces=int(row["bounces"] or 0), last_bounce=row["last_bounce"],
+                      soft_bounce_since=optional(row["soft_bounce_since"]))

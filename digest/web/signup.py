@@ -39,6 +39,7 @@ from digest.mail.message import sender_address
 from digest.mail.send import send_confirmation
 from digest.mail.smtp import Mailer
 from digest.mail.subscribers import (
+    PENDING,
     SUBSCRIBED,
     UNSUBSCRIBED,
     add_pending,
@@ -54,6 +55,7 @@ from digest.mail.tokens import (
     make_token,
     verify_token,
 )
+from digest.mail.welcome import send_welcome
 from digest.settings import Settings
 from digest.store.database import Store
 from digest.web.rate_limit import RateLimiter, Window
@@ -87,6 +89,11 @@ class SignupLimits:
 class _Job:
     address: str
     now: datetime
+    welcome: bool = False  # the welcome mail of a confirmed address (else: the confirmation)
+
+
+def _kind(job: _Job | None) -> str:
+    return "welcome" if job is not None and job.welcome else "confirmation"
 
 
 def check_signup_settings(settings: Settings) -> None:
@@ -190,10 +197,20 @@ class Signup:
                 and issued_at(token).timestamp() > found.updated_at.timestamp()):
             subscribe(self.store, address, now, source="web", resubscribe=True)
             log.info("confirmation of %s: subscribed again", address)
+            self._welcome(address, now)
             return address, True
         subscribed = confirm(self.store, address, now)
         log.info("confirmation of %s: %s", address, "subscribed" if subscribed else "not pending")
+        if subscribed and found is not None and found.status == PENDING:
+            self._welcome(address, now)
         return address, subscribed
+
+    def _welcome(self, address: str, now: datetime) -> None:
+        """Queue the welcome mail (not sent when the queue is full: the address is subscribed)."""
+        try:
+            self._jobs.put_nowait(_Job(address, now, welcome=True))
+        except queue.Full:
+            log.warning("welcome mail to %s not sent: mail queue full", address)
 
     def unsubscribe(self, token: str, now: datetime) -> str:
         """Unsubscribe the address of an unsubscribe link; TokenError if invalid."""
@@ -221,14 +238,22 @@ class Signup:
                     return
                 self._mail(job)
             except DigestError as exc:
-                log.warning("confirmation mail to %s not sent: %s", job.address if job else "-",
+                log.warning("%s mail to %s not sent: %s", _kind(job), job.address if job else "-",
                             exc.message)
             except Exception:
-                log.exception("confirmation mail to %s failed", job.address if job else "-")
+                log.exception("%s mail to %s failed", _kind(job), job.address if job else "-")
             finally:
                 self._jobs.task_done()
 
     def _mail(self, job: _Job) -> None:
+        if job.welcome:
+            mailer = self.mailer_factory()
+            try:
+                send_welcome(self.settings, self.store, mailer, job.address, job.now)
+            finally:
+                mailer.close()
+            log.info("welcome mail sent to %s", job.address)
+            return
         found = get_subscriber(self.store, job.address)
         if found is not None and found.status == SUBSCRIBED:
             log.info("sign-up for %s: already subscribed, no mail", job.address)

@@ -47,7 +47,7 @@ def personal(address: str = "reader@example.org", name: str | None = None) -> Pe
 
 def build(settings: Settings, person: Personal | None = None,
           digest: DigestContent | None = None) -> tuple[bytes, EmailMessage]:
-    factory = MessageFactory(settings, render_digest(settings, digest or content()), "ed1234")
+    factory = MessageFactory(settings, render_digest(settings, digest or content()), "ed1234", 7)
     data = factory.build(person or personal()).data
     parsed = message_from_bytes(data, policy=policy.default)
     assert isinstance(parsed, EmailMessage)

@@ -68,7 +68,8 @@ def test_unknown_unsubscribe_is_remembered(store: Store) -> None:
 
 def test_double_opt_in(store: Store) -> None:
     assert add_pending(store, "new@example.org", NOW) is True
-    assert count_by_status(store) == {"subscribed": 0, "pending": 1, "unsubscribed": 0}
+    assert count_by_status(store) == {"subscribed": 0, "pending": 1, "unsubscribed": 0,
+                                      "bounced": 0}
     assert add_pending(store, "new@example.org", NOW) is True  # asks again: send again
     assert confirm(store, "new@example.org", LATER) is True
     assert add_pending(store, "new@example.org", NOW) is False  # already subscribed

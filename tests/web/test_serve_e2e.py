@@ -94,10 +94,17 @@ def test_subscribe_confirm_then_the_digest_reaches_the_address(project: Project,
 
     listed = project.cli("subscribers", "list").stdout
     assert re.search(r"reader@example\.org\s+subscribed", listed), listed
+
+    def welcomes() -> list[str]:
+        return [str(m.parsed()["Subject"]) for m in mails_to(smtp, "reader@example.org")
+                if str(m.parsed()["Subject"]).startswith("Welcome to")]
+
+    wait_for(lambda: bool(welcomes()), "the welcome mail")
     project.cli("send")
     digests = [m for m in mails_to(smtp, "reader@example.org")
-               if "List-Unsubscribe" in m.parsed()]
+               if m.parsed()["Precedence"] == "bulk"]
     assert len(digests) == 1
+    assert len(welcomes()) == 1
     assert "Welcome to digest" in digests[0].parsed().get_body(("plain",)).get_content()
 
 

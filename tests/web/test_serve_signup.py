@@ -38,7 +38,7 @@ from digest.web.rate_limit import Window
 from digest.web.server import create_app
 from digest.web.signup import Signup, SignupLimits
 from tests.conftest import wait_for
-from tests.fixtures_mail import NOW, SMTPServer, free_port
+from tests.fixtures_mail import NOW, SMTPServer, free_port, sample_articles
 from tests.fixtures_serve import SECRET_KEY, mails_to, running_server
 
 GENEROUS = SignupLimits(per_client=(Window(100, 600.0),), per_address=(Window(5, 600.0),),
@@ -429,3 +429,24 @@ def test_serve_site_runs_in_a_thread_until_the_stop_event(tmp_path: Path) -> Non
         thread.join(timeout=15)
         store.close()
     assert not thread.is_alive()
+
+
+def test_confirming_sends_one_welcome_mail_with_the_latest_articles(web: Web) -> None:
+    web.store.save_articles(sample_articles(2), [])
+    web.subscribe("ann@example.org")
+    link = web.confirmation_link("ann@example.org")
+    for _ in range(2):  # confirming twice welcomes once
+        assert web.client.post(link).status_code == 200
+    web.signup.wait_idle(10)
+    wait_for(lambda: len(mails_to(web.smtp, "ann@example.org")) == 2, "the welcome mail")
+    web.signup.wait_idle(10)
+    _confirmation, welcome = (m.parsed() for m in mails_to(web.smtp, "ann@example.org"))
+    assert welcome["Subject"] == "Welcome to Example News"
+    assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = welcome.get_body(("plain",))
+    html = welcome.get_body(("html",))
+    assert text is not None and html is not None
+    assert "ann@example.org is now subscribed" in text.get_content()
+    assert "Headline number 1" in text.get_content()
+    assert "Headline number 1" in html.get_content()
+    assert len(mails_to(web.smtp, "ann@example.org")) == 2
