@@ -25,16 +25,19 @@ from digest.store.outbox import (
     UNCONFIRMED,
     UNKNOWN,
     Delivery,
+    EditionProgress,
     EditionSummary,
     Failure,
     Recorder,
     history,
     new_owner,
+    owner_name,
+    progress,
 )
 
 __all__ = ["DONE", "FAILED", "OPEN", "PENDING", "SENDING", "SENT", "SKIPPED", "STATUSES", "TO_DO",
-           "UNCONFIRMED", "UNKNOWN", "Delivery", "Edition", "EditionSummary", "Failure",
-           "Outbox", "Recorder", "history", "new_owner"]
+           "UNCONFIRMED", "UNKNOWN", "Delivery", "Edition", "EditionProgress", "EditionSummary", "Failure",
+           "Outbox", "Recorder", "history", "new_owner", "owner_name", "progress"]
 
 
 class Outbox(stored.Outbox):
