@@ -18,8 +18,12 @@ from digest.words import plural
 @click.command()
 @pass_ctx
 def status(ctx: Context) -> None:
-    """Show whether `digest run` runs, each job's next run time and last result, and how
-    far the open editions are (sent, pending, unknown, and which sender holds the rest)."""
+    """Show whether `digest run` runs, and each job's next run time and last result.
+
+    Then each open edition's progress (else the last edition's): sent,
+    pending, claimed, unknown, failed, skipped, and which sender (pid and
+    host) holds the claimed deliveries.
+    """
     settings = ctx.settings
     moment = now()
     holder = service_lock.holder(settings.database_url, settings.base_dir, moment)
