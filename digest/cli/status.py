@@ -9,15 +9,21 @@ import click
 from digest.cli.support import Context, now, pass_ctx
 from digest.service import lock as service_lock
 from digest.service.scheduler import local_time
-from digest.service.status import JobStatus, service_status
+from digest.service.status import EditionProgress, JobStatus, service_status
 from digest.settings import Settings
 from digest.store import runs as job_runs
+from digest.words import plural
 
 
 @click.command()
 @pass_ctx
 def status(ctx: Context) -> None:
-    """Show whether `digest run` runs, and each job's next run time and last result."""
+    """Show whether `digest run` runs, and each job's next run time and last result.
+
+    Then each open edition's progress (else the last edition's): sent,
+    pending, claimed, unknown, failed, skipped, and which sender (pid and
+    host) holds the claimed deliveries.
+    """
     settings = ctx.settings
     moment = now()
     holder = service_lock.holder(settings.database_url, settings.base_dir, moment)
@@ -32,6 +38,18 @@ def status(ctx: Context) -> None:
         click.echo(f"{job.job:<{width}}  {job.schedule}")
         click.echo(f"{'':<{width}}  next: {_next(job, settings, moment, report.running)}")
         click.echo(f"{'':<{width}}  last: {_last(job, settings)}")
+    for edition in report.editions:
+        click.echo(_edition(edition))
+        for holder, count in edition.claimed:
+            click.echo(f"  {count} being sent by {holder}")
+
+
+def _edition(edition: EditionProgress) -> str:
+    """'edition 3 (sending, 1000 recipients): 400 sent, 500 pending, 100 claimed, ...'."""
+    return (f"edition {edition.id} ({edition.status}, "
+            f"{plural(edition.recipient_count, 'recipient')}): "
+            f"{edition.sent} sent, {edition.pending} pending, {edition.sending} claimed, "
+            f"{edition.unknown} unknown, {edition.failed} failed, {edition.skipped} skipped")
 
 
 def _next(job: JobStatus, settings: Settings, moment: datetime, running: bool) -> str:

@@ -25,6 +25,7 @@ from digest.store.outbox import (
     UNCONFIRMED,
     UNKNOWN,
     Delivery,
+    EditionProgress,
     EditionSummary,
     Failure,
     Problem,
@@ -33,14 +34,15 @@ from digest.store.outbox import (
     edition_recipients,
     history,
     new_owner,
+    owner_name,
     problems,
+    progress,
 )
 
 __all__ = ["DONE", "FAILED", "OPEN", "PENDING", "SENDING", "SENT", "SKIPPED", "STATUSES", "TO_DO",
-           "UNCONFIRMED", "UNKNOWN", "Delivery", "Edition", "EditionSummary", "Failure",
-           "Outbox", "Problem", "Recorder", "edition_exists", "edition_recipients",
-           "history", "new_owner",
-           "problems"]
+           "UNCONFIRMED", "UNKNOWN", "Delivery", "Edition", "EditionProgress", "EditionSummary",
+           "Failure", "Outbox", "Problem", "Recorder", "edition_exists", "edition_recipients",
+           "history", "new_owner", "owner_name", "problems", "progress"]
 
 
 class Outbox(stored.Outbox):

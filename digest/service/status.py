@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from digest.cron import next_fire
+from digest.mail.outbox import EditionProgress, progress
 from digest.service.jobs import SEND, job_names
 from digest.service.scheduler import describe_job, schedule_of
 from digest.settings import Settings
@@ -27,6 +28,7 @@ class JobStatus:
 class ServiceStatus:
     holder: str | None  # who runs `digest run` on this store, None when nobody does
     jobs: tuple[JobStatus, ...]
+    editions: tuple[EditionProgress, ...] = ()  # open ones, else the last one
 
     @property
     def running(self) -> bool:
@@ -44,7 +46,8 @@ def service_status(settings: Settings, store: Store, now: datetime,
                   next_run=stored[job] if job in stored else computed.get(job),
                   next_from_service=job in stored, last=last.get(job))
         for job in job_names(settings))
-    return ServiceStatus(holder, jobs)
+    return ServiceStatus(holder, jobs, tuple(progress(store)))
 
 
-__all__ = ["JobStatus", "ServiceStatus", "scheduled_times", "service_status"]
+__all__ = ["EditionProgress", "JobStatus", "ServiceStatus", "scheduled_times",
+           "service_status"]

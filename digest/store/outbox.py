@@ -20,6 +20,11 @@ write of its transaction, so the database serialises them:
   longer running, can be claimed again;
 * finishing: every write on a claimed row checks ``claimed_by = me``.
 
+On PostgreSQL a claim is one statement, ``UPDATE ... WHERE recipient IN
+(SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``: nodes claiming at once take
+disjoint batches without waiting for one another. ``claimed_by`` names the
+holder (host, PID namespace, PID, a random suffix) for `digest status`.
+
 Delivery statuses (:class:`digest.model.DeliveryStatus`): ``pending``
 (``claimed_until`` then means "not before"), ``sending``, ``sent``, ``failed``,
 ``skipped`` (unsubscribed meanwhile),
@@ -264,6 +269,8 @@ class Outbox:
         every row already sent) and starts again from the first when nothing
         is left after it: deferred rows come due, rows others gave back.
         """
+        if self.store.dialect == "postgresql":
+            return self._claim_skip_locked(edition_id, now, limit)
         after = self._claimed_up_to.get(edition_id)
         while True:
             query = (sa.select(deliveries.c.recipient)
@@ -286,6 +293,40 @@ class Outbox:
                 return claimed, skipped
             # Another sender claimed these between our look and our update: look again.
 
+    def _claim_skip_locked(self, edition_id: int, now: datetime, limit: int
+                           ) -> tuple[list[Delivery], int]:
+        """PostgreSQL: pick and claim a batch in one statement, ``FOR UPDATE SKIP LOCKED``.
+
+        Rows another node is claiming at this moment are passed over rather
+        than waited for, so nodes claiming at once take disjoint batches
+        without retries. Same order and resume point as the SQLite path.
+        """
+        after = self._claimed_up_to.get(edition_id)
+        while True:
+            with self.store.reading() as conn:
+                dead = _dead_owners(conn, edition_id)
+            picked = (sa.select(deliveries.c.recipient)
+                      .where(deliveries.c.edition_id == edition_id,
+                             _claimable(now, dead, self.owner))
+                      .order_by(deliveries.c.recipient).limit(limit)
+                      .with_for_update(skip_locked=True))
+            if after is not None:
+                picked = picked.where(deliveries.c.recipient > after)
+            with self.store.transaction() as conn:
+                taken = [row[0] for row in conn.execute(
+                    deliveries.update()
+                    .where(deliveries.c.edition_id == edition_id,
+                           deliveries.c.recipient.in_(picked.scalar_subquery()))
+                    .values(status=SENDING, claimed_by=self.owner,
+                            claimed_until=stamp(now + self.lease))
+                    .returning(deliveries.c.recipient))]
+                if taken:
+                    self._claimed_up_to[edition_id] = max(taken)
+                    return self._claimed_rows(conn, edition_id, now, taken)
+            if after is None:
+                return [], 0
+            after = None  # from the start once more
+
     def _claim(self, edition_id: int, now: datetime, candidates: list[str],
                dead: list[str]) -> tuple[list[Delivery], int]:
         until = stamp(now + self.lease)
@@ -295,29 +336,34 @@ class Outbox:
                 .where(deliveries.c.edition_id == edition_id,
                        deliveries.c.recipient.in_(candidates), _claimable(now, dead, self.owner))
                 .values(status=SENDING, claimed_by=self.owner, claimed_until=until))
-            rows = conn.execute(
-                sa.select(deliveries.c.recipient, deliveries.c.message_id,
-                          deliveries.c.attempts, deliveries.c.lost_replies,
-                          subscribers.c.status, subscribers.c.name,
-                          subscribers.c.soft_bounce_since)
-                .select_from(deliveries.outerjoin(
-                    subscribers, subscribers.c.address == deliveries.c.recipient))
-                .where(deliveries.c.edition_id == edition_id,
-                       deliveries.c.recipient.in_(candidates),
-                       deliveries.c.claimed_by == self.owner,
-                       deliveries.c.status == SENDING)
-                .order_by(deliveries.c.recipient)).all()
-            gone = [r.recipient for r in rows if r.status != _SUBSCRIBED]
-            if gone:
-                conn.execute(deliveries.update()
-                             .where(deliveries.c.edition_id == edition_id,
-                                    deliveries.c.recipient.in_(gone))
-                             .values(status=SKIPPED, claimed_by=None, claimed_until=None,
-                                     updated_at=stamp(now),
-                                     reply=sa.func.coalesce(
-                                         sa.select(subscribers.c.status)
-                                         .where(subscribers.c.address == deliveries.c.recipient)
-                                         .scalar_subquery(), "unsubscribed")))
+            return self._claimed_rows(conn, edition_id, now, candidates)
+
+    def _claimed_rows(self, conn: Connection, edition_id: int, now: datetime,
+                      candidates: list[str]) -> tuple[list[Delivery], int]:
+        """The deliveries of `candidates` this sender now holds; unsubscribed ones skipped."""
+        rows = conn.execute(
+            sa.select(deliveries.c.recipient, deliveries.c.message_id,
+                      deliveries.c.attempts, deliveries.c.lost_replies,
+                      subscribers.c.status, subscribers.c.name,
+                      subscribers.c.soft_bounce_since)
+            .select_from(deliveries.outerjoin(
+                subscribers, subscribers.c.address == deliveries.c.recipient))
+            .where(deliveries.c.edition_id == edition_id,
+                   deliveries.c.recipient.in_(candidates),
+                   deliveries.c.claimed_by == self.owner,
+                   deliveries.c.status == SENDING)
+            .order_by(deliveries.c.recipient)).all()
+        gone = [r.recipient for r in rows if r.status != _SUBSCRIBED]
+        if gone:
+            conn.execute(deliveries.update()
+                         .where(deliveries.c.edition_id == edition_id,
+                                deliveries.c.recipient.in_(gone))
+                         .values(status=SKIPPED, claimed_by=None, claimed_until=None,
+                                 updated_at=stamp(now),
+                                 reply=sa.func.coalesce(
+                                     sa.select(subscribers.c.status)
+                                     .where(subscribers.c.address == deliveries.c.recipient)
+                                     .scalar_subquery(), "unsubscribed")))
         claimed = [Delivery(edition_id, r.recipient, r.name, r.message_id, r.attempts,
                             r.lost_replies, optional(r.soft_bounce_since))
                    for r in rows if r.status == _SUBSCRIBED]
@@ -675,6 +721,65 @@ def edition_exists(store: Store, edition_id: int) -> bool:
     with store.reading() as conn:
         return conn.execute(sa.select(editions.c.id).where(editions.c.id == edition_id)
                             ).first() is not None
+
+
+@dataclass(frozen=True)
+class EditionProgress:
+    """Where an edition's delivery stands, and which senders hold claims on it."""
+
+    id: int
+    status: EditionStatus
+    recipient_count: int
+    sent: int
+    pending: int  # waiting to be claimed (deferred ones included)
+    claimed: tuple[tuple[str, int], ...]  # (holder, as owner_name() says it; rows held)
+    unknown: int  # reply lost: unknown (one more try to come) or unconfirmed
+    failed: int
+    skipped: int
+
+    @property
+    def sending(self) -> int:
+        return sum(count for _holder, count in self.claimed)
+
+
+def progress(store: Store) -> list[EditionProgress]:
+    """The editions still being delivered, oldest first, else the last one made (if any)."""
+    d = deliveries.c
+    with store.reading() as conn:
+        ids = [row[0] for row in conn.execute(
+            sa.select(editions.c.id).where(editions.c.status == OPEN).order_by(editions.c.id))]
+        if not ids:
+            last = conn.execute(sa.select(sa.func.max(editions.c.id))).scalar()
+            ids = [] if last is None else [int(last)]
+        found = []
+        for edition_id in ids:
+            row = conn.execute(sa.select(editions).where(editions.c.id == edition_id)).one()
+            counts: dict[str, int] = {}
+            claimed: list[tuple[str, int]] = []
+            for status, owner, n in conn.execute(
+                    sa.select(d.status, d.claimed_by, sa.func.count())
+                    .where(d.edition_id == edition_id)
+                    .group_by(d.status, d.claimed_by)):
+                counts[status] = counts.get(status, 0) + int(n)
+                if status == SENDING:
+                    claimed.append((owner_name(owner), int(n)))
+            found.append(EditionProgress(
+                id=row.id, status=EditionStatus(row.status), recipient_count=row.recipient_count,
+                sent=counts.get(SENT, 0), pending=counts.get(PENDING, 0),
+                claimed=tuple(sorted(claimed)),
+                unknown=counts.get(UNKNOWN, 0) + counts.get(UNCONFIRMED, 0),
+                failed=counts.get(FAILED, 0), skipped=counts.get(SKIPPED, 0)))
+    return found
+
+
+def owner_name(owner: str | None) -> str:
+    """A claimer as people say it: 'pid 4242 on mail-2' (from its new_owner() id)."""
+    if not owner:
+        return "nobody"
+    parts = owner.split("|")
+    if len(parts) == 4 and parts[2].isdigit():
+        return f"pid {parts[2]} on {parts[0]}"
+    return owner
 
 
 def _open_edition(conn: Connection) -> Edition | None:

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from digest.mail.outbox import history
+from digest.mail.outbox import Outbox, history
+from digest.mail.subscribers import subscribe_many
 from digest.service.jobs import SEND
 from digest.store import runs as job_runs
 from digest.store.database import Store
 from tests.conftest import base_env, copy_sample, digest_cli, write
-from tests.fixtures_mail import Behaviour, SMTPServer
+from tests.fixtures_mail import NOW, Behaviour, SMTPServer, add_articles, sample_articles
 from tests.schedule_process import DigestRun
 
 NEVER = "0 0 1 1 *"
@@ -141,3 +142,31 @@ def test_a_bad_schedule_stops_run_at_start(site: Path) -> None:
     assert "DIGEST_SCHEDULE='0 7 * * 8' is not a crontab expression" in result.stderr
     write(site / ".env", "DIGEST_SCHEDULE=every morning\n")
     assert digest_cli("status", cwd=site).returncode == 2
+
+
+def test_status_shows_each_open_editions_progress_and_who_holds_claims(
+        site: Path, database_url: str) -> None:
+    env = env_for(site, database_url)
+    store = Store.open(database_url, site)
+    try:
+        add_articles(store, *sample_articles(2))
+        subscribe_many(store, [(f"r{i}@example.org", None) for i in range(8)], NOW,
+                       source="cli")
+        first = Outbox(store, owner="mail-1|ns|111|a")
+        edition, _ = first.open_or_create(store.load_articles().values(), NOW,
+                                          lambda uid, a: f"<{uid}.{a}@t>")
+        assert edition is not None
+        mine = first.claim(edition.id, NOW, 4)
+        first.mark_sent(mine[0], NOW, 1)
+        first.mark_sent(mine[1], NOW, 1)
+        first.mark_unknown(mine[2], NOW, 1, "lost", NOW + timedelta(minutes=30))
+        Outbox(store, owner="mail-2|ns|222|b").claim(edition.id, NOW, 2)
+    finally:
+        store.close()
+    shown = digest_cli("status", cwd=site, env=env)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    at = lines.index("edition 1 (sending, 8 recipients): 2 sent, 2 pending, 3 claimed, "
+                     "1 unknown, 0 failed, 0 skipped")
+    assert lines[at + 1:] == ["  1 being sent by pid 111 on mail-1",
+                              "  2 being sent by pid 222 on mail-2"]
