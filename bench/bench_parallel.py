@@ -20,6 +20,7 @@ Both go through the proxy ("far") and straight to the server ("loopback").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import smtplib
 import subprocess
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -47,6 +49,24 @@ def start(args: list[str]) -> subprocess.Popen[str]:
                                stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None and process.stdout.readline().strip() == "ready"
     return process
+
+
+@contextlib.contextmanager
+def far_sink(delay_ms: float) -> Iterator[tuple[int, int]]:
+    """A sink SMTP server and a delay proxy in front of it: (server port, proxy port)."""
+    server_port, proxy_port = free_port(), free_port()
+    server = start([str(HERE / "bench_send.py"), "--serve", str(server_port)])
+    proxy = start([str(HERE / "delay_proxy.py"), str(proxy_port), str(server_port),
+                   "--delay-ms", str(delay_ms)])
+    try:
+        yield server_port, proxy_port
+    finally:
+        for process in (proxy, server):
+            if process.stdin:
+                process.stdin.close()
+        proxy.terminate()
+        proxy.wait(timeout=30)
+        server.wait(timeout=30)
 
 
 def floor(port: int, built: list[OutgoingMessage], connections: int) -> float:
@@ -109,36 +129,25 @@ def main() -> None:
     counts = [int(c) for c in args.connections.split(",")]
     n = args.recipients
 
-    server_port, proxy_port = free_port(), free_port()
-    server = start([str(HERE / "bench_send.py"), "--serve", str(server_port)])
-    proxy = start([str(HERE / "delay_proxy.py"), str(proxy_port), str(server_port),
-                   "--delay-ms", str(args.delay_ms)])
-    try:
-        with tempfile.TemporaryDirectory() as tmp_name:
-            tmp = Path(tmp_name)
-            built = build(args, server_port, tmp, n)
-            backend = "postgresql" if args.database_url else "sqlite"
-            print(f"recipients: {n}, store: {backend}, delay: {args.delay_ms:g} ms each way, "
-                  f"python {sys.version.split()[0]}, cpus: {os.cpu_count()}")
-            print("| path | connections | smtplib | digest | digest msg/s | digest/smtplib |")
-            print("| --- | --- | --- | --- | --- | --- |")
-            paths = [("far", proxy_port)] + ([] if args.skip_loopback
-                                             else [("loopback", server_port)])
-            for name, port in paths:
-                for c in counts:
-                    before = floor(port, built, c)
-                    took = digest(args, port, tmp, n, c)
-                    after = floor(port, built, c)
-                    reference = (before + after) / 2
-                    print(f"| {name} | {c} | {reference:.2f} s | {took:.2f} s | "
-                          f"{n / took:.0f} | {took / reference:.2f}x |", flush=True)
-    finally:
-        for process in (proxy, server):
-            if process.stdin:
-                process.stdin.close()
-        proxy.terminate()
-        proxy.wait(timeout=30)
-        server.wait(timeout=30)
+    with (far_sink(args.delay_ms) as (server_port, proxy_port),
+          tempfile.TemporaryDirectory() as tmp_name):
+        tmp = Path(tmp_name)
+        built = build(args, server_port, tmp, n)
+        backend = "postgresql" if args.database_url else "sqlite"
+        print(f"recipients: {n}, store: {backend}, delay: {args.delay_ms:g} ms each way, "
+              f"python {sys.version.split()[0]}, cpus: {os.cpu_count()}")
+        print("| path | connections | smtplib | digest | digest msg/s | digest/smtplib |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        paths = [("far", proxy_port)] + ([] if args.skip_loopback
+                                         else [("loopback", server_port)])
+        for name, port in paths:
+            for c in counts:
+                before = floor(port, built, c)
+                took = digest(args, port, tmp, n, c)
+                after = floor(port, built, c)
+                reference = (before + after) / 2
+                print(f"| {name} | {c} | {reference:.2f} s | {took:.2f} s | "
+                      f"{n / took:.0f} | {took / reference:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_parallel import start
-from bench_send import NOW, bench_settings, free_port, fresh_store
+from bench_parallel import far_sink, start
+from bench_send import NOW, bench_settings, fresh_store
 
 from digest.mail.message import message_id, sender_domain
 from digest.mail.outbox import Outbox
@@ -102,31 +102,20 @@ def main() -> None:
     if not args.database_url or not args.database_url.startswith("postgresql"):
         parser.error("--database-url postgresql://... is required (SQLite has one sender)")
 
-    server_port, proxy_port = free_port(), free_port()
-    server = start([str(HERE / "bench_send.py"), "--serve", str(server_port)])
-    proxy = start([str(HERE / "delay_proxy.py"), str(proxy_port), str(server_port),
-                   "--delay-ms", str(args.delay_ms)])
-    try:
-        with tempfile.TemporaryDirectory() as tmp_name:
-            tmp = Path(tmp_name)
-            print(f"recipients: {args.recipients}, SMTP_CONNECTIONS per sender: "
-                  f"{args.connections}, delay: {args.delay_ms:g} ms each way")
-            print("| senders | time | msg/s | vs 1 sender | fewest sent by one sender |")
-            print("| --- | --- | --- | --- | --- |")
-            single: float | None = None
-            for count in [int(s) for s in args.senders.split(",")]:
-                took, fewest = one_run(args, proxy_port, tmp, count)
-                rate = args.recipients / took
-                single = single or rate
-                print(f"| {count} | {took:.2f} s | {rate:.0f} | {rate / single:.2f}x | "
-                      f"{fewest} |", flush=True)
-    finally:
-        for process in (proxy, server):
-            if process.stdin:
-                process.stdin.close()
-        proxy.terminate()
-        proxy.wait(timeout=30)
-        server.wait(timeout=30)
+    with (far_sink(args.delay_ms) as (_server_port, proxy_port),
+          tempfile.TemporaryDirectory() as tmp_name):
+        tmp = Path(tmp_name)
+        print(f"recipients: {args.recipients}, SMTP_CONNECTIONS per sender: "
+              f"{args.connections}, delay: {args.delay_ms:g} ms each way")
+        print("| senders | time | msg/s | vs 1 sender | fewest sent by one sender |")
+        print("| --- | --- | --- | --- | --- |")
+        single: float | None = None
+        for count in [int(s) for s in args.senders.split(",")]:
+            took, fewest = one_run(args, proxy_port, tmp, count)
+            rate = args.recipients / took
+            single = single or rate
+            print(f"| {count} | {took:.2f} s | {rate:.0f} | {rate / single:.2f}x | "
+                  f"{fewest} |", flush=True)
 
 
 if __name__ == "__main__":
