@@ -29,6 +29,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from digest.settings import ENV_NAMES
 from digest.store.database import Store, StoredArticle
+from tests.conftest import base_env
 
 logging.getLogger("mail.log").setLevel(logging.ERROR)  # aiosmtpd's own chatter
 
@@ -300,3 +301,19 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Remove every digest setting from the environment (the CLI reads it)."""
     for name in ENV_NAMES:
         monkeypatch.delenv(name, raising=False)
+
+
+def cli_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, articles: int) -> dict[str, str]:
+    """A project the in-process CLI works on: base_env set in the environment, tmp_path as
+    the working folder, and a SQLite store holding `articles` sample articles."""
+    monkeypatch.chdir(tmp_path)
+    values = base_env(tmp_path)
+    values["DATABASE_URL"] = f"sqlite:///{tmp_path / 'state.sqlite3'}"
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    store = Store.open(values["DATABASE_URL"], tmp_path)
+    try:
+        add_articles(store, *sample_articles(articles))
+    finally:
+        store.close()
+    return values

@@ -30,8 +30,7 @@ from digest.headers import mailbox_value
 from digest.mail.render import one_line
 from digest.mail.subscribers import list_subscribers
 from digest.store.database import Store
-from tests.conftest import base_env
-from tests.fixtures_mail import SMTPServer, add_articles, clean_environ, sample_articles
+from tests.fixtures_mail import SMTPServer, cli_project
 
 Start = Callable[..., SMTPServer]
 _ATEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+/=?^_`{|}~-"
@@ -39,18 +38,7 @@ _ATEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    clean_environ(monkeypatch)
-    monkeypatch.chdir(tmp_path)
-    values = base_env(tmp_path)
-    values["DATABASE_URL"] = f"sqlite:///{tmp_path / 'state.sqlite3'}"
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    store = Store.open(values["DATABASE_URL"], tmp_path)
-    try:
-        add_articles(store, *sample_articles(2))
-    finally:
-        store.close()
-    return values
+    return cli_project(tmp_path, monkeypatch, articles=2)
 
 
 def invoke(*args: str) -> Result:

@@ -16,14 +16,12 @@ from digest.cli.main import cli
 from digest.mail.outbox import history
 from digest.mail.subscribers import list_subscribers
 from digest.store.database import Store
-from tests.conftest import base_env
 from tests.fixtures_mail import (
     PASSWORD,
     TLS,
     Behaviour,
     SMTPServer,
-    add_articles,
-    clean_environ,
+    cli_project,
     sample_articles,
 )
 
@@ -34,18 +32,7 @@ Start = Callable[..., SMTPServer]
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A clean environment and working folder with a state store holding 3 articles."""
-    clean_environ(monkeypatch)
-    monkeypatch.chdir(tmp_path)
-    values = base_env(tmp_path)
-    values["DATABASE_URL"] = f"sqlite:///{tmp_path / 'state.sqlite3'}"
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    store = Store.open(values["DATABASE_URL"], tmp_path)
-    try:
-        add_articles(store, *sample_articles(3))
-    finally:
-        store.close()
-    return values
+    return cli_project(tmp_path, monkeypatch, articles=3)
 
 
 def invoke(*args: str) -> Result:
