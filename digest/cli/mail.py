@@ -37,7 +37,6 @@ from digest.mail.subscribers import (
     unsubscribe,
 )
 from digest.mail.welcome import send_welcome
-from digest.publish.web_copy import publish_digest_pages
 from digest.service.reports import delivery_counts
 from digest.store.database import Store
 from digest.words import plural
@@ -91,6 +90,9 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
             mailer.close()
         ctx.echo(f"sent a test of the next digest to {address} (nothing recorded)")
         return
+    # Imported here: the other mail commands (subscribers ...) never load the publisher.
+    from digest.publish.web_copy import publish_digest_pages
+
     stop = threading.Event()
     with ctx.store() as store, stop_on_signals(stop, _stopping), _ProgressBar(ctx) as bar:
         # The edition's web copy (the mail's "view in browser") is online before it goes out.

@@ -12,7 +12,7 @@ from digest.model import SourceFile
 from digest.settings import Settings
 
 # Changes when what a record keeps of an article changes: every article is read again once.
-RECORDS = "records-2 (image, enclosure)"
+RECORDS = "records-3 (image, enclosure; figures)"
 
 
 def config_fingerprint(settings: Settings, env: jinja2.Environment, fid: str) -> str:

@@ -192,3 +192,25 @@ def test_load_editions_on_both_backends(store: Store) -> None:
     assert loaded[0].items == first.items and len(first.items) == 3
     assert loaded[1].items == ()
     assert loaded[0].created_at == NOW
+
+
+def test_every_page_links_the_stylesheet_that_has_dark_mode(
+        project: tuple[Settings, Store]) -> None:
+    settings, store = project
+    make_edition(store, NOW + timedelta(hours=1))
+    publish_digest_pages(settings, store)
+    out = settings.output_dir
+    pages = sorted(out.rglob("*.html"))
+    assert {"index.html", "feed.html", "digests/1.html", "digests/index.html",
+            "tags/index.html", "articles/pictures/night.html"} <= {
+        p.relative_to(out).as_posix() for p in pages}
+    for page in pages:
+        assert f'<link rel="stylesheet" href="{SITE_URL}style.css">' in \
+            page.read_text(encoding="utf-8"), page
+    css = (out / "style.css").read_text(encoding="utf-8")
+    assert "color-scheme: light dark" in css
+    assert "@media (prefers-color-scheme: dark)" in css
+    for element in ("pre", "table", "blockquote", "figcaption", "img"):
+        assert f".body {element}" in css, element
+    xsl = (out / "feed.xsl").read_text(encoding="utf-8")  # static hosts' feed view
+    assert "color-scheme: light dark" in xsl and "prefers-color-scheme: dark" in xsl
