@@ -37,6 +37,8 @@ def publish_digest_pages(settings: Settings, store: Store) -> bool:
         return False
     with store.exclusive("publish"), Generation(settings.output_dir) as gen:
         made = render_pages(env, settings, load_editions(store))  # under the lock: latest
+        if _online(settings, made):
+            return False  # another sender put them online meanwhile
         _keep_all(gen, skip=made.keys())
         for path, data in made.items():
             gen.write(path, data)
