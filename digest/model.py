@@ -218,6 +218,14 @@ def article_path(slug: str) -> str:
     return f"articles/{slug}.html"
 
 
+DIGESTS_INDEX = "digests/index.html"  # the list of past digest editions
+
+
+def digest_path(number: int) -> str:
+    """Where the web copy of digest edition `number` lives (the mail links to it)."""
+    return f"digests/{number}.html"
+
+
 @dataclass(frozen=True)
 class SiteInfo:
     """What the site's pages (published and served) show about the site itself."""
@@ -230,6 +238,7 @@ class SiteInfo:
     rss_url: str
     json_url: str
     subscribe_url: str | None = None  # the sign-up form's target; None: no form
+    digests_url: str | None = None  # the past digests (when DIGEST_FROM is set); None: no link
 
 
 def site_info(settings: Settings) -> SiteInfo:
@@ -239,4 +248,5 @@ def site_info(settings: Settings) -> SiteInfo:
         atom_url=settings.url("feed.atom"), rss_url=settings.url("feed.rss"),
         json_url=settings.url("feed.json"),
         subscribe_url=settings.url("subscribe") if settings.subscribe_form else None,
+        digests_url=settings.url(DIGESTS_INDEX) if settings.digest_from is not None else None,
     )

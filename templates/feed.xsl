@@ -14,6 +14,8 @@
           body { margin: 0 auto; max-width: 42rem; padding: 1.5rem 1rem; font: 1.05rem/1.6 system-ui, sans-serif; }
           .about { background: #eef3fd; border-radius: .5rem; padding: .75rem 1rem; }
           .entry { margin: 1.5rem 0; } .entry h2 { font-size: 1.15rem; margin: 0; } .meta { color: #6e6e73; font-size: .9rem; }
+          :root { color-scheme: light dark; }
+          @media (prefers-color-scheme: dark) { body { background: #161618; color: #e8e8ea; } a { color: #8ab4f8; } .about { background: #22304a; } .meta { color: #a1a1a6; } }
         </style>
       </head>
       <body>

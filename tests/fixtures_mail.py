@@ -107,6 +107,9 @@ class Behaviour:
     # More sessions at once than this (0: no limit) are greeted with "421 4.7.0 too many
     # connections" and closed, as Postfix's anvil does.
     max_connections: int = 0
+    # Called with the envelope when DATA is accepted, before the message is stored
+    # (e.g. to look at what exists at that moment).
+    on_data: Callable[[Envelope], None] | None = None
 
 
 class Handler:
@@ -159,6 +162,8 @@ class Handler:
             await asyncio.sleep(b.delay)
         data = envelope.original_content or b""
         assert isinstance(data, bytes)
+        if b.on_data is not None:
+            b.on_data(envelope)
         with self._lock:
             for rcpt in envelope.rcpt_tos:
                 self.received.append(Received(str(envelope.mail_from), rcpt, data))

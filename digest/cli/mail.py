@@ -59,6 +59,8 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
 
     Each article goes out in exactly one edition. An interrupted run is
     resumed by the next one: nobody already served gets the edition twice.
+    Before the first message goes out, the edition's web copy (digests/N.html,
+    which each mail links to) is put into OUTPUT_DIR.
     Exits with 3 when some deliveries failed or were deferred, and with 4
     when the server's reply to some messages was lost after their data (the
     outcome is unknown: each is sent once more by a run 30 minutes later or
@@ -88,10 +90,15 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
             mailer.close()
         ctx.echo(f"sent a test of the next digest to {address} (nothing recorded)")
         return
+    # Imported here: the other mail commands (subscribers ...) never load the publisher.
+    from digest.publish.web_copy import publish_digest_pages
+
     stop = threading.Event()
     with ctx.store() as store, stop_on_signals(stop, _stopping), _ProgressBar(ctx) as bar:
+        # The edition's web copy (the mail's "view in browser") is online before it goes out.
         report = send_digest(settings, store, lambda: SMTPMailer(settings), now(),
-                             force=force, should_stop=stop.is_set, progress=bar.update)
+                             force=force, should_stop=stop.is_set, progress=bar.update,
+                             before_delivery=lambda _: publish_digest_pages(settings, store))
     _summarise(ctx, report)
     if report.stopped:
         click.echo("stopped; run `digest send` again to deliver the rest", err=True)

@@ -19,6 +19,8 @@ Template variables (both ``digest.txt`` and ``digest.html``):
                                   line, the hidden preview text of mail clients
     more                          how many articles of the edition are not
                                   listed (0 when all are); site.url has them
+    web_url                       the edition's web copy (digests/<n>.html), for
+                                  a "view in browser" link
     recipient, unsubscribe_url    the recipient's address and one-click link
     unsubscribe_mailto            UNSUBSCRIBE_MAILTO or None
 """
@@ -32,7 +34,7 @@ from typing import Any
 import css_inline
 
 from digest.errors import TemplateError
-from digest.model import DigestItem, article_path
+from digest.model import DigestItem, article_path, digest_path
 from digest.settings import Settings
 from digest.templates import environment, render
 from digest.words import plural
@@ -107,6 +109,7 @@ def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
         "articles": articles,
         "count": len(content.items),
         "more": len(content.items) - len(articles),
+        "web_url": settings.url(digest_path(content.number)),
         "subject": subject,
         "preheader": preheader,
         "recipient": RECIPIENT_SLOT,

@@ -146,7 +146,8 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
                 sleep: Callable[[float], None] = time.sleep,
                 monotonic: Callable[[], float] = time.monotonic,
                 batch: int = 100, lease: timedelta | None = None,
-                connections: int | None = None) -> SendReport:
+                connections: int | None = None,
+                before_delivery: Callable[[Edition], object] | None = None) -> SendReport:
     """Build (or resume) the current edition and deliver it to every recipient not served.
 
     `now` is the wall time at the start; later times are `now` plus the
@@ -156,6 +157,9 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
     consistent. `lease` (default: :func:`claim_lease`) is how long a claim
     holds without renewal. `connections` (default SMTP_CONNECTIONS) workers
     send at once, each over its own mailer from `mailer_factory`.
+    `before_delivery` is called with the edition (made or resumed) before any
+    message of it goes out, e.g. to put its web copy online; what it raises
+    stops the run, the edition left to resume.
     """
     check_send_settings(settings)
     started = monotonic()
@@ -172,6 +176,8 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
     if edition is None:
         log.info("no new articles: no digest to send")
         return SendReport(None, False, 0, 0, 0, 0, 0, 0, 0, False, False)
+    if before_delivery is not None:
+        before_delivery(edition)
     factory = MessageFactory(settings, render_edition(settings, edition), edition.uid,
                              edition.id)
     run = _Run(settings, outbox, edition, factory, mailer_factory, clock,

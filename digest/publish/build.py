@@ -22,7 +22,7 @@ import jinja2
 from digest import templates
 from digest.errors import ArticleError
 from digest.model import Article, Entry, SourceFile, StoredArticle, article_path, site_info
-from digest.publish import assets, identity, listings
+from digest.publish import assets, digests, identity, listings
 from digest.publish import scan as scanning
 from digest.publish.body_cache import BodyCache
 from digest.publish.feeds import feed_id, feed_meta
@@ -42,6 +42,7 @@ from digest.publish.records import (
 from digest.publish.workers import Job, Workers
 from digest.settings import Settings
 from digest.store.database import Store
+from digest.store.editions import load_editions
 from digest.store.timestamps import iso
 
 log = logging.getLogger("digest.publish")
@@ -80,7 +81,8 @@ def check(settings: Settings, now: datetime, progress: Progress | None = None) -
     """Read every article and every template; write nothing."""
     env = templates.environment(settings.templates_dir)
     problems: list[ArticleError] = []
-    for name in ("index.html", "article.html", "tag.html", "tags.html", "feed.html"):
+    for name in ("index.html", "article.html", "tag.html", "tags.html", "feed.html",
+                 *digests.TEMPLATES):
         try:
             env.get_template(name)
         except jinja2.TemplateError as exc:
@@ -126,6 +128,7 @@ def publish(settings: Settings, store: Store, now: datetime,
         run.write_article_pages(gen, read, shown, bodies)
         run.problems.extend(assets.publish(gen, run.found.assets))
         signatures = run.write_listings_and_feeds(gen, workers, shown.entries, bodies)
+        digests.write(run.env, gen, settings, load_editions(store))  # past digests' web copies
         files = run.switch_generation(gen, bodies)
     run.remember(shown, signatures)
     return run.summary(shown, files)

@@ -12,7 +12,7 @@ from digest.model import SourceFile
 from digest.settings import Settings
 
 # Changes when what a record keeps of an article changes: every article is read again once.
-RECORDS = "records-2 (image, enclosure)"
+RECORDS = "records-3 (image, enclosure; figures)"
 
 
 def config_fingerprint(settings: Settings, env: jinja2.Environment, fid: str) -> str:
@@ -22,6 +22,7 @@ def config_fingerprint(settings: Settings, env: jinja2.Environment, fid: str) ->
         fid, str(settings.feed_max_items), str(settings.max_article_bytes),
         str(settings.articles_dir), templates.fingerprint(env), str(settings.subscribe_form),
         str(settings.max_asset_bytes), RECORDS,
+        str(settings.digest_from is not None),  # the footer links the past digests
     ]
     return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).hexdigest()
 

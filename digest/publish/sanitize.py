@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from html import escape
+from html import escape, unescape
 from urllib.parse import urljoin
 
 import nh3
@@ -65,6 +65,35 @@ def sanitize(html: str) -> str:
         link_rel="noopener noreferrer",
     )
     return strip_xml_illegal(cleaned)
+
+
+# Sanitized HTML (quoted attributes, '"' escaped inside them): a paragraph that holds one
+# image and nothing else, the image alone or as a link.
+_ATTRIBUTES = r'(?:\s+[A-Za-z][A-Za-z0-9_:-]*(?:="[^"]*")?)*'
+_STANDALONE_IMAGE = re.compile(
+    rf'<p>\s*(?P<open><a{_ATTRIBUTES}>)?\s*(?P<img><img{_ATTRIBUTES}\s*/?>)\s*(?P<close></a>)?\s*</p>')
+_ALT = re.compile(r'\salt="([^"]*)"')
+
+
+def figures(html: str) -> str:
+    """Sanitized HTML in which each image standing alone in its paragraph (or a link's only
+    content) and having alt text becomes a figure captioned with that text.
+
+    Images within a line of text stay as they are; so do images without alt text
+    (decorative ones).
+    """
+
+    def figure(match: re.Match[str]) -> str:
+        if (match["open"] is None) != (match["close"] is None):
+            return match[0]
+        alt = _ALT.search(match["img"])
+        caption = " ".join(unescape(alt[1]).split()) if alt else ""
+        if not caption:
+            return match[0]
+        return (f"<figure>{match['open'] or ''}{match['img']}{match['close'] or ''}"
+                f"<figcaption>{escape(caption, quote=False)}</figcaption></figure>")
+
+    return _STANDALONE_IMAGE.sub(figure, html)
 
 
 def bound_nesting(html: str, limit: int = MAX_NESTING) -> str:

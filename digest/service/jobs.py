@@ -18,6 +18,7 @@ from digest.mail.imap import fetch_bounces
 from digest.mail.send import SendReport, send_digest
 from digest.mail.smtp import SMTPMailer
 from digest.publish import build as publishing
+from digest.publish.web_copy import publish_digest_pages
 from digest.service.reports import delivery_counts, plural
 from digest.settings import Settings
 from digest.store.database import Store
@@ -68,9 +69,13 @@ def publish_job(ctx: JobContext) -> JobResult:
 
 
 def send_job(ctx: JobContext) -> JobResult:
-    """Send (or resume) the digest edition; stops between messages when asked to."""
+    """Send (or resume) the digest edition; stops between messages when asked to.
+
+    The edition's web copy goes online before its first message goes out."""
     report = send_digest(ctx.settings, ctx.store, lambda: SMTPMailer(ctx.settings), ctx.now,
-                         should_stop=ctx.should_stop)
+                         should_stop=ctx.should_stop,
+                         before_delivery=lambda _: publish_digest_pages(ctx.settings,
+                                                                        ctx.store))
     return send_result(report)
 
 

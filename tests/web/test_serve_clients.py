@@ -194,3 +194,42 @@ def test_a_browser_shows_an_articles_image(project: Project) -> None:
             assert page.evaluate("document.images[0].naturalWidth") == 8
         finally:
             browser.close()
+
+
+def test_a_browser_shows_the_digest_page_its_image_a_caption_and_dark_mode(
+        project: Project, smtp: SMTPServer) -> None:
+    chromium = _chromium()
+    _require(chromium, "chromium", "apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright  # optional, as above
+
+    write(project.base / "articles" / "pics" / "sky.png", png(8, 6))
+    write(project.base / "articles" / "sky.md",
+          "---\ntitle: Sky\ndate: 2024-04-05\n---\n![The sky at dusk](pics/sky.png)\n")
+    assert project.cli("publish").returncode == 0
+    project.cli("subscribers", "add", "ann@example.org")
+    project.cli("send")
+    html = mails_to(smtp, "ann@example.org")[0].parsed().get_body(("html",))
+    assert html is not None
+    view = re.search(r'<a href="([^"]+)"[^>]*>View this digest in your browser', html.get_content())
+    assert view is not None and view.group(1) == project.url + "digests/1.html"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(view.group(1))
+            assert page.title().startswith("Digest 1 (")
+            assert "Sky" in page.inner_text("main")
+            page.wait_for_function("document.images.length > 0 && document.images[0].complete")
+            assert page.evaluate("document.images[0].naturalWidth") == 8
+            background = "getComputedStyle(document.body).backgroundColor"
+            page.emulate_media(color_scheme="light")
+            assert page.evaluate(background) == "rgb(255, 255, 255)"
+            page.emulate_media(color_scheme="dark")
+            assert page.evaluate(background) == "rgb(22, 22, 24)"
+
+            page.goto(project.url + "articles/sky.html")
+            assert page.inner_text("figure figcaption") == "The sky at dusk"
+            page.wait_for_function("document.images.length > 0 && document.images[0].complete")
+            assert page.evaluate("document.images[0].naturalWidth") == 8
+        finally:
+            browser.close()

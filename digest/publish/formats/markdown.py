@@ -21,7 +21,7 @@ from markdown_it import MarkdownIt
 
 from digest.errors import ArticleError
 from digest.publish.formats.fields import Fields
-from digest.publish.sanitize import sanitize
+from digest.publish.sanitize import figures, sanitize
 
 _FRONT = re.compile(r"\A---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
@@ -98,7 +98,7 @@ def parse(key: str, text: str) -> Fields:
         raise ArticleError(key, "front matter is not a set of 'key: value' lines",
                            "write one 'key: value' per line between the '---' lines")
     body = text[match.end():]
-    html = sanitize(_md.render(body))
+    html = figures(sanitize(_md.render(body)))  # a lone image with alt text: a figure
     tokens = _md.parse(body)
     lead = ""
     first_heading = None
