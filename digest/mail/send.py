@@ -67,7 +67,17 @@ from digest.mail.message import (
     plain_message,
     sender_domain,
 )
-from digest.mail.outbox import PENDING, SENDING, TO_DO, Delivery, Edition, Failure, Outbox
+from digest.mail.outbox import (
+    PENDING,
+    SENDING,
+    TO_DO,
+    Delivery,
+    Edition,
+    Failure,
+    Outbox,
+    schedule_of,
+)
+from digest.mail.tailored import Tailor
 from digest.mail.render import (
     RECIPIENT_SLOT,
     UNSUBSCRIBE_SLOT,
@@ -164,7 +174,7 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
         return now + timedelta(seconds=monotonic() - started)
 
     seed_recipients(settings, store, now)
-    outbox = Outbox(store, lease=lease or claim_lease(settings))
+    outbox = Outbox(store, lease=lease or claim_lease(settings), schedule=schedule_of(settings))
     domain = sender_domain(settings)
     edition, created = outbox.open_or_create(
         store.load_articles().values(), now,
@@ -172,8 +182,7 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
     if edition is None:
         log.info("no new articles: no digest to send")
         return SendReport(None, False, 0, 0, 0, 0, 0, 0, 0, False, False)
-    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid,
-                             edition.id)
+    factory = Tailor(settings, store, edition)
     run = _Run(settings, outbox, edition, factory, mailer_factory, clock,
                retry or RetryPolicy(), sleep, monotonic, should_stop or (lambda: False),
                progress, batch, connections or settings.smtp_connections)
@@ -310,7 +319,7 @@ class _Run:
     """One send_digest call: SMTP workers sharing the claims, the rate limit and the counts."""
 
     def __init__(self, settings: Settings, outbox: Outbox, edition: Edition,
-                 factory: MessageFactory, mailer_factory: Callable[[], Mailer],
+                 factory: Tailor, mailer_factory: Callable[[], Mailer],
                  clock: Callable[[], datetime], retry: RetryPolicy,
                  sleep: Callable[[float], None], monotonic: Callable[[], float],
                  should_stop: Callable[[], bool], progress: Progress | None, batch: int,
@@ -580,7 +589,7 @@ class _Worker:
     def _deliver_one(self, delivery: Delivery) -> bool:
         """Send one delivery and settle it; False if this worker retires instead."""
         run = self.run
-        message = run.factory.build(personal(
+        message = run.factory.factory(delivery.articles).build(personal(
             run.settings, run.edition, delivery.recipient, delivery.name,
             delivery.message_id, run.clock()))
         attempt = 0
