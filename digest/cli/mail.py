@@ -25,9 +25,11 @@ from digest.mail.send import (
 )
 from digest.mail.send import dry_run as build_dry_run
 from digest.mail.smtp import PermanentFailure, SMTPMailer, TemporaryFailure
+from digest.mail.choices import CADENCES, cadence_from_text, topics_from_text
 from digest.mail.subscriber_csv import import_rows, read_subscriber_file, write_csv
 from digest.mail.subscribers import (
     STATUSES,
+    Choices,
     SubscribeReport,
     count_by_status,
     forget,
@@ -208,10 +210,22 @@ _WELCOME = click.option("--welcome", is_flag=True,
 @click.argument("addresses", nargs=-1, required=True)
 @click.option("--resubscribe", is_flag=True,
               help="Subscribe again addresses that unsubscribed (only with their consent).")
+@click.option("--topics", metavar="TAGS",
+              help="Comma separated tags the addresses get articles of (default: everything).")
+@click.option("--cadence", type=click.Choice(CADENCES),
+              help="every digest (default), or weekly (on WEEKLY_DAY).")
 @_WELCOME
 @pass_ctx
-def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool, welcome: bool) -> None:
-    """Subscribe ADDRESSES ('name@example.org' or 'Name <name@example.org>')."""
+def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool, welcome: bool,
+        topics: str | None, cadence: str | None) -> None:
+    """Subscribe ADDRESSES ('name@example.org' or 'Name <name@example.org>').
+
+    With --topics or --cadence, also sets them on addresses already subscribed.
+    """
+    choices = None
+    if topics is not None or cadence is not None:
+        choices = Choices(topics_from_text(topics or "", "--topics"),
+                          cadence_from_text(cadence or "", "--cadence"))
     entries = []
     for number, text in enumerate(addresses, start=1):
         name, address = split_named(text)
@@ -219,7 +233,8 @@ def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool, welcome: bo
     if welcome:
         check_send_settings(ctx.settings)
     with ctx.store() as store:
-        report = subscribe_many(store, entries, now(), source="cli", resubscribe=resubscribe)
+        report = subscribe_many(store, entries, now(), source="cli", resubscribe=resubscribe,
+                                choices=choices)
         _report_subscribe(ctx, report)
         if welcome:
             _send_welcomes(ctx, store, report)
@@ -258,7 +273,9 @@ def list_command(ctx: Context, status: str | None) -> None:
         name = f"  {s.name}" if s.name else ""
         bounce = (f"\t{s.bounces} bounces: {s.last_bounce or ''}"
                   if s.status == "bounced" else "")
-        click.echo(f"{s.address}\t{s.status}\t{s.updated_at:%Y-%m-%d}{name}{bounce}")
+        reads = "" if not s.topics and s.cadence == "every" else \
+            f"\t{s.cadence}: {','.join(s.topics) or 'everything'}"
+        click.echo(f"{s.address}\t{s.status}\t{s.updated_at:%Y-%m-%d}{name}{bounce}{reads}")
     summary = ", ".join(f"{counts[k]} {k}" for k in STATUSES)
     click.echo(f"{len(rows)} shown ({summary})", err=True)
 

@@ -19,7 +19,7 @@ and the current time; each call is one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Literal
 
@@ -27,7 +27,7 @@ from digest.addresses import clean_name, normalize_address
 from digest.model import SubscriberStatus
 from digest.store import subscribers as stored
 from digest.store.database import Store
-from digest.store.subscribers import Subscriber, SubscribeReport
+from digest.store.subscribers import Choices, Subscriber, SubscribeReport
 
 SUBSCRIBED = SubscriberStatus.SUBSCRIBED
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
@@ -37,7 +37,8 @@ STATUSES = tuple(status.value for status in SubscriberStatus)  # plain text, for
 
 Outcome = Literal["added", "subscribed", "unchanged", "kept-unsubscribed"]
 
-__all__ = ["BOUNCED", "PENDING", "STATUSES", "SUBSCRIBED", "UNSUBSCRIBED", "Outcome", "SubscribeReport",
+__all__ = ["BOUNCED", "PENDING", "STATUSES", "SUBSCRIBED", "UNSUBSCRIBED", "Choices", "Outcome",
+           "SubscribeReport", "set_choices",
            "Subscriber", "add_pending", "confirm", "count_by_status", "forget", "get_subscriber",
            "list_subscribers", "reactivate", "subscribe", "subscribe_many", "unsubscribe"]
 
@@ -57,8 +58,13 @@ def subscribe(store: Store, address: str, now: datetime, *, name: str | None = N
 
 
 def subscribe_many(store: Store, entries: Iterable[tuple[str, str | None]], now: datetime, *,
-                   source: str, resubscribe: bool = False) -> SubscribeReport:
-    """Subscribe (address, name) pairs in one transaction; duplicates are ignored."""
+                   source: str, resubscribe: bool = False,
+                   choices: Choices | Mapping[str, Choices] | None = None) -> SubscribeReport:
+    """Subscribe (address, name) pairs in one transaction; duplicates are ignored.
+
+    `choices`: topics and cadence for every address (Choices), or per
+    normalised address (a mapping); None leaves existing subscribers' as they are.
+    """
     wanted: dict[str, str | None] = {}
     duplicates: list[str] = []
     for raw, name in entries:
@@ -67,8 +73,15 @@ def subscribe_many(store: Store, entries: Iterable[tuple[str, str | None]], now:
             duplicates.append(address)
             continue
         wanted[address] = clean_name(name)
+    per_address = (dict.fromkeys(wanted, choices) if isinstance(choices, Choices)
+                   else dict(choices or {}))
     return stored.subscribe_many(store, wanted, duplicates, now, source=source,
-                                 resubscribe=resubscribe)
+                                 resubscribe=resubscribe, choices=per_address)
+
+
+def set_choices(store: Store, address: str, choices: Choices) -> bool:
+    """Save an address's topics and cadence; False if it is not on the list."""
+    return stored.set_choices(store, normalize_address(address), choices)
 
 
 def unsubscribe(store: Store, address: str, now: datetime) -> bool:
