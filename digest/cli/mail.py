@@ -14,6 +14,7 @@ from digest import exit_codes
 from digest.addresses import file_name_part, normalize_address, split_named
 from digest.cli.support import Context, now, pass_ctx, stop_on_signals
 from digest.errors import SubscriberError
+from digest.mail.choices import CADENCES, cadence_from_text, topics_from_text
 from digest.mail.message import OutgoingMessage
 from digest.mail.outbox import edition_exists, problems
 from digest.mail.outbox import history as edition_history
@@ -25,7 +26,6 @@ from digest.mail.send import (
 )
 from digest.mail.send import dry_run as build_dry_run
 from digest.mail.smtp import PermanentFailure, SMTPMailer, TemporaryFailure
-from digest.mail.choices import CADENCES, cadence_from_text, topics_from_text
 from digest.mail.subscriber_csv import import_rows, read_subscriber_file, write_csv
 from digest.mail.subscribers import (
     STATUSES,

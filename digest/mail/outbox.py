@@ -11,8 +11,8 @@ from datetime import timedelta
 
 from digest.mail.edition import select_articles
 from digest.model import Edition
-from digest.store import outbox as stored
 from digest.settings import Settings
+from digest.store import outbox as stored
 from digest.store.audience import Schedule
 from digest.store.database import Store
 from digest.store.outbox import (

@@ -77,7 +77,6 @@ from digest.mail.outbox import (
     Outbox,
     schedule_of,
 )
-from digest.mail.tailored import Tailor
 from digest.mail.render import (
     RECIPIENT_SLOT,
     UNSUBSCRIBE_SLOT,
@@ -95,6 +94,7 @@ from digest.mail.smtp import (
     TemporaryFailure,
 )
 from digest.mail.subscribers import SUBSCRIBED, list_subscribers, subscribe_many
+from digest.mail.tailored import Tailor
 from digest.mail.tokens import PURPOSE_UNSUBSCRIBE, make_token
 from digest.model import EditionStatus
 from digest.settings import Settings

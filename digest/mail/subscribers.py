@@ -37,10 +37,28 @@ STATUSES = tuple(status.value for status in SubscriberStatus)  # plain text, for
 
 Outcome = Literal["added", "subscribed", "unchanged", "kept-unsubscribed"]
 
-__all__ = ["BOUNCED", "PENDING", "STATUSES", "SUBSCRIBED", "UNSUBSCRIBED", "Choices", "Outcome",
-           "SubscribeReport", "set_choices",
-           "Subscriber", "add_pending", "confirm", "count_by_status", "forget", "get_subscriber",
-           "list_subscribers", "reactivate", "subscribe", "subscribe_many", "unsubscribe"]
+__all__ = [
+    "BOUNCED",
+    "PENDING",
+    "STATUSES",
+    "SUBSCRIBED",
+    "UNSUBSCRIBED",
+    "Choices",
+    "Outcome",
+    "SubscribeReport",
+    "Subscriber",
+    "add_pending",
+    "confirm",
+    "count_by_status",
+    "forget",
+    "get_subscriber",
+    "list_subscribers",
+    "reactivate",
+    "set_choices",
+    "subscribe",
+    "subscribe_many",
+    "unsubscribe",
+]
 
 
 def subscribe(store: Store, address: str, now: datetime, *, name: str | None = None,
