@@ -78,6 +78,7 @@ from digest.mail.outbox import (
     schedule_of,
 )
 from digest.mail.render import (
+    MANAGE_SLOT,
     RECIPIENT_SLOT,
     UNSUBSCRIBE_SLOT,
     DigestContent,
@@ -95,7 +96,7 @@ from digest.mail.smtp import (
 )
 from digest.mail.subscribers import SUBSCRIBED, list_subscribers, subscribe_many
 from digest.mail.tailored import Tailor
-from digest.mail.tokens import PURPOSE_UNSUBSCRIBE, make_token
+from digest.mail.tokens import PURPOSE_MANAGE, PURPOSE_UNSUBSCRIBE, make_token
 from digest.model import EditionStatus
 from digest.settings import Settings
 from digest.store.database import Store
@@ -240,11 +241,17 @@ def unsubscribe_url(settings: Settings, address: str, issued_at: datetime) -> st
                         make_token(secret, PURPOSE_UNSUBSCRIBE, address, issued_at))
 
 
+def manage_url(settings: Settings, address: str, issued_at: datetime) -> str:
+    """The signed "manage your subscription" link (topics, cadence); no age limit."""
+    secret = settings.secret_key or ""
+    return settings.url("manage?token=" + make_token(secret, PURPOSE_MANAGE, address, issued_at))
+
+
 def personal(settings: Settings, edition: Edition, address: str, name: str | None,
              msg_id: str, date: datetime) -> Personal:
     return Personal(address=address, name=name, message_id=msg_id,
                     unsubscribe_url=unsubscribe_url(settings, address, edition.created_at),
-                    date=date)
+                    date=date, manage_url=manage_url(settings, address, edition.created_at))
 
 
 def next_edition(settings: Settings, store: Store, now: datetime) -> Edition:
@@ -293,7 +300,8 @@ def preview_html(settings: Settings, store: Store, now: datetime) -> str:
     edition = next_edition(settings, store, now)
     rendered = render_edition(settings, edition)
     return (rendered.html.replace(RECIPIENT_SLOT, PREVIEW_ADDRESS)
-            .replace(UNSUBSCRIBE_SLOT, settings.url("unsubscribe?token=preview")))
+            .replace(UNSUBSCRIBE_SLOT, settings.url("unsubscribe?token=preview"))
+            .replace(MANAGE_SLOT, settings.url("manage?token=preview")))
 
 
 def send_confirmation(settings: Settings, mailer: Mailer, address: str, confirm_url: str,
