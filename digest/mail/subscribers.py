@@ -112,13 +112,14 @@ def unsubscribe(store: Store, address: str, now: datetime) -> bool:
 
 
 def add_pending(store: Store, address: str, now: datetime, *, name: str | None = None,
-                source: str = "web") -> bool:
+                source: str = "web", choices: Choices | None = None) -> bool:
     """Record a web sign-up awaiting confirmation.
 
     True if a confirmation mail should be sent (the address is new, pending, or
     had unsubscribed); False if it is already subscribed.
     """
-    return stored.add_pending(store, normalize_address(address), clean_name(name), now, source)
+    return stored.add_pending(store, normalize_address(address), clean_name(name), now, source,
+                              choices)
 
 
 def confirm(store: Store, address: str, now: datetime) -> bool:

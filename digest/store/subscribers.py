@@ -145,9 +145,10 @@ def unsubscribe(store: Store, address: str, now: datetime) -> bool:
 
 
 def add_pending(store: Store, address: str, name: str | None, now: datetime,
-                source: str) -> bool:
+                source: str, choices: Choices | None = None) -> bool:
     """Record a sign-up awaiting confirmation; False if the address is already subscribed."""
     stamp = iso(now)
+    chosen = (choices or Choices()).values()
     with store.transaction() as conn:
         status = _statuses(conn, [address]).get(address)
         if status == SUBSCRIBED:
@@ -155,10 +156,10 @@ def add_pending(store: Store, address: str, name: str | None, now: datetime,
         if status is None:
             conn.execute(subscribers.insert().values(
                 address=address, name=name, status=PENDING.value, source=source,
-                created_at=stamp, updated_at=stamp))
+                created_at=stamp, updated_at=stamp, **chosen))
         else:
             conn.execute(subscribers.update().where(subscribers.c.address == address)
-                         .values(status=PENDING.value, updated_at=stamp))
+                         .values(status=PENDING.value, updated_at=stamp, **chosen))
     return True
 
 

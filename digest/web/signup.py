@@ -42,14 +42,18 @@ from digest.mail.subscribers import (
     PENDING,
     SUBSCRIBED,
     UNSUBSCRIBED,
+    Choices,
+    Subscriber,
     add_pending,
     confirm,
     get_subscriber,
+    set_choices,
     subscribe,
     unsubscribe,
 )
 from digest.mail.tokens import (
     PURPOSE_CONFIRM,
+    PURPOSE_MANAGE,
     PURPOSE_UNSUBSCRIBE,
     issued_at,
     make_token,
@@ -57,6 +61,7 @@ from digest.mail.tokens import (
 )
 from digest.mail.welcome import send_welcome
 from digest.settings import Settings
+from digest.store.audience import published_topics
 from digest.store.database import Store
 from digest.web.rate_limit import RateLimiter, Window
 
@@ -90,6 +95,7 @@ class _Job:
     address: str
     now: datetime
     welcome: bool = False  # the welcome mail of a confirmed address (else: the confirmation)
+    choices: Choices | None = None  # topics and cadence asked for on the form
 
 
 def _kind(job: _Job | None) -> str:
@@ -159,7 +165,8 @@ class Signup:
 
     # -- the three actions -----------------------------------------------------------------
 
-    def request(self, raw_address: str, client: str, now: datetime) -> Verdict:
+    def request(self, raw_address: str, client: str, now: datetime,
+                choices: Choices | None = None) -> Verdict:
         """A form post asking to subscribe `raw_address`; SubscriberError if malformed.
 
         "queued" is answered whether or not a mail will go out (already
@@ -178,7 +185,7 @@ class Signup:
             log.warning("sign-up refused: over the overall limit of confirmation mails")
             return "busy"
         try:
-            self._jobs.put_nowait(_Job(address, now))
+            self._jobs.put_nowait(_Job(address, now, choices=choices))
         except queue.Full:
             log.warning("sign-up refused: confirmation mail queue full")
             return "busy"
@@ -211,6 +218,22 @@ class Signup:
             self._jobs.put_nowait(_Job(address, now, welcome=True))
         except queue.Full:
             log.warning("welcome mail to %s not sent: mail queue full", address)
+
+    def topics(self) -> list[str]:
+        """The topics offered: tag slugs of the published articles."""
+        return published_topics(self.store)
+
+    def subscriber(self, token: str, now: datetime) -> tuple[str, Subscriber | None]:
+        """The address of a manage link and its subscriber row; TokenError if invalid."""
+        address = self.check(PURPOSE_MANAGE, token, now)
+        return address, get_subscriber(self.store, address)
+
+    def save_choices(self, token: str, choices: Choices, now: datetime) -> tuple[str, bool]:
+        """Save topics and cadence for the address of a manage link; (address, saved?)."""
+        address = self.check(PURPOSE_MANAGE, token, now)
+        saved = set_choices(self.store, address, choices)
+        log.info("choices of %s: %s", address, "saved" if saved else "not on the list")
+        return address, saved
 
     def unsubscribe(self, token: str, now: datetime) -> str:
         """Unsubscribe the address of an unsubscribe link; TokenError if invalid."""
@@ -260,7 +283,7 @@ class Signup:
             return
         # An unsubscribed address keeps its status until it confirms (see confirm()).
         if (found is None or found.status != UNSUBSCRIBED) and \
-                not add_pending(self.store, job.address, job.now):
+                not add_pending(self.store, job.address, job.now, choices=job.choices):
             log.info("sign-up for %s: already subscribed, no mail", job.address)
             return
         mailer = self.mailer_factory()
