@@ -161,8 +161,8 @@ def history(ctx: Context, edition: int | None, limit: int) -> None:
 
     unknown: messages whose reply was lost after their data (the server may
     have them); sent once more later, then left unconfirmed. With EDITION:
-    its failed, deferred and unknown deliveries, one per line, with the
-    server's reply.
+    its failed, deferred and unknown deliveries, and those a bounce report or
+    complaint that arrived later names, one per line, with the reply.
     """
     if edition is not None:
         _edition_problems(ctx, edition)
@@ -192,8 +192,8 @@ def _edition_problems(ctx: Context, edition: int) -> None:
         shown = "deferred" if p.status == "pending" else str(p.status)
         click.echo(f"{p.recipient}\t{shown}\t{p.attempts}\t{p.updated_at:%Y-%m-%d %H:%M}\t"
                    f"{p.reply}")
-    click.echo(f"edition {edition}: {len(rows)} failed, deferred or unknown deliveries",
-               err=True)
+    click.echo(f"edition {edition}: {len(rows)} failed, deferred, unknown or reported "
+               "deliveries", err=True)
 
 
 @click.group()

@@ -709,12 +709,14 @@ def history(store: Store, limit: int = 20) -> list[EditionSummary]:
 
 
 def problems(store: Store, edition_id: int) -> list[Problem]:
-    """The edition's deliveries that failed, are deferred or got no reply, with the reply."""
+    """The edition's deliveries that failed (at send time or bounced later), are deferred,
+    got no reply, or were reported later, with the reply."""
     d = deliveries.c
     query = (sa.select(d.recipient, d.status, d.attempts, d.updated_at, d.reply)
              .where(d.edition_id == edition_id,
                     sa.or_(d.status.in_((FAILED, UNKNOWN, UNCONFIRMED)),
-                           sa.and_(d.status == PENDING, d.reply.is_not(None))))
+                           # deferred; or sent, then reported delayed or a complaint
+                           sa.and_(d.status.in_((PENDING, SENT)), d.reply.is_not(None))))
              .order_by(d.status, d.recipient))
     with store.reading() as conn:
         return [Problem(r.recipient, DeliveryStatus(r.status), r.attempts,

@@ -262,18 +262,24 @@ def record_report(store: Store, address: str, now: datetime, kind: str, note: st
     counted, unsubscribed. The status afterwards, or None for an unknown address.
     """
     with store.transaction() as conn:
-        if address not in _statuses(conn, [address]):
-            return None
-        _count(conn, address, note)
-        if kind == "permanent":
-            _mark_bounced(conn, address, now)
-        elif kind == "complaint":
-            conn.execute(subscribers.update()
-                         .where(subscribers.c.address == address,
-                                subscribers.c.status != UNSUBSCRIBED.value)
-                         .values(status=UNSUBSCRIBED.value, soft_bounce_since=None,
-                                 updated_at=iso(now)))
-        return _statuses(conn, [address])[address]
+        return record_report_in(conn, address, now, kind, note)
+
+
+def record_report_in(conn: Connection, address: str, now: datetime, kind: str,
+                     note: str) -> str | None:
+    """record_report() inside the caller's transaction."""
+    if address not in _statuses(conn, [address]):
+        return None
+    _count(conn, address, note)
+    if kind == "permanent":
+        _mark_bounced(conn, address, now)
+    elif kind == "complaint":
+        conn.execute(subscribers.update()
+                     .where(subscribers.c.address == address,
+                            subscribers.c.status != UNSUBSCRIBED.value)
+                     .values(status=UNSUBSCRIBED.value, soft_bounce_since=None,
+                             updated_at=iso(now)))
+    return _statuses(conn, [address])[address]
 
 
 def clear_soft_bounce(store: Store, address: str) -> None:
