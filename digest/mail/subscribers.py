@@ -49,11 +49,13 @@ __all__ = [
     "Subscriber",
     "add_pending",
     "confirm",
+    "confirm_once",
     "count_by_status",
     "forget",
     "get_subscriber",
     "list_subscribers",
     "reactivate",
+    "resubscribe_unchanged",
     "set_choices",
     "subscribe",
     "subscribe_many",
@@ -129,6 +131,20 @@ def confirm(store: Store, address: str, now: datetime) -> bool:
     subscribed by an old confirmation link.
     """
     return stored.confirm(store, normalize_address(address), now)
+
+
+def confirm_once(store: Store, address: str, now: datetime) -> tuple[bool, bool]:
+    """Confirm a pending sign-up: (this call subscribed it, subscribed afterwards).
+
+    Of two confirmations at once, exactly one gets True first (compare-and-set).
+    """
+    return stored.confirm_once(store, normalize_address(address), now)
+
+
+def resubscribe_unchanged(store: Store, address: str, seen: datetime, now: datetime) -> bool:
+    """Subscribe again an unsubscribed address unchanged since `seen` (its updated_at as
+    read); True if this call did (of two at once, one)."""
+    return stored.resubscribe_unchanged(store, normalize_address(address), seen, now)
 
 
 def forget(store: Store, address: str) -> bool:

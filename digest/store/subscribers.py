@@ -165,12 +165,36 @@ def add_pending(store: Store, address: str, name: str | None, now: datetime,
 
 def confirm(store: Store, address: str, now: datetime) -> bool:
     """Subscribe a pending address; True if it is subscribed afterwards."""
+    return confirm_once(store, address, now)[1]
+
+
+def confirm_once(store: Store, address: str, now: datetime) -> tuple[bool, bool]:
+    """Subscribe a pending address: (this call subscribed it, it is subscribed afterwards).
+
+    The change is a compare-and-set (``WHERE status = 'pending'``), the first
+    write of its transaction: of two confirmations at the same moment exactly
+    one sees it happen, so exactly one welcome mail is queued.
+    """
     with store.transaction() as conn:
-        conn.execute(subscribers.update()
-                     .where(subscribers.c.address == address,
-                            subscribers.c.status == PENDING.value)
-                     .values(status=SUBSCRIBED.value, updated_at=iso(now)))
-        return _statuses(conn, [address]).get(address) == SUBSCRIBED
+        changed = bool(conn.execute(subscribers.update()
+                                    .where(subscribers.c.address == address,
+                                           subscribers.c.status == PENDING.value)
+                                    .values(status=SUBSCRIBED.value,
+                                            updated_at=iso(now))).rowcount)
+        return changed, _statuses(conn, [address]).get(address) == SUBSCRIBED
+
+
+def resubscribe_unchanged(store: Store, address: str, seen: datetime, now: datetime) -> bool:
+    """Subscribe an unsubscribed address whose row was last changed at `seen` (as read
+    before); True if this call did (compare-and-set on status and updated_at)."""
+    with store.transaction() as conn:
+        return bool(conn.execute(
+            subscribers.update()
+            .where(subscribers.c.address == address,
+                   subscribers.c.status == UNSUBSCRIBED.value,
+                   subscribers.c.updated_at == iso(seen))
+            .values(status=SUBSCRIBED.value, updated_at=iso(now),
+                    soft_bounce_since=None)).rowcount)
 
 
 def set_choices(store: Store, address: str, choices: Choices) -> bool:

@@ -39,16 +39,15 @@ from digest.mail.message import sender_address
 from digest.mail.send import send_confirmation
 from digest.mail.smtp import Mailer
 from digest.mail.subscribers import (
-    PENDING,
     SUBSCRIBED,
     UNSUBSCRIBED,
     Choices,
     Subscriber,
     add_pending,
-    confirm,
+    confirm_once,
     get_subscriber,
+    resubscribe_unchanged,
     set_choices,
-    subscribe,
     unsubscribe,
 )
 from digest.mail.tokens import (
@@ -200,15 +199,17 @@ class Signup:
         """(address, subscribed now?) for a confirmation link; TokenError if invalid."""
         address = self.check(PURPOSE_CONFIRM, token, now)
         found = get_subscriber(self.store, address)
+        # Compare-and-set: of two confirmations at once, one subscribes and welcomes.
         if (found is not None and found.status == UNSUBSCRIBED
-                and issued_at(token).timestamp() > found.updated_at.timestamp()):
-            subscribe(self.store, address, now, source="web", resubscribe=True)
+                and issued_at(token).timestamp() > found.updated_at.timestamp()
+                and resubscribe_unchanged(self.store, address, found.updated_at, now)):
             log.info("confirmation of %s: subscribed again", address)
             self._welcome(address, now)
             return address, True
-        subscribed = confirm(self.store, address, now)
-        log.info("confirmation of %s: %s", address, "subscribed" if subscribed else "not pending")
-        if subscribed and found is not None and found.status == PENDING:
+        changed, subscribed = confirm_once(self.store, address, now)
+        log.info("confirmation of %s: %s", address, "subscribed" if changed
+                 else "already subscribed" if subscribed else "not pending")
+        if changed:
             self._welcome(address, now)
         return address, subscribed
 
