@@ -59,6 +59,7 @@ from datetime import datetime, timedelta
 
 from digest.addresses import normalize_address
 from digest.errors import ConfigError, MailError
+from digest.mail.edition import select_articles
 from digest.mail.message import (
     MessageFactory,
     OutgoingMessage,
@@ -97,8 +98,9 @@ from digest.mail.smtp import (
 from digest.mail.subscribers import SUBSCRIBED, list_subscribers, subscribe_many
 from digest.mail.tailored import Tailor
 from digest.mail.tokens import PURPOSE_MANAGE, PURPOSE_UNSUBSCRIBE, make_token
-from digest.model import EditionStatus
+from digest.model import DigestItem, EditionStatus
 from digest.settings import Settings
+from digest.store.audience import open_plan, preview
 from digest.store.database import Store
 
 log = logging.getLogger("digest.mail")
@@ -271,17 +273,25 @@ def dry_run(settings: Settings, store: Store, now: datetime, force: bool = False
     it would send nothing (no open edition and no new article, unless `force`)."""
     check_send_settings(settings)
     edition = next_edition(settings, store, now)
-    if edition.status is EditionStatus.PREVIEW and not edition.items and not force:
-        return None
-    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid,
-                             edition.id)
+    unsaved: dict[str, DigestItem] = {}
+    if edition.status is EditionStatus.PREVIEW:
+        chosen, plan = preview(store, select_articles, store.load_articles().values(),
+                               edition.id, now, schedule_of(settings), force)
+        unsaved = {a.key: DigestItem.of(a) for a in chosen}
+        if not edition.items and not plan.deliveries and not force:
+            return None
+    else:
+        plan = open_plan(store, edition.id)
+    tailor = Tailor(settings, store, edition, unsaved)
     names = {s.address: s.name for s in list_subscribers(store, SUBSCRIBED)}
     known = {s.address for s in list_subscribers(store)}
-    recipients = sorted(set(names) | {a for a in settings.digest_recipients if a not in known})
+    carries = {p.recipient: p.articles for p in plan.deliveries}
+    carries.update({a: None for a in settings.digest_recipients if a not in known})
     domain = sender_domain(settings)
-    return [factory.build(personal(settings, edition, address, names.get(address),
-                                   message_id(edition.uid, address, domain), now))
-            for address in recipients]
+    return [tailor.factory(carries[address]).build(personal(
+                settings, edition, address, names.get(address),
+                message_id(edition.uid, address, domain), now))
+            for address in sorted(carries)]
 
 
 def test_message(settings: Settings, store: Store, address: str, now: datetime

@@ -11,6 +11,7 @@ their editions: a resumed edition renders exactly as before.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 
 from digest.mail.message import MessageFactory
 from digest.mail.render import DigestContent, render_digest
@@ -25,10 +26,12 @@ _KEEP = 256  # factories kept at once (each holds its rendered bodies)
 class Tailor:
     """Message factories of one edition, by article list (thread-safe)."""
 
-    def __init__(self, settings: Settings, store: Store, edition: Edition) -> None:
+    def __init__(self, settings: Settings, store: Store, edition: Edition,
+                 unsaved: Mapping[str, DigestItem] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.edition = edition
+        self.unsaved = dict(unsaved or {})  # items of an edition not stored (a preview)
         self._lock = threading.Lock()
         self._own: MessageFactory | None = None
         self._by_list: dict[tuple[str, ...], MessageFactory] = {}
@@ -42,7 +45,9 @@ class Tailor:
                 return self._own
             found = self._by_list.get(articles)
             if found is None:
-                items = items_by_key(self.store, articles)
+                items = {**items_by_key(self.store, [k for k in articles
+                                                     if k not in self.unsaved]),
+                         **self.unsaved}
                 found = self._make(tuple(items[key] for key in articles if key in items))
                 if len(self._by_list) >= _KEEP:
                     self._by_list.pop(next(iter(self._by_list)))

@@ -31,7 +31,7 @@ made before topics existed).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from zoneinfo import ZoneInfo
@@ -41,7 +41,7 @@ from sqlalchemy.engine import Connection
 
 from digest.model import Cadence, DigestItem, StoredArticle, SubscriberStatus, tag_slug
 from digest.store.database import Store
-from digest.store.schema import articles, edition_articles, editions, subscribers
+from digest.store.schema import articles, deliveries, edition_articles, editions, subscribers
 from digest.store.timestamps import from_iso
 
 _SUBSCRIBED = SubscriberStatus.SUBSCRIBED.value
@@ -138,6 +138,28 @@ def plan(conn: Connection, number: int, chosen: Sequence[StoredArticle], now: da
         if keys or force:
             planned.append(Planned(row.address, None if keys == own else keys))
     return Plan(tuple(planned), tuple(due))
+
+
+def preview(store: Store, select: Callable[[Iterable[StoredArticle], Collection[str], datetime],
+                                           list[StoredArticle]],
+            articles: Iterable[StoredArticle], number: int, now: datetime, schedule: Schedule,
+            force: bool = False) -> tuple[list[StoredArticle], Plan]:
+    """What edition `number` would carry and who would get what, if made now; reads only."""
+    with store.reading() as conn:
+        carried = {row[0] for row in conn.execute(sa.select(edition_articles.c.article_key))}
+        chosen = select(articles, carried, now)
+        return chosen, plan(conn, number, chosen, now, schedule, force)
+
+
+def open_plan(store: Store, edition_id: int) -> Plan:
+    """The deliveries of an open edition still to do, with their article lists."""
+    to_do = ("pending", "sending", "unknown")
+    with store.reading() as conn:
+        rows = conn.execute(sa.select(deliveries.c.recipient, deliveries.c.articles)
+                            .where(deliveries.c.edition_id == edition_id,
+                                   deliveries.c.status.in_(to_do))
+                            .order_by(deliveries.c.recipient)).all()
+    return Plan(tuple(Planned(r.recipient, keys_of(r.articles)) for r in rows), ())
 
 
 def apply(conn: Connection, number: int, chosen_plan: Plan) -> None:

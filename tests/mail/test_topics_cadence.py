@@ -19,11 +19,13 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from digest.mail.send import SendReport, send_digest
+from digest.mail.send import SendReport, dry_run, send_digest
 from digest.mail.smtp import SMTPMailer
 from digest.mail.subscribers import Choices, subscribe_many
 from digest.model import Cadence
@@ -73,7 +75,13 @@ def readers(store: Store, per_kind: int = 1) -> dict[str, str]:
 
 
 def carried(received: Received) -> list[str]:
-    body = received.parsed().get_body(("plain",))
+    return carried_in(received.data)
+
+
+def carried_in(data: bytes) -> list[str]:
+    message = message_from_bytes(data, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    body = message.get_body(("plain",))
     assert body is not None
     return _READ.findall(body.get_content())
 
@@ -135,8 +143,11 @@ def test_two_weeks_of_topics_and_cadence(tmp_path: Path, store: Store, database_
     for day in range(DAYS):
         publish(store, day, published)
         before = len(server.received)
+        dry = dry_run(settings, store, moment(day))  # what the send will do, exactly
         report = send(settings, store, moment(day))
         per_day.append(Counter(r.rcpt_to for r in server.received[before:]))
+        assert {m.recipient: carried_in(m.data) for m in dry or []} == {
+            r.rcpt_to: carried(r) for r in server.received[before:]}
         if day == 4:
             assert report.edition is None  # nothing new, not a Monday: no edition
         if day == 6:  # a Monday with nothing new: an edition for the weekly reader only
