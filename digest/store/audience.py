@@ -30,6 +30,7 @@ made before topics existed).
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -105,33 +106,35 @@ def plan(conn: Connection, number: int, chosen: Sequence[StoredArticle], now: da
 
     With `force`, every due subscriber gets a delivery, even one with no article.
     """
-    served_column = sa.func.coalesce(subscribers.c.served_edition, _made_before_added())
-    watermark = (sa.select(subscribers.c.address, subscribers.c.topics, subscribers.c.cadence,
-                           served_column.label("served"))
-                 .where(subscribers.c.status == _SUBSCRIBED).subquery())
-    rows = conn.execute(
-        sa.select(watermark, editions.c.created_at)
-        .select_from(watermark.outerjoin(editions, editions.c.id == watermark.c.served))
-        .order_by(watermark.c.address)).all()
+    made = [(from_iso(created), int(number)) for number, created in conn.execute(
+        sa.select(editions.c.id, editions.c.created_at).where(editions.c.id < number))]
+    made.sort()
+    made_at = {number: created for created, number in made}
+    rows = [_Reader(r.address, r.topics or "", r.cadence,
+                    _served(r.served_edition, from_iso(r.created_at), made))
+            for r in conn.execute(
+                sa.select(subscribers.c.address, subscribers.c.topics, subscribers.c.cadence,
+                          subscribers.c.served_edition, subscribers.c.created_at)
+                .where(subscribers.c.status == _SUBSCRIBED)
+                .order_by(subscribers.c.address))]
     weekly_day = schedule.is_weekly_day(now)
     own = tuple(a.key for a in chosen)
     candidates = [_Candidate(a.key, number, a.published, frozenset(article_tags(a)))
                   for a in chosen]
-    lowest = min((int(r.served) for r in rows), default=number)
+    lowest = min((r.served for r in rows), default=number)
     if lowest < number - 1:
         candidates += _earlier(conn, lowest, number)
     cache: dict[tuple[str, int], tuple[str, ...]] = {}
     planned: list[Planned] = []
     due: list[str] = []
     for row in rows:
-        served = int(row.served)
+        served = row.served
         if row.cadence == _WEEKLY:
-            served_today = (row.created_at is not None
-                            and schedule.same_day(from_iso(row.created_at), now))
-            if not weekly_day or served_today:
+            served_at = made_at.get(served)
+            if not weekly_day or (served_at is not None and schedule.same_day(served_at, now)):
                 continue
         due.append(row.address)
-        group = (row.topics or "", served)
+        group = (row.topics, served)
         keys = cache.get(group)
         if keys is None:
             keys = cache[group] = _pick(candidates, served, frozenset(topics_of(row.topics)))
@@ -206,10 +209,24 @@ def published_topics(store: Store) -> list[str]:
     return sorted(found)
 
 
-def _made_before_added() -> sa.ScalarSelect[int]:
-    """For a NULL watermark: the last edition made before the address was added (or 0)."""
-    return (sa.select(sa.func.coalesce(sa.func.max(editions.c.id), 0))
-            .where(editions.c.created_at < subscribers.c.created_at).scalar_subquery())
+@dataclass(frozen=True)
+class _Reader:
+    address: str
+    topics: str
+    cadence: str
+    served: int
+
+
+def _served(watermark: int | None, added: datetime,
+            made: Sequence[tuple[datetime, int]]) -> int:
+    """The watermark; when NULL, the last edition made before the address was added (or 0).
+
+    `made`: (created_at, number) of the editions, in time order.
+    """
+    if watermark is not None:
+        return int(watermark)
+    before = bisect.bisect_left(made, (added, -1))
+    return made[before - 1][1] if before else 0
 
 
 def _earlier(conn: Connection, lowest: int, number: int) -> list[_Candidate]:

@@ -185,9 +185,11 @@ class SignupRoutes:
             return self._page(404, Page("Not on the list", (
                 f"{address} is not on the list of {self.settings.site_title}.",)))
         chosen = set(found.topics)
+        state = (f"{address} gets {_described(Choices(found.topics, found.cadence))}."
+                 if found.status == "subscribed" else
+                 f"{address} is {found.status}: no digest goes to it now.")
         return self._page(200, Page("Your subscription", (
-            f"{address} gets {_described(Choices(found.topics, found.cadence))}.",
-            "Choose topics (none: everything) and how often.",),
+            state, "Choose topics (none: everything) and how often."),
             Form(_action("manage", token), "Save",
                  topics=tuple((t, t in chosen) for t in sorted({*offered, *chosen})),
                  cadence=found.cadence.value)))

@@ -249,3 +249,32 @@ def test_kill_mid_send_and_resume_keep_each_article_once(
         check(server.received, kinds, published, kills)
     finally:
         store.close()
+
+
+def test_new_subscribers_get_what_is_new_from_when_they_joined(
+        tmp_path: Path, store: Store, database_url: str,
+        smtp_servers: Callable[..., SMTPServer]) -> None:
+    """A reader added between editions starts after the last edition made before them:
+    nothing older, even in a weekly reader's first message."""
+    server = smtp_servers()
+    settings = make_settings(tmp_path, **server.env(), DATABASE_URL=database_url,
+                             SMTP_CONNECTIONS="1")
+    subscribe_many(store, [(EVERYTHING, None)], NOW, source="cli")
+    published: dict[str, tuple[int, tuple[str, ...]]] = {}
+    for day in range(DAYS - 6):  # day 0 (Tuesday) to day 7 (the Tuesday after)
+        publish(store, day, published)
+        if day == 1:
+            subscribe_many(store, [(WEEKLY, None)], moment(day) - timedelta(minutes=30),
+                           source="cli", choices=Choices((), Cadence.WEEKLY))
+        send(settings, store, moment(day))
+        if day == 1:
+            subscribe_many(store, [(PYTHON, None)], moment(day) + timedelta(minutes=30),
+                           source="cli", choices=Choices(("python",)))
+    got: dict[str, list[str]] = defaultdict(list)
+    for r in server.received:
+        got[r.rcpt_to] += carried(r)
+    assert sorted(got[EVERYTHING]) == sorted(published)
+    assert sorted(got[WEEKLY]) == sorted(s for s, (d, _t) in published.items() if 1 <= d <= 5)
+    assert [r.rcpt_to for r in server.received].count(WEEKLY) == 1  # the Monday, day 6
+    assert sorted(got[PYTHON]) == sorted(s for s, (d, tags) in published.items()
+                                         if d >= 2 and "Python" in tags)
