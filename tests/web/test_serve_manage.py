@@ -113,6 +113,9 @@ def test_bad_or_tampered_tokens_are_refused(project: Project, smtp: SMTPServer) 
 
 def test_sign_up_form_offers_the_topics(project: Project, smtp: SMTPServer) -> None:
     with httpx.Client(base_url=project.url, timeout=10) as client:
+        index = client.get("/")
+        assert f'<a href="{project.url}subscribe">Choose topics or a weekly digest</a>' in \
+            index.text
         form = client.get("/subscribe")
         assert 'name="topics" value="meta">' in form.text
         assert 'value="weekly">' in form.text
