@@ -517,8 +517,9 @@ SPECS: tuple[Spec, ...] = (
          "an address the server keeps deferring (4xx) for this many days without a "
          "success in between becomes bounced (1 to 365)", _int_parser(1, 365)),
     Spec("WEEKLY_DAY", "weekly_day", "monday",
-         "the day (in DIGEST_TIMEZONE) whose first digest edition also goes to weekly "
-         "subscribers, gathering everything new for them since their last message",
+         "the day (in DIGEST_TIMEZONE) whose first digest edition (or the next one, if none "
+         "is made that day) also goes to weekly subscribers, gathering everything new for "
+         "them since their last message",
          _weekday),
     Spec("FEEDBACK_ID", "feedback_id", "{edition}:digest:{host}",
          "Feedback-ID header of digest mail for mailbox providers' complaint loops; "

@@ -12,8 +12,9 @@ transaction that creates the edition (:meth:`digest.store.outbox.Outbox._create`
   everything); the watermark becomes N in the same transaction. So no
   article can be planned twice for one address, and a resumed edition sends
   the same articles with the same Message-ID (the list is in the row).
-* cadence ``every``: due in every edition. ``weekly``: due only in the first
-  edition made on WEEKLY_DAY (in DIGEST_TIMEZONE); until then their
+* cadence ``every``: due in every edition. ``weekly``: due in the first
+  edition made on or after the start of WEEKLY_DAY (in DIGEST_TIMEZONE), once
+  a week (the next edition, if none is made that day); until then their
   watermark stays, so that message gathers the week.
 * a due subscriber whose topics match nothing new gets no delivery row (and
   their watermark still moves on).
@@ -34,7 +35,7 @@ import bisect
 import json
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -52,16 +53,18 @@ _CHUNK = 500
 
 @dataclass(frozen=True)
 class Schedule:
-    """When weekly subscribers are due: the first edition of `weekly_day` (0 = Monday)."""
+    """When weekly subscribers are due: in the first edition made on or after the start of
+    `weekly_day` (0 = Monday, in `zone`) each week; normally on that day, else (no edition
+    that day) in the next one."""
 
     weekly_day: int = 0
     zone: tzinfo = field(default_factory=lambda: ZoneInfo("UTC"))
 
-    def is_weekly_day(self, moment: datetime) -> bool:
-        return moment.astimezone(self.zone).weekday() == self.weekly_day
-
-    def same_day(self, one: datetime, other: datetime) -> bool:
-        return one.astimezone(self.zone).date() == other.astimezone(self.zone).date()
+    def week_start(self, moment: datetime) -> datetime:
+        """The start (midnight, local) of the last `weekly_day` at or before `moment`."""
+        local = moment.astimezone(self.zone)
+        day = local.date() - timedelta(days=(local.weekday() - self.weekly_day) % 7)
+        return datetime.combine(day, time(), tzinfo=self.zone)
 
 
 @dataclass(frozen=True)
@@ -111,13 +114,14 @@ def plan(conn: Connection, number: int, chosen: Sequence[StoredArticle], now: da
     made.sort()
     made_at = {number: created for created, number in made}
     rows = [_Reader(r.address, r.topics or "", r.cadence,
-                    _served(r.served_edition, from_iso(r.created_at), made))
+                    _served(r.served_edition, from_iso(r.created_at), made),
+                    from_iso(r.created_at))
             for r in conn.execute(
                 sa.select(subscribers.c.address, subscribers.c.topics, subscribers.c.cadence,
                           subscribers.c.served_edition, subscribers.c.created_at)
                 .where(subscribers.c.status == _SUBSCRIBED)
                 .order_by(subscribers.c.address))]
-    weekly_day = schedule.is_weekly_day(now)
+    week_start = schedule.week_start(now)
     own = tuple(a.key for a in chosen)
     candidates = [_Candidate(a.key, number, a.published, frozenset(article_tags(a)))
                   for a in chosen]
@@ -129,10 +133,9 @@ def plan(conn: Connection, number: int, chosen: Sequence[StoredArticle], now: da
     due: list[str] = []
     for row in rows:
         served = row.served
-        if row.cadence == _WEEKLY:
-            served_at = made_at.get(served)
-            if not weekly_day or (served_at is not None and schedule.same_day(served_at, now)):
-                continue
+        # Weekly: due unless served (or, never served, added) since this week's start.
+        if row.cadence == _WEEKLY and made_at.get(served, row.added) >= week_start:
+            continue
         due.append(row.address)
         group = (row.topics, served)
         keys = cache.get(group)
@@ -215,6 +218,7 @@ class _Reader:
     topics: str
     cadence: str
     served: int
+    added: datetime
 
 
 def _served(watermark: int | None, added: datetime,

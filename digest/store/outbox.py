@@ -185,9 +185,8 @@ class Outbox:
                     return current, False
                 seen = conn.execute(sa.select(edition_counter.c.last_edition)
                                     .where(edition_counter.c.id == 1)).scalar_one()
-                if not force and not self.select(articles, _carried(conn), now) and not (
-                        self.schedule.is_weekly_day(now) and audience.plan(
-                            conn, int(seen) + 1, (), now, self.schedule).deliveries):
+                if not force and not self.select(articles, _carried(conn), now) and \
+                        not audience.plan(conn, int(seen) + 1, (), now, self.schedule).deliveries:
                     # These reads are not one snapshot: an edition committed since the
                     # first look may be what carries the articles now. Resume it.
                     current = _open_edition(conn)
