@@ -59,8 +59,10 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
          test_address: str | None) -> None:
     """Build (or resume) the digest edition and mail it to every subscriber.
 
-    Each article goes out in exactly one edition. An interrupted run is
-    resumed by the next one: nobody already served gets the edition twice.
+    Each article goes out in exactly one edition, and reaches each subscriber
+    at most once (their topics and cadence decide which edition's message
+    carries it, if any). An interrupted run is resumed by the next one: nobody
+    already served gets the edition twice.
     Exits with 3 when some deliveries failed or were deferred, and with 4
     when the server's reply to some messages was lost after their data (the
     outcome is unknown: each is sent once more by a run 30 minutes later or
