@@ -109,13 +109,12 @@ def plan(conn: Connection, number: int, chosen: Sequence[StoredArticle], now: da
 
     With `force`, every due subscriber gets a delivery, even one with no article.
     """
-    made = [(from_iso(created), int(number)) for number, created in conn.execute(
+    made = [(from_iso(created), int(ident)) for ident, created in conn.execute(
         sa.select(editions.c.id, editions.c.created_at).where(editions.c.id < number))]
     made.sort()
-    made_at = {number: created for created, number in made}
-    rows = [_Reader(r.address, r.topics or "", r.cadence,
-                    _served(r.served_edition, from_iso(r.created_at), made),
-                    from_iso(r.created_at))
+    made_at = {ident: created for created, ident in made}
+    rows = [_reader(r.address, r.topics or "", r.cadence, r.served_edition,
+                    from_iso(r.created_at), made, made_at)
             for r in conn.execute(
                 sa.select(subscribers.c.address, subscribers.c.topics, subscribers.c.cadence,
                           subscribers.c.served_edition, subscribers.c.created_at)
@@ -134,7 +133,7 @@ def plan(conn: Connection, number: int, chosen: Sequence[StoredArticle], now: da
     for row in rows:
         served = row.served
         # Weekly: due unless served (or, never served, added) since this week's start.
-        if row.cadence == _WEEKLY and made_at.get(served, row.added) >= week_start:
+        if row.cadence == _WEEKLY and row.since >= week_start:
             continue
         due.append(row.address)
         group = (row.topics, served)
@@ -217,20 +216,19 @@ class _Reader:
     address: str
     topics: str
     cadence: str
-    served: int
-    added: datetime
+    served: int  # the watermark
+    since: datetime  # when that edition was made; never served: when the address was added
 
 
-def _served(watermark: int | None, added: datetime,
-            made: Sequence[tuple[datetime, int]]) -> int:
-    """The watermark; when NULL, the last edition made before the address was added (or 0).
-
-    `made`: (created_at, number) of the editions, in time order.
-    """
-    if watermark is not None:
-        return int(watermark)
-    before = bisect.bisect_left(made, (added, -1))
-    return made[before - 1][1] if before else 0
+def _reader(address: str, topics: str, cadence: str, watermark: int | None, added: datetime,
+            made: Sequence[tuple[datetime, int]], made_at: dict[int, datetime]) -> _Reader:
+    """A subscriber as planning sees it. A NULL watermark: the last edition made before the
+    address was added (or 0). `made`: (created_at, number) of the editions, in time order."""
+    if watermark is None:
+        before = bisect.bisect_left(made, (added, -1))
+        return _Reader(address, topics, cadence, made[before - 1][1] if before else 0, added)
+    return _Reader(address, topics, cadence, int(watermark),
+                   made_at.get(int(watermark), added))
 
 
 def _earlier(conn: Connection, lowest: int, number: int) -> list[_Candidate]:

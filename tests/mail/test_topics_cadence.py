@@ -301,3 +301,29 @@ def test_a_weekly_day_without_an_edition_moves_the_weekly_message_to_the_next_on
         check(server.received, kinds, published)  # still each article once
     finally:
         store.close()
+
+
+def test_a_weekly_reader_who_joins_mid_week_waits_for_the_next_weekly_day(
+        tmp_path: Path, store: Store, smtp_servers: Callable[..., SMTPServer]) -> None:
+    """Even when the last edition before they joined is older than this week's start."""
+    server = smtp_servers()
+    settings = make_settings(tmp_path, **server.env(), SMTP_CONNECTIONS="1",
+                             DATABASE_URL=f"sqlite:///{tmp_path / 'state.sqlite3'}")
+    store.close()
+    store = Store.open(settings.database_url, tmp_path)
+    try:
+        subscribe_many(store, [(EVERYTHING, None)], NOW, source="cli")
+        published: dict[str, tuple[int, tuple[str, ...]]] = {}
+        publish(store, 0, published)
+        send(settings, store, moment(0))  # Tuesday; then no edition until Wednesday, day 8
+        subscribe_many(store, [(WEEKLY, None)], moment(8) - timedelta(hours=2), source="cli",
+                       choices=Choices((), Cadence.WEEKLY))
+        for day in range(8, DAYS):
+            publish(store, day, published)
+            send(settings, store, moment(day))
+        weekly = [r for r in server.received if r.rcpt_to == WEEKLY]
+        assert len(weekly) == 1  # on Monday, day 13
+        assert sorted(carried(weekly[0])) == sorted(
+            s for s, (d, _t) in published.items() if d >= 8)
+    finally:
+        store.close()
