@@ -58,6 +58,13 @@ class SubscriberStatus(StrEnum):
     BOUNCED = "bounced"  # the server refused it for good (or deferred it for days): skipped
 
 
+class Cadence(StrEnum):
+    """How often a subscriber gets mail: with every edition, or once a week (WEEKLY_DAY)."""
+
+    EVERY = "every"
+    WEEKLY = "weekly"
+
+
 class RunOutcome(StrEnum):
     """How the last run of a scheduled job ended (table ``job_runs``)."""
 

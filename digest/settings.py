@@ -92,6 +92,7 @@ class Settings:
     subscribe_form: bool = False
     max_asset_bytes: int = 50 * 1024 * 1024
     bounce_soft_days: int = 7
+    weekly_day: int = 0  # Monday = 0 ... Sunday = 6 (date.weekday())
     feedback_id: str = "{edition}:digest:{host}"
     bounce_address: str | None = None
     bounce_imap: ImapMailbox | None = field(default=None, repr=False)
@@ -284,6 +285,18 @@ def _zone(name: str, value: str, base: Path) -> ZoneInfo:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"{name}={value!r} is not a known time zone",
                           f"set {name} to an IANA zone name such as UTC or Europe/Berlin") from None
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _weekday(name: str, value: str, base: Path) -> int:
+    word = value.strip().lower()
+    for number, day in enumerate(WEEKDAYS):
+        if word in (day, day[:3]):
+            return number
+    raise ConfigError(f"{name}={value!r} is not a day of the week",
+                      f"set {name} to one of {', '.join(WEEKDAYS)}")
 
 
 def _security(name: str, value: str, base: Path) -> str:
@@ -503,6 +516,11 @@ SPECS: tuple[Spec, ...] = (
     Spec("BOUNCE_SOFT_DAYS", "bounce_soft_days", "7",
          "an address the server keeps deferring (4xx) for this many days without a "
          "success in between becomes bounced (1 to 365)", _int_parser(1, 365)),
+    Spec("WEEKLY_DAY", "weekly_day", "monday",
+         "the day (in DIGEST_TIMEZONE) whose first digest edition (or the next one, if none "
+         "is made that day) also goes to weekly subscribers, gathering everything new for "
+         "them since their last message",
+         _weekday),
     Spec("FEEDBACK_ID", "feedback_id", "{edition}:digest:{host}",
          "Feedback-ID header of digest mail for mailbox providers' complaint loops; "
          "placeholders {edition} and {host} (of BASE_URL); empty: no such header",

@@ -19,6 +19,13 @@ def test_defaults(tmp_path: Path) -> None:
     assert settings.smtp_effective_port == 587
 
 
+@pytest.mark.parametrize(("value", "day"), [("", None), ("monday", 0), ("Sun", 6),
+                                            (" Wednesday ", 2)])
+def test_weekly_day(tmp_path: Path, value: str, day: int | None) -> None:
+    values = {"WEEKLY_DAY": value} if value else {}
+    assert load_settings(values, tmp_path).weekly_day == (0 if day is None else day)
+
+
 def test_secrets_are_not_in_repr(tmp_path: Path) -> None:
     settings = load_settings({"SMTP_PASSWORD": "s3cret-pw", "SECRET_KEY": "k3y-value"}, tmp_path)
     assert "s3cret-pw" not in repr(settings) and "k3y-value" not in repr(settings)
@@ -35,6 +42,7 @@ def test_secrets_are_not_in_repr(tmp_path: Path) -> None:
     ("DIGEST_RECIPIENTS", "a@example.org, nope", "'nope' is not an email address"),
     ("DIGEST_SUBJECT", "{site} {oops}", "unknown placeholder"),
     ("DIGEST_FROM", "News <bad>", "not an email address"),
+    ("WEEKLY_DAY", "someday", "not a day of the week"),
 ])
 def test_bad_values_name_the_setting(tmp_path: Path, name: str, value: str, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:

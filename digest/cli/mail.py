@@ -14,6 +14,7 @@ from digest import exit_codes
 from digest.addresses import file_name_part, normalize_address, split_named
 from digest.cli.support import Context, now, pass_ctx, stop_on_signals
 from digest.errors import SubscriberError
+from digest.mail.choices import CADENCES, cadence_from_text, topics_from_text
 from digest.mail.message import OutgoingMessage
 from digest.mail.outbox import edition_exists, problems
 from digest.mail.outbox import history as edition_history
@@ -28,6 +29,7 @@ from digest.mail.smtp import PermanentFailure, SMTPMailer, TemporaryFailure
 from digest.mail.subscriber_csv import import_rows, read_subscriber_file, write_csv
 from digest.mail.subscribers import (
     STATUSES,
+    Choices,
     SubscribeReport,
     count_by_status,
     forget,
@@ -57,8 +59,10 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
          test_address: str | None) -> None:
     """Build (or resume) the digest edition and mail it to every subscriber.
 
-    Each article goes out in exactly one edition. An interrupted run is
-    resumed by the next one: nobody already served gets the edition twice.
+    Each article goes out in exactly one edition, and reaches each subscriber
+    at most once (their topics and cadence decide which edition's message
+    carries it, if any). An interrupted run is resumed by the next one: nobody
+    already served gets the edition twice.
     Before the first message goes out, the edition's web copy (digests/N.html,
     which each mail links to) is put into OUTPUT_DIR.
     Exits with 3 when some deliveries failed or were deferred, and with 4
@@ -166,8 +170,8 @@ def history(ctx: Context, edition: int | None, limit: int) -> None:
 
     unknown: messages whose reply was lost after their data (the server may
     have them); sent once more later, then left unconfirmed. With EDITION:
-    its failed, deferred and unknown deliveries, one per line, with the
-    server's reply.
+    its failed, deferred and unknown deliveries, and those a bounce report or
+    complaint that arrived later names, one per line, with the reply.
     """
     if edition is not None:
         _edition_problems(ctx, edition)
@@ -197,8 +201,8 @@ def _edition_problems(ctx: Context, edition: int) -> None:
         shown = "deferred" if p.status == "pending" else str(p.status)
         click.echo(f"{p.recipient}\t{shown}\t{p.attempts}\t{p.updated_at:%Y-%m-%d %H:%M}\t"
                    f"{p.reply}")
-    click.echo(f"edition {edition}: {len(rows)} failed, deferred or unknown deliveries",
-               err=True)
+    click.echo(f"edition {edition}: {len(rows)} failed, deferred, unknown or reported "
+               "deliveries", err=True)
 
 
 @click.group()
@@ -215,10 +219,22 @@ _WELCOME = click.option("--welcome", is_flag=True,
 @click.argument("addresses", nargs=-1, required=True)
 @click.option("--resubscribe", is_flag=True,
               help="Subscribe again addresses that unsubscribed (only with their consent).")
+@click.option("--topics", metavar="TAGS",
+              help="Comma separated tags the addresses get articles of (default: everything).")
+@click.option("--cadence", type=click.Choice(CADENCES),
+              help="every digest (default), or weekly (on WEEKLY_DAY).")
 @_WELCOME
 @pass_ctx
-def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool, welcome: bool) -> None:
-    """Subscribe ADDRESSES ('name@example.org' or 'Name <name@example.org>')."""
+def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool, welcome: bool,
+        topics: str | None, cadence: str | None) -> None:
+    """Subscribe ADDRESSES ('name@example.org' or 'Name <name@example.org>').
+
+    With --topics or --cadence, also sets them on addresses already subscribed.
+    """
+    choices = None
+    if topics is not None or cadence is not None:
+        choices = Choices(topics_from_text(topics or "", "--topics"),
+                          cadence_from_text(cadence or "", "--cadence"))
     entries = []
     for number, text in enumerate(addresses, start=1):
         name, address = split_named(text)
@@ -226,7 +242,8 @@ def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool, welcome: bo
     if welcome:
         check_send_settings(ctx.settings)
     with ctx.store() as store:
-        report = subscribe_many(store, entries, now(), source="cli", resubscribe=resubscribe)
+        report = subscribe_many(store, entries, now(), source="cli", resubscribe=resubscribe,
+                                choices=choices)
         _report_subscribe(ctx, report)
         if welcome:
             _send_welcomes(ctx, store, report)
@@ -265,7 +282,9 @@ def list_command(ctx: Context, status: str | None) -> None:
         name = f"  {s.name}" if s.name else ""
         bounce = (f"\t{s.bounces} bounces: {s.last_bounce or ''}"
                   if s.status == "bounced" else "")
-        click.echo(f"{s.address}\t{s.status}\t{s.updated_at:%Y-%m-%d}{name}{bounce}")
+        reads = "" if not s.topics and s.cadence == "every" else \
+            f"\t{s.cadence}: {','.join(s.topics) or 'everything'}"
+        click.echo(f"{s.address}\t{s.status}\t{s.updated_at:%Y-%m-%d}{name}{bounce}{reads}")
     summary = ", ".join(f"{counts[k]} {k}" for k in STATUSES)
     click.echo(f"{len(rows)} shown ({summary})", err=True)
 

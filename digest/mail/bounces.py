@@ -24,8 +24,8 @@ from digest.mail.dsn import Report, ReportError, parse_report
 from digest.mail.outbox import edition_recipients
 from digest.mail.verp import VerpError, parse_token, recipient_key
 from digest.settings import Settings
-from digest.store import subscribers as stored
 from digest.store.database import Store
+from digest.store.returned import record_returned
 
 log = logging.getLogger("digest.mail")
 
@@ -83,11 +83,11 @@ def _apply(store: Store, source: str, data: bytes, bounce_address: str, secret: 
         return Outcome(source, "unreadable", None, exc.message)
     if report.kind == "unrecognised":
         return Outcome(source, "unrecognised")
-    address = _recipient(store, report, secret)
+    address, edition = _recipient(store, report, secret)
     if address is None:
         return Outcome(source, "unmatched", None,
                        f"{report.describe()} (no valid bounce token for a known delivery)")
-    status = stored.record_report(store, address, now, report.kind, report.describe())
+    status = record_returned(store, address, edition, now, report.kind, report.describe())
     if status is None:
         return Outcome(source, "unmatched", address, "no longer on the list")
     result = {"permanent": "bounced", "temporary": "counted",
@@ -95,9 +95,11 @@ def _apply(store: Store, source: str, data: bytes, bounce_address: str, secret: 
     return Outcome(source, result, address, report.describe())
 
 
-def _recipient(store: Store, report: Report, secret: str) -> str | None:
-    """The one recipient named by the report's valid tokens (several different: none)."""
+def _recipient(store: Store, report: Report, secret: str) -> tuple[str | None, int | None]:
+    """The one recipient named by the report's valid tokens (several different: none), and
+    the edition of the delivery it names (several: none)."""
     found: set[str] = set()
+    editions: set[int] = set()
     for token in report.tokens:
         try:
             parsed = parse_token(secret, token)
@@ -107,5 +109,10 @@ def _recipient(store: Store, report: Report, secret: str) -> str | None:
         if edition is None:
             continue
         uid, recipients = edition
-        found.update(r for r in recipients if recipient_key(uid, r) == parsed.key)
-    return found.pop() if len(found) == 1 else None
+        named = {r for r in recipients if recipient_key(uid, r) == parsed.key}
+        if named:
+            editions.add(parsed.edition)
+        found.update(named)
+    if len(found) != 1:
+        return None, None
+    return found.pop(), editions.pop() if len(editions) == 1 else None

@@ -35,7 +35,13 @@ from urllib.parse import quote, urlsplit
 from digest.errors import ConfigError
 from digest.headers import list_id_value, mailbox_value, set_mailbox, set_text, token_value
 from digest.mail import verp
-from digest.mail.render import RECIPIENT_SLOT, UNSUBSCRIBE_SLOT, RenderedDigest, one_line
+from digest.mail.render import (
+    MANAGE_SLOT,
+    RECIPIENT_SLOT,
+    UNSUBSCRIBE_SLOT,
+    RenderedDigest,
+    one_line,
+)
 from digest.settings import Settings
 
 # SMTP policy (CRLF, 78-column folding) that leaves raw headers as we fold them.
@@ -56,6 +62,7 @@ class Personal:
     message_id: str  # with angle brackets
     unsubscribe_url: str
     date: datetime
+    manage_url: str = ""  # the "manage your subscription" link
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,8 @@ class MessageFactory:
 
     def build(self, personal: Personal) -> OutgoingMessage:
         """The message for one recipient, as bytes ready for SMTP."""
-        values = {RECIPIENT_SLOT: personal.address, UNSUBSCRIBE_SLOT: personal.unsubscribe_url}
+        values = {RECIPIENT_SLOT: personal.address, UNSUBSCRIBE_SLOT: personal.unsubscribe_url,
+                  MANAGE_SLOT: personal.manage_url}
         data = b"".join((self._head, self._personal_headers(personal), self._before_text,
                          self._text.fill(values), self._before_html, self._html.fill(values),
                          self._end))
@@ -178,9 +186,11 @@ class MessageFactory:
     def email_message(self, personal: Personal) -> EmailMessage:
         """The same message built wholly by the email package (slow; for checks)."""
         text = (self.rendered.text.replace(RECIPIENT_SLOT, personal.address)
-                .replace(UNSUBSCRIBE_SLOT, personal.unsubscribe_url))
+                .replace(UNSUBSCRIBE_SLOT, personal.unsubscribe_url)
+                .replace(MANAGE_SLOT, personal.manage_url))
         body = (self.rendered.html.replace(RECIPIENT_SLOT, html.escape(personal.address))
-                .replace(UNSUBSCRIBE_SLOT, html.escape(personal.unsubscribe_url)))
+                .replace(UNSUBSCRIBE_SLOT, html.escape(personal.unsubscribe_url))
+                .replace(MANAGE_SLOT, html.escape(personal.manage_url)))
         return self._message(text, body, personal)
 
     def _message(self, text: str, body: str, personal: Personal | None) -> EmailMessage:
@@ -269,7 +279,7 @@ class _QuotedPrintable:
         return b"".join(out)
 
 
-_SLOTS = re.compile(f"({RECIPIENT_SLOT}|{UNSUBSCRIBE_SLOT})")
+_SLOTS = re.compile(f"({RECIPIENT_SLOT}|{UNSUBSCRIBE_SLOT}|{MANAGE_SLOT})")
 
 
 def _qp(text: str) -> bytes:

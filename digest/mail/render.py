@@ -22,6 +22,8 @@ Template variables (both ``digest.txt`` and ``digest.html``):
     web_url                       the edition's web copy (digests/<n>.html), for
                                   a "view in browser" link
     recipient, unsubscribe_url    the recipient's address and one-click link
+    manage_url                    the recipient's signed "manage your subscription"
+                                  link (topics and cadence)
     unsubscribe_mailto            UNSUBSCRIBE_MAILTO or None
 """
 
@@ -41,6 +43,7 @@ from digest.words import plural
 
 RECIPIENT_SLOT = "zzdigestrecipientslotzz"
 UNSUBSCRIBE_SLOT = "zzdigestunsubscribeslotzz"
+MANAGE_SLOT = "zzdigestmanageslotzz"
 TEXT_TEMPLATE = "digest.txt"
 HTML_TEMPLATE = "digest.html"
 CONFIRM_TEMPLATE = "confirm.txt"
@@ -114,6 +117,7 @@ def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
         "preheader": preheader,
         "recipient": RECIPIENT_SLOT,
         "unsubscribe_url": UNSUBSCRIBE_SLOT,
+        "manage_url": MANAGE_SLOT,
         "unsubscribe_mailto": settings.unsubscribe_mailto,
     }
     text = render(env, TEXT_TEMPLATE, context)

@@ -59,6 +59,7 @@ from datetime import datetime, timedelta
 
 from digest.addresses import normalize_address
 from digest.errors import ConfigError, MailError
+from digest.mail.edition import select_articles
 from digest.mail.message import (
     MessageFactory,
     OutgoingMessage,
@@ -67,8 +68,18 @@ from digest.mail.message import (
     plain_message,
     sender_domain,
 )
-from digest.mail.outbox import PENDING, SENDING, TO_DO, Delivery, Edition, Failure, Outbox
+from digest.mail.outbox import (
+    PENDING,
+    SENDING,
+    TO_DO,
+    Delivery,
+    Edition,
+    Failure,
+    Outbox,
+    schedule_of,
+)
 from digest.mail.render import (
+    MANAGE_SLOT,
     RECIPIENT_SLOT,
     UNSUBSCRIBE_SLOT,
     DigestContent,
@@ -85,9 +96,11 @@ from digest.mail.smtp import (
     TemporaryFailure,
 )
 from digest.mail.subscribers import SUBSCRIBED, list_subscribers, subscribe_many
-from digest.mail.tokens import PURPOSE_UNSUBSCRIBE, make_token
-from digest.model import EditionStatus
+from digest.mail.tailored import Tailor
+from digest.mail.tokens import PURPOSE_MANAGE, PURPOSE_UNSUBSCRIBE, make_token
+from digest.model import DigestItem, EditionStatus
 from digest.settings import Settings
+from digest.store.audience import open_plan, preview
 from digest.store.database import Store
 
 log = logging.getLogger("digest.mail")
@@ -168,7 +181,7 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
         return now + timedelta(seconds=monotonic() - started)
 
     seed_recipients(settings, store, now)
-    outbox = Outbox(store, lease=lease or claim_lease(settings))
+    outbox = Outbox(store, lease=lease or claim_lease(settings), schedule=schedule_of(settings))
     domain = sender_domain(settings)
     edition, created = outbox.open_or_create(
         store.load_articles().values(), now,
@@ -178,8 +191,7 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
         return SendReport(None, False, 0, 0, 0, 0, 0, 0, 0, False, False)
     if before_delivery is not None:
         before_delivery(edition)
-    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid,
-                             edition.id)
+    factory = Tailor(settings, store, edition)
     run = _Run(settings, outbox, edition, factory, mailer_factory, clock,
                retry or RetryPolicy(), sleep, monotonic, should_stop or (lambda: False),
                progress, batch, connections or settings.smtp_connections)
@@ -237,11 +249,17 @@ def unsubscribe_url(settings: Settings, address: str, issued_at: datetime) -> st
                         make_token(secret, PURPOSE_UNSUBSCRIBE, address, issued_at))
 
 
+def manage_url(settings: Settings, address: str, issued_at: datetime) -> str:
+    """The signed "manage your subscription" link (topics, cadence); no age limit."""
+    secret = settings.secret_key or ""
+    return settings.url("manage?token=" + make_token(secret, PURPOSE_MANAGE, address, issued_at))
+
+
 def personal(settings: Settings, edition: Edition, address: str, name: str | None,
              msg_id: str, date: datetime) -> Personal:
     return Personal(address=address, name=name, message_id=msg_id,
                     unsubscribe_url=unsubscribe_url(settings, address, edition.created_at),
-                    date=date)
+                    date=date, manage_url=manage_url(settings, address, edition.created_at))
 
 
 def next_edition(settings: Settings, store: Store, now: datetime) -> Edition:
@@ -261,17 +279,25 @@ def dry_run(settings: Settings, store: Store, now: datetime, force: bool = False
     it would send nothing (no open edition and no new article, unless `force`)."""
     check_send_settings(settings)
     edition = next_edition(settings, store, now)
-    if edition.status is EditionStatus.PREVIEW and not edition.items and not force:
-        return None
-    factory = MessageFactory(settings, render_edition(settings, edition), edition.uid,
-                             edition.id)
+    unsaved: dict[str, DigestItem] = {}
+    if edition.status is EditionStatus.PREVIEW:
+        chosen, plan = preview(store, select_articles, store.load_articles().values(),
+                               edition.id, now, schedule_of(settings), force)
+        unsaved = {a.key: DigestItem.of(a) for a in chosen}
+        if not edition.items and not plan.deliveries and not force:
+            return None
+    else:
+        plan = open_plan(store, edition.id)
+    tailor = Tailor(settings, store, edition, unsaved)
     names = {s.address: s.name for s in list_subscribers(store, SUBSCRIBED)}
     known = {s.address for s in list_subscribers(store)}
-    recipients = sorted(set(names) | {a for a in settings.digest_recipients if a not in known})
+    carries = {p.recipient: p.articles for p in plan.deliveries}
+    carries.update({a: None for a in settings.digest_recipients if a not in known})
     domain = sender_domain(settings)
-    return [factory.build(personal(settings, edition, address, names.get(address),
-                                   message_id(edition.uid, address, domain), now))
-            for address in recipients]
+    return [tailor.factory(carries[address]).build(personal(
+                settings, edition, address, names.get(address),
+                message_id(edition.uid, address, domain), now))
+            for address in sorted(carries)]
 
 
 def test_message(settings: Settings, store: Store, address: str, now: datetime
@@ -290,7 +316,8 @@ def preview_html(settings: Settings, store: Store, now: datetime) -> str:
     edition = next_edition(settings, store, now)
     rendered = render_edition(settings, edition)
     return (rendered.html.replace(RECIPIENT_SLOT, PREVIEW_ADDRESS)
-            .replace(UNSUBSCRIBE_SLOT, settings.url("unsubscribe?token=preview")))
+            .replace(UNSUBSCRIBE_SLOT, settings.url("unsubscribe?token=preview"))
+            .replace(MANAGE_SLOT, settings.url("manage?token=preview")))
 
 
 def send_confirmation(settings: Settings, mailer: Mailer, address: str, confirm_url: str,
@@ -316,7 +343,7 @@ class _Run:
     """One send_digest call: SMTP workers sharing the claims, the rate limit and the counts."""
 
     def __init__(self, settings: Settings, outbox: Outbox, edition: Edition,
-                 factory: MessageFactory, mailer_factory: Callable[[], Mailer],
+                 factory: Tailor, mailer_factory: Callable[[], Mailer],
                  clock: Callable[[], datetime], retry: RetryPolicy,
                  sleep: Callable[[float], None], monotonic: Callable[[], float],
                  should_stop: Callable[[], bool], progress: Progress | None, batch: int,
@@ -586,7 +613,7 @@ class _Worker:
     def _deliver_one(self, delivery: Delivery) -> bool:
         """Send one delivery and settle it; False if this worker retires instead."""
         run = self.run
-        message = run.factory.build(personal(
+        message = run.factory.factory(delivery.articles).build(personal(
             run.settings, run.edition, delivery.recipient, delivery.name,
             delivery.message_id, run.clock()))
         attempt = 0

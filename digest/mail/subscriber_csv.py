@@ -9,9 +9,9 @@ Reading back keeps the status: an import never subscribes an address the
 file lists as ``unsubscribed`` or ``bounced``; such addresses not yet known
 are recorded with that status (so a later import keeps them out), and
 ``pending`` rows (never confirmed) are skipped. subscribed_at and bounces are
-for reading; an import does not restore them. Topics and cadence are not
-implemented yet: every subscriber gets every digest, written as an empty
-topics column and cadence ``every``.
+for reading; an import does not restore them. Topics are tag slugs separated
+by spaces (empty: everything), cadence ``every`` or ``weekly``; an import sets
+them on the addresses it subscribes or records.
 
 A cell that starts with ``=``, ``+``, ``-``, ``@`` or ``'`` gets a ``'`` in
 front, so a spreadsheet does not run it as a formula; reading removes it.
@@ -29,11 +29,12 @@ from typing import TextIO
 
 from digest.addresses import clean_name, normalize_address, read_address_file
 from digest.errors import SubscriberError
+from digest.mail.choices import cadence_from_text, topics_from_text
 from digest.mail.subscribers import subscribe_many
 from digest.model import SubscriberStatus
 from digest.store import subscribers as stored
 from digest.store.database import Store
-from digest.store.subscribers import Subscriber, SubscribeReport
+from digest.store.subscribers import Choices, Subscriber, SubscribeReport
 
 COLUMNS = ("email", "name", "status", "topics", "cadence", "subscribed_at", "bounces")
 HEADER = ",".join(COLUMNS)
@@ -49,6 +50,7 @@ class Row:
     address: str
     name: str | None
     status: SubscriberStatus | None = None
+    choices: Choices | None = None  # None: the file has no such columns
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ def write_csv(subscribers: Iterable[Subscriber], out: TextIO) -> int:
     writer.writerow(COLUMNS)
     count = 0
     for s in subscribers:
-        writer.writerow([_cell(s.address), _cell(s.name or ""), s.status.value, "", "every",
+        writer.writerow([_cell(s.address), _cell(s.name or ""), s.status.value,
+                         " ".join(s.topics), s.cadence.value,
                          s.created_at.isoformat(), str(s.bounces)])
         count += 1
     return count
@@ -94,8 +97,10 @@ def read_subscriber_file(path: Path) -> list[Row]:
             if status is None:
                 raise SubscriberError(f"{where}: unknown status {cells[2]!r}",
                                       "use one of " + ", ".join(_STATUSES))
+            choices = Choices(topics_from_text(cells[3].replace(" ", ","), f"{where}: topics"),
+                              cadence_from_text(cells[4], f"{where}: cadence"))
             rows.append(Row(reader.line_num, normalize_address(_uncell(cells[0]), where),
-                            clean_name(_uncell(cells[1])), status))
+                            clean_name(_uncell(cells[1])), status, choices))
     except csv.Error as exc:
         raise SubscriberError(f"{path} line {reader.line_num}: not valid CSV ({exc})",
                               "check the quotes on that line") from exc
@@ -108,15 +113,19 @@ def import_rows(store: Store, rows: Iterable[Row], now: datetime, *, source: str
     wanted: list[tuple[str, str | None]] = []
     others: dict[str, tuple[str | None, SubscriberStatus]] = {}
     pending: list[str] = []
+    choices: dict[str, Choices] = {}
     for row in rows:
+        if row.choices is not None:
+            choices.setdefault(row.address, row.choices)
         if row.status in (None, SubscriberStatus.SUBSCRIBED):
             wanted.append((row.address, row.name))
         elif row.status == SubscriberStatus.PENDING:
             pending.append(row.address)
         else:
             others.setdefault(row.address, (row.name, row.status))
-    report = subscribe_many(store, wanted, now, source=source, resubscribe=resubscribe)
-    recorded = stored.record_new(store, others, now, source=source)
+    report = subscribe_many(store, wanted, now, source=source, resubscribe=resubscribe,
+                            choices=choices)
+    recorded = stored.record_new(store, others, now, source=source, choices=choices)
     return ImportReport(report, recorded,
                         tuple(a for a in others if a not in set(recorded)), tuple(pending))
 

@@ -19,7 +19,7 @@ and the current time; each call is one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Literal
 
@@ -27,7 +27,7 @@ from digest.addresses import clean_name, normalize_address
 from digest.model import SubscriberStatus
 from digest.store import subscribers as stored
 from digest.store.database import Store
-from digest.store.subscribers import Subscriber, SubscribeReport
+from digest.store.subscribers import Choices, Subscriber, SubscribeReport
 
 SUBSCRIBED = SubscriberStatus.SUBSCRIBED
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
@@ -37,9 +37,30 @@ STATUSES = tuple(status.value for status in SubscriberStatus)  # plain text, for
 
 Outcome = Literal["added", "subscribed", "unchanged", "kept-unsubscribed"]
 
-__all__ = ["BOUNCED", "PENDING", "STATUSES", "SUBSCRIBED", "UNSUBSCRIBED", "Outcome", "SubscribeReport",
-           "Subscriber", "add_pending", "confirm", "count_by_status", "forget", "get_subscriber",
-           "list_subscribers", "reactivate", "subscribe", "subscribe_many", "unsubscribe"]
+__all__ = [
+    "BOUNCED",
+    "PENDING",
+    "STATUSES",
+    "SUBSCRIBED",
+    "UNSUBSCRIBED",
+    "Choices",
+    "Outcome",
+    "SubscribeReport",
+    "Subscriber",
+    "add_pending",
+    "confirm",
+    "confirm_once",
+    "count_by_status",
+    "forget",
+    "get_subscriber",
+    "list_subscribers",
+    "reactivate",
+    "resubscribe_unchanged",
+    "set_choices",
+    "subscribe",
+    "subscribe_many",
+    "unsubscribe",
+]
 
 
 def subscribe(store: Store, address: str, now: datetime, *, name: str | None = None,
@@ -57,8 +78,13 @@ def subscribe(store: Store, address: str, now: datetime, *, name: str | None = N
 
 
 def subscribe_many(store: Store, entries: Iterable[tuple[str, str | None]], now: datetime, *,
-                   source: str, resubscribe: bool = False) -> SubscribeReport:
-    """Subscribe (address, name) pairs in one transaction; duplicates are ignored."""
+                   source: str, resubscribe: bool = False,
+                   choices: Choices | Mapping[str, Choices] | None = None) -> SubscribeReport:
+    """Subscribe (address, name) pairs in one transaction; duplicates are ignored.
+
+    `choices`: topics and cadence for every address (Choices), or per
+    normalised address (a mapping); None leaves existing subscribers' as they are.
+    """
     wanted: dict[str, str | None] = {}
     duplicates: list[str] = []
     for raw, name in entries:
@@ -67,8 +93,15 @@ def subscribe_many(store: Store, entries: Iterable[tuple[str, str | None]], now:
             duplicates.append(address)
             continue
         wanted[address] = clean_name(name)
+    per_address = (dict.fromkeys(wanted, choices) if isinstance(choices, Choices)
+                   else dict(choices or {}))
     return stored.subscribe_many(store, wanted, duplicates, now, source=source,
-                                 resubscribe=resubscribe)
+                                 resubscribe=resubscribe, choices=per_address)
+
+
+def set_choices(store: Store, address: str, choices: Choices) -> bool:
+    """Save an address's topics and cadence; False if it is not on the list."""
+    return stored.set_choices(store, normalize_address(address), choices)
 
 
 def unsubscribe(store: Store, address: str, now: datetime) -> bool:
@@ -81,13 +114,14 @@ def unsubscribe(store: Store, address: str, now: datetime) -> bool:
 
 
 def add_pending(store: Store, address: str, now: datetime, *, name: str | None = None,
-                source: str = "web") -> bool:
+                source: str = "web", choices: Choices | None = None) -> bool:
     """Record a web sign-up awaiting confirmation.
 
     True if a confirmation mail should be sent (the address is new, pending, or
     had unsubscribed); False if it is already subscribed.
     """
-    return stored.add_pending(store, normalize_address(address), clean_name(name), now, source)
+    return stored.add_pending(store, normalize_address(address), clean_name(name), now, source,
+                              choices)
 
 
 def confirm(store: Store, address: str, now: datetime) -> bool:
@@ -97,6 +131,20 @@ def confirm(store: Store, address: str, now: datetime) -> bool:
     subscribed by an old confirmation link.
     """
     return stored.confirm(store, normalize_address(address), now)
+
+
+def confirm_once(store: Store, address: str, now: datetime) -> tuple[bool, bool]:
+    """Confirm a pending sign-up: (this call subscribed it, subscribed afterwards).
+
+    Of two confirmations at once, exactly one gets True first (compare-and-set).
+    """
+    return stored.confirm_once(store, normalize_address(address), now)
+
+
+def resubscribe_unchanged(store: Store, address: str, seen: datetime, now: datetime) -> bool:
+    """Subscribe again an unsubscribed address unchanged since `seen` (its updated_at as
+    read); True if this call did (of two at once, one)."""
+    return stored.resubscribe_unchanged(store, normalize_address(address), seen, now)
 
 
 def forget(store: Store, address: str) -> bool:

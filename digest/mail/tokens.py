@@ -34,6 +34,7 @@ from digest.errors import DigestError
 
 PURPOSE_UNSUBSCRIBE = "unsubscribe"
 PURPOSE_CONFIRM = "confirm"
+PURPOSE_MANAGE = "manage"  # the "manage your subscription" link: topics and cadence
 
 # Tokens issued a little in the future are accepted (clocks of two nodes differ).
 CLOCK_SKEW = timedelta(minutes=5)

@@ -3,8 +3,8 @@
 After a confirmed web sign-up (:class:`digest.web.signup.Signup`), and by
 `digest subscribers add --welcome` / `import --welcome`. Text and HTML from
 ``welcome.txt`` and ``welcome.html`` (TEMPLATES_DIR first, then the built-in
-ones) with the latest WELCOME_ARTICLES articles and a signed one-click
-unsubscribe link (List-Unsubscribe, RFC 8058) as in the digest.
+ones) with the latest WELCOME_ARTICLES articles, the signed "manage your
+subscription" link and a signed one-click unsubscribe link (List-Unsubscribe, RFC 8058) as in the digest.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from digest.addresses import normalize_address
 from digest.headers import set_mailbox, set_text
 from digest.mail.message import POLICY, OutgoingMessage, list_unsubscribe, sender_address, sender_domain
 from digest.mail.render import inline_css, normal_newlines, one_line, plain_block
-from digest.mail.send import unsubscribe_url
+from digest.mail.send import manage_url, unsubscribe_url
 from digest.mail.smtp import Mailer
 from digest.model import article_path
 from digest.settings import Settings
@@ -42,7 +42,8 @@ def welcome_message(settings: Settings, store: Store, address: str, now: datetim
         for a in store.latest_articles(WELCOME_ARTICLES, now)]
     link = unsubscribe_url(settings, recipient, now)
     context = {"site": {"title": one_line(settings.site_title), "url": settings.site_url},
-               "address": recipient, "articles": articles, "unsubscribe_url": link}
+               "address": recipient, "articles": articles, "unsubscribe_url": link,
+               "manage_url": manage_url(settings, recipient, now)}
     env = environment(settings.templates_dir)
     text = normal_newlines(render(env, TEXT_TEMPLATE, context))
     html = inline_css(render(env, HTML_TEMPLATE, context), HTML_TEMPLATE)

@@ -143,4 +143,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE subscribers ADD COLUMN last_bounce TEXT",
         "ALTER TABLE subscribers ADD COLUMN soft_bounce_since TEXT",
     )),
+    Migration("0007_i13_topics", (
+        # What each subscriber reads: topics (tag slugs, comma separated and sorted;
+        # empty: everything) and cadence (every | weekly). served_edition: the last
+        # edition whose articles the subscriber has been served or passed over
+        # (NULL: none yet; see digest/store/audience.py). Existing subscribers
+        # start at the last edition made, so nothing old is sent again.
+        "ALTER TABLE subscribers ADD COLUMN topics TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE subscribers ADD COLUMN cadence TEXT NOT NULL DEFAULT 'every'",
+        "ALTER TABLE subscribers ADD COLUMN served_edition INTEGER",
+        "UPDATE subscribers SET served_edition = "
+        "(SELECT last_edition FROM edition_counter WHERE id = 1)",
+        # The tag slugs of each article when its edition was made (JSON list).
+        "ALTER TABLE edition_articles ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
+        # The article keys one delivery carries (JSON list, in the order shown),
+        # fixed when the row is made; NULL: exactly its edition's articles.
+        "ALTER TABLE deliveries ADD COLUMN articles TEXT",
+    )),
 )

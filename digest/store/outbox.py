@@ -37,6 +37,7 @@ Times are stored as UTC ISO text with microseconds, so text order is time order.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -61,6 +62,7 @@ from digest.model import (
     StoredArticle,
     SubscriberStatus,
 )
+from digest.store import audience
 from digest.store import subscribers as subscriber_rows
 from digest.store.database import Store, store_error
 from digest.store.schema import (
@@ -101,6 +103,7 @@ class Delivery:
     attempts: int
     lost_replies: int = 0  # earlier attempts whose end-of-data reply was lost
     soft_bounce_since: datetime | None = None  # the recipient is being deferred since then
+    articles: tuple[str, ...] | None = None  # the article keys it carries; None: the edition's
 
 
 @dataclass(frozen=True)
@@ -144,9 +147,11 @@ class Outbox:
     """Edition and delivery bookkeeping for one sender (identified by `owner`)."""
 
     def __init__(self, store: Store, select: Select, owner: str | None = None,
-                 lease: timedelta = timedelta(minutes=5)) -> None:
+                 lease: timedelta = timedelta(minutes=5),
+                 schedule: audience.Schedule | None = None) -> None:
         self.store = store
         self.select = select
+        self.schedule = schedule or audience.Schedule()
         self.owner = owner or new_owner()
         self.lease = lease
         self._claimed_up_to: dict[int, str] = {}  # edition -> last recipient looked at
@@ -180,7 +185,8 @@ class Outbox:
                     return current, False
                 seen = conn.execute(sa.select(edition_counter.c.last_edition)
                                     .where(edition_counter.c.id == 1)).scalar_one()
-                if not force and not self.select(articles, _carried(conn), now):
+                if not force and not self.select(articles, _carried(conn), now) and \
+                        not audience.plan(conn, int(seen) + 1, (), now, self.schedule).deliveries:
                     # These reads are not one snapshot: an edition committed since the
                     # first look may be what carries the articles now. Resume it.
                     current = _open_edition(conn)
@@ -202,15 +208,14 @@ class Outbox:
             if not won:
                 return None  # another sender made an edition; look again
             chosen = self.select(articles, _carried(conn), now)
-            if not chosen and not force:
+            plan = audience.plan(conn, number, chosen, now, self.schedule, force)
+            if not chosen and not plan.deliveries and not force:
                 # Someone else took the articles between our look and our claim:
                 # undo the counter so the numbers stay without gaps.
                 conn.execute(edition_counter.update().where(edition_counter.c.id == 1)
                              .values(last_edition=seen))
                 return None
-            recipients = [row[0] for row in conn.execute(
-                sa.select(subscribers.c.address).where(subscribers.c.status == _SUBSCRIBED)
-                .order_by(subscribers.c.address))]
+            recipients = [p.recipient for p in plan.deliveries]
             created = stamp(now)
             conn.execute(editions.insert().values(
                 id=number, uid=uid, status=OPEN, created_at=created, finished_at=None,
@@ -219,14 +224,18 @@ class Outbox:
                 conn.execute(edition_articles.insert(), [
                     {"article_key": a.key, "edition_id": number, "position": i, "slug": a.slug,
                      "title": a.title, "summary": a.summary, "author": a.author,
-                     "published": stamp(a.published), "image": a.image}
+                     "published": stamp(a.published), "image": a.image,
+                     "tags": json.dumps(audience.article_tags(a))}
                     for i, a in enumerate(chosen)])
             if recipients:
                 conn.execute(deliveries.insert(), [
-                    {"edition_id": number, "recipient": r, "message_id": message_id(uid, r),
-                     "status": PENDING, "attempts": 0, "claimed_by": None, "claimed_until": None,
-                     "updated_at": created, "reply": None}
-                    for r in recipients])
+                    {"edition_id": number, "recipient": p.recipient,
+                     "message_id": message_id(uid, p.recipient), "status": PENDING,
+                     "attempts": 0, "claimed_by": None, "claimed_until": None,
+                     "updated_at": created, "reply": None,
+                     "articles": audience.articles_value(p)}
+                    for p in plan.deliveries])
+            audience.apply(conn, number, plan)
         log.info("created edition %d: %d articles, %d recipients", number, len(chosen),
                  len(recipients))
         return Edition(number, uid, OPEN, unstamp(created),
@@ -312,11 +321,14 @@ class Outbox:
                       .with_for_update(skip_locked=True))
             if after is not None:
                 picked = picked.where(deliveries.c.recipient > after)
+            # A materialized CTE runs once: as an IN (subquery) the planner may rescan it
+            # after rows were updated, and the rescan (they no longer match) picks more.
+            batch = picked.cte("picked").prefix_with("MATERIALIZED")
             with self.store.transaction() as conn:
                 taken = [row[0] for row in conn.execute(
                     deliveries.update()
                     .where(deliveries.c.edition_id == edition_id,
-                           deliveries.c.recipient.in_(picked.scalar_subquery()))
+                           deliveries.c.recipient.in_(sa.select(batch.c.recipient)))
                     .values(status=SENDING, claimed_by=self.owner,
                             claimed_until=stamp(now + self.lease))
                     .returning(deliveries.c.recipient))]
@@ -345,7 +357,7 @@ class Outbox:
             sa.select(deliveries.c.recipient, deliveries.c.message_id,
                       deliveries.c.attempts, deliveries.c.lost_replies,
                       subscribers.c.status, subscribers.c.name,
-                      subscribers.c.soft_bounce_since)
+                      subscribers.c.soft_bounce_since, deliveries.c.articles)
             .select_from(deliveries.outerjoin(
                 subscribers, subscribers.c.address == deliveries.c.recipient))
             .where(deliveries.c.edition_id == edition_id,
@@ -365,7 +377,8 @@ class Outbox:
                                      .where(subscribers.c.address == deliveries.c.recipient)
                                      .scalar_subquery(), "unsubscribed")))
         claimed = [Delivery(edition_id, r.recipient, r.name, r.message_id, r.attempts,
-                            r.lost_replies, optional(r.soft_bounce_since))
+                            r.lost_replies, optional(r.soft_bounce_since),
+                            audience.keys_of(r.articles))
                    for r in rows if r.status == _SUBSCRIBED]
         return claimed, len(gone)
 
@@ -695,12 +708,14 @@ def history(store: Store, limit: int = 20) -> list[EditionSummary]:
 
 
 def problems(store: Store, edition_id: int) -> list[Problem]:
-    """The edition's deliveries that failed, are deferred or got no reply, with the reply."""
+    """The edition's deliveries that failed (at send time or bounced later), are deferred,
+    got no reply, or were reported later, with the reply."""
     d = deliveries.c
     query = (sa.select(d.recipient, d.status, d.attempts, d.updated_at, d.reply)
              .where(d.edition_id == edition_id,
                     sa.or_(d.status.in_((FAILED, UNKNOWN, UNCONFIRMED)),
-                           sa.and_(d.status == PENDING, d.reply.is_not(None))))
+                           # deferred; or sent, then reported delayed or a complaint
+                           sa.and_(d.status.in_((PENDING, SENT)), d.reply.is_not(None))))
              .order_by(d.status, d.recipient))
     with store.reading() as conn:
         return [Problem(r.recipient, DeliveryStatus(r.status), r.attempts,

@@ -62,6 +62,9 @@ subscribers = sa.Table(
     sa.Column("bounces", sa.Integer, nullable=False, server_default="0"),  # 0005
     sa.Column("last_bounce", sa.Text, nullable=True),  # 0005
     sa.Column("soft_bounce_since", sa.Text, nullable=True),  # 0005
+    sa.Column("topics", sa.Text, nullable=False, server_default=""),  # 0007
+    sa.Column("cadence", sa.Text, nullable=False, server_default="every"),  # 0007: Cadence
+    sa.Column("served_edition", sa.Integer, nullable=True),  # 0007
 )
 
 edition_counter = sa.Table(
@@ -92,6 +95,7 @@ edition_articles = sa.Table(
     sa.Column("author", sa.Text, nullable=False),
     sa.Column("published", sa.Text, nullable=False),
     sa.Column("image", sa.Text, nullable=False, server_default=""),  # 0005
+    sa.Column("tags", sa.Text, nullable=False, server_default="[]"),  # 0007: JSON slugs
 )
 
 deliveries = sa.Table(
@@ -106,6 +110,7 @@ deliveries = sa.Table(
     sa.Column("updated_at", sa.Text, nullable=False),
     sa.Column("reply", sa.Text, nullable=True),
     sa.Column("lost_replies", sa.Integer, nullable=False, server_default="0"),  # 0004
+    sa.Column("articles", sa.Text, nullable=True),  # 0007: JSON keys; NULL: the edition's
 )
 
 # -- 0003_schedule --------------------------------------------------------------------

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from digest.model import SubscriberStatus
+from digest.model import Cadence, SubscriberStatus
 from digest.store.database import Store
 from digest.store.schema import subscribers
 from digest.store.timestamps import from_iso, iso, optional, stamp
@@ -37,6 +37,19 @@ class Subscriber:
     bounces: int = 0  # bounces recorded: refusals, deferrals, bounce messages
     last_bounce: str | None = None  # the last one's reply or report
     soft_bounce_since: datetime | None = None  # deferred since then, no success in between
+    topics: tuple[str, ...] = ()  # tag slugs; none: everything
+    cadence: Cadence = Cadence.EVERY
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What a subscriber reads: topics (sorted tag slugs; none: everything) and cadence."""
+
+    topics: tuple[str, ...] = ()
+    cadence: Cadence = Cadence.EVERY
+
+    def values(self) -> dict[str, str]:
+        return {"topics": ",".join(self.topics), "cadence": self.cadence.value}
 
 
 @dataclass(frozen=True)
@@ -51,8 +64,13 @@ class SubscribeReport:
 
 
 def subscribe_many(store: Store, wanted: dict[str, str | None], duplicates: Sequence[str],
-                   now: datetime, *, source: str, resubscribe: bool) -> SubscribeReport:
-    """Subscribe address -> name (normalised, unique) in one transaction."""
+                   now: datetime, *, source: str, resubscribe: bool,
+                   choices: dict[str, Choices] | None = None) -> SubscribeReport:
+    """Subscribe address -> name (normalised, unique) in one transaction.
+
+    `choices` (address -> Choices) are set on the addresses subscribed or
+    already subscribed; the others keep theirs.
+    """
     stamp = iso(now)
     added: list[str] = []
     changed: list[str] = []
@@ -67,7 +85,8 @@ def subscribe_many(store: Store, wanted: dict[str, str | None], duplicates: Sequ
             if status is None:
                 added.append(address)
                 rows.append({"address": address, "name": name, "status": SUBSCRIBED.value,
-                             "source": source, "created_at": stamp, "updated_at": stamp})
+                             "source": source, "created_at": stamp, "updated_at": stamp,
+                             **(choices or {}).get(address, Choices()).values()})
             elif status == SUBSCRIBED:
                 unchanged.append(address)
             elif status == UNSUBSCRIBED and not resubscribe:
@@ -83,12 +102,17 @@ def subscribe_many(store: Store, wanted: dict[str, str | None], duplicates: Sequ
                          .where(subscribers.c.address.in_(changed[start:start + _CHUNK]))
                          .values(status=SUBSCRIBED.value, updated_at=stamp,
                                  soft_bounce_since=None))
+        for address in [*changed, *unchanged]:
+            if choices and address in choices:
+                conn.execute(subscribers.update().where(subscribers.c.address == address)
+                             .values(**choices[address].values()))
     return SubscribeReport(tuple(added), tuple(changed), tuple(unchanged), tuple(kept),
                            tuple(bounced))
 
 
 def record_new(store: Store, rows: dict[str, tuple[str | None, SubscriberStatus]],
-               now: datetime, *, source: str) -> tuple[str, ...]:
+               now: datetime, *, source: str, choices: dict[str, Choices] | None = None
+               ) -> tuple[str, ...]:
     """Record address -> (name, status) for addresses not yet known; the ones recorded."""
     stamp = iso(now)
     with store.transaction() as conn:
@@ -97,7 +121,8 @@ def record_new(store: Store, rows: dict[str, tuple[str | None, SubscriberStatus]
         if new:
             conn.execute(subscribers.insert(), [
                 {"address": a, "name": rows[a][0], "status": rows[a][1].value,
-                 "source": source, "created_at": stamp, "updated_at": stamp} for a in new])
+                 "source": source, "created_at": stamp, "updated_at": stamp,
+                 **(choices or {}).get(a, Choices()).values()} for a in new])
     return tuple(new)
 
 
@@ -120,9 +145,10 @@ def unsubscribe(store: Store, address: str, now: datetime) -> bool:
 
 
 def add_pending(store: Store, address: str, name: str | None, now: datetime,
-                source: str) -> bool:
+                source: str, choices: Choices | None = None) -> bool:
     """Record a sign-up awaiting confirmation; False if the address is already subscribed."""
     stamp = iso(now)
+    chosen = (choices or Choices()).values()
     with store.transaction() as conn:
         status = _statuses(conn, [address]).get(address)
         if status == SUBSCRIBED:
@@ -130,21 +156,52 @@ def add_pending(store: Store, address: str, name: str | None, now: datetime,
         if status is None:
             conn.execute(subscribers.insert().values(
                 address=address, name=name, status=PENDING.value, source=source,
-                created_at=stamp, updated_at=stamp))
+                created_at=stamp, updated_at=stamp, **chosen))
         else:
             conn.execute(subscribers.update().where(subscribers.c.address == address)
-                         .values(status=PENDING.value, updated_at=stamp))
+                         .values(status=PENDING.value, updated_at=stamp, **chosen))
     return True
 
 
 def confirm(store: Store, address: str, now: datetime) -> bool:
     """Subscribe a pending address; True if it is subscribed afterwards."""
+    return confirm_once(store, address, now)[1]
+
+
+def confirm_once(store: Store, address: str, now: datetime) -> tuple[bool, bool]:
+    """Subscribe a pending address: (this call subscribed it, it is subscribed afterwards).
+
+    The change is a compare-and-set (``WHERE status = 'pending'``), the first
+    write of its transaction: of two confirmations at the same moment exactly
+    one sees it happen, so exactly one welcome mail is queued.
+    """
     with store.transaction() as conn:
-        conn.execute(subscribers.update()
-                     .where(subscribers.c.address == address,
-                            subscribers.c.status == PENDING.value)
-                     .values(status=SUBSCRIBED.value, updated_at=iso(now)))
-        return _statuses(conn, [address]).get(address) == SUBSCRIBED
+        changed = bool(conn.execute(subscribers.update()
+                                    .where(subscribers.c.address == address,
+                                           subscribers.c.status == PENDING.value)
+                                    .values(status=SUBSCRIBED.value,
+                                            updated_at=iso(now))).rowcount)
+        return changed, _statuses(conn, [address]).get(address) == SUBSCRIBED
+
+
+def resubscribe_unchanged(store: Store, address: str, seen: datetime, now: datetime) -> bool:
+    """Subscribe an unsubscribed address whose row was last changed at `seen` (as read
+    before); True if this call did (compare-and-set on status and updated_at)."""
+    with store.transaction() as conn:
+        return bool(conn.execute(
+            subscribers.update()
+            .where(subscribers.c.address == address,
+                   subscribers.c.status == UNSUBSCRIBED.value,
+                   subscribers.c.updated_at == iso(seen))
+            .values(status=SUBSCRIBED.value, updated_at=iso(now),
+                    soft_bounce_since=None)).rowcount)
+
+
+def set_choices(store: Store, address: str, choices: Choices) -> bool:
+    """Save what a known address reads; False if the address is not on the list."""
+    with store.transaction() as conn:
+        return bool(conn.execute(subscribers.update().where(subscribers.c.address == address)
+                                 .values(**choices.values())).rowcount)
 
 
 def forget(store: Store, address: str) -> bool:
@@ -229,18 +286,24 @@ def record_report(store: Store, address: str, now: datetime, kind: str, note: st
     counted, unsubscribed. The status afterwards, or None for an unknown address.
     """
     with store.transaction() as conn:
-        if address not in _statuses(conn, [address]):
-            return None
-        _count(conn, address, note)
-        if kind == "permanent":
-            _mark_bounced(conn, address, now)
-        elif kind == "complaint":
-            conn.execute(subscribers.update()
-                         .where(subscribers.c.address == address,
-                                subscribers.c.status != UNSUBSCRIBED.value)
-                         .values(status=UNSUBSCRIBED.value, soft_bounce_since=None,
-                                 updated_at=iso(now)))
-        return _statuses(conn, [address])[address]
+        return record_report_in(conn, address, now, kind, note)
+
+
+def record_report_in(conn: Connection, address: str, now: datetime, kind: str,
+                     note: str) -> str | None:
+    """record_report() inside the caller's transaction."""
+    if address not in _statuses(conn, [address]):
+        return None
+    _count(conn, address, note)
+    if kind == "permanent":
+        _mark_bounced(conn, address, now)
+    elif kind == "complaint":
+        conn.execute(subscribers.update()
+                     .where(subscribers.c.address == address,
+                            subscribers.c.status != UNSUBSCRIBED.value)
+                     .values(status=UNSUBSCRIBED.value, soft_bounce_since=None,
+                             updated_at=iso(now)))
+    return _statuses(conn, [address])[address]
 
 
 def clear_soft_bounce(store: Store, address: str) -> None:
@@ -271,4 +334,6 @@ def _from_row(row: sa.RowMapping) -> Subscriber:
                       created_at=from_iso(row["created_at"]),
                       updated_at=from_iso(row["updated_at"]),
                       bounces=int(row["bounces"] or 0), last_bounce=row["last_bounce"],
-                      soft_bounce_since=optional(row["soft_bounce_since"]))
+                      soft_bounce_since=optional(row["soft_bounce_since"]),
+                      topics=tuple(t for t in (row["topics"] or "").split(",") if t),
+                      cadence=Cadence(row["cadence"] or Cadence.EVERY.value))

@@ -39,17 +39,20 @@ from digest.mail.message import sender_address
 from digest.mail.send import send_confirmation
 from digest.mail.smtp import Mailer
 from digest.mail.subscribers import (
-    PENDING,
     SUBSCRIBED,
     UNSUBSCRIBED,
+    Choices,
+    Subscriber,
     add_pending,
-    confirm,
+    confirm_once,
     get_subscriber,
-    subscribe,
+    resubscribe_unchanged,
+    set_choices,
     unsubscribe,
 )
 from digest.mail.tokens import (
     PURPOSE_CONFIRM,
+    PURPOSE_MANAGE,
     PURPOSE_UNSUBSCRIBE,
     issued_at,
     make_token,
@@ -57,6 +60,7 @@ from digest.mail.tokens import (
 )
 from digest.mail.welcome import send_welcome
 from digest.settings import Settings
+from digest.store.audience import published_topics
 from digest.store.database import Store
 from digest.web.rate_limit import RateLimiter, Window
 
@@ -90,6 +94,7 @@ class _Job:
     address: str
     now: datetime
     welcome: bool = False  # the welcome mail of a confirmed address (else: the confirmation)
+    choices: Choices | None = None  # topics and cadence asked for on the form
 
 
 def _kind(job: _Job | None) -> str:
@@ -159,7 +164,8 @@ class Signup:
 
     # -- the three actions -----------------------------------------------------------------
 
-    def request(self, raw_address: str, client: str, now: datetime) -> Verdict:
+    def request(self, raw_address: str, client: str, now: datetime,
+                choices: Choices | None = None) -> Verdict:
         """A form post asking to subscribe `raw_address`; SubscriberError if malformed.
 
         "queued" is answered whether or not a mail will go out (already
@@ -178,7 +184,7 @@ class Signup:
             log.warning("sign-up refused: over the overall limit of confirmation mails")
             return "busy"
         try:
-            self._jobs.put_nowait(_Job(address, now))
+            self._jobs.put_nowait(_Job(address, now, choices=choices))
         except queue.Full:
             log.warning("sign-up refused: confirmation mail queue full")
             return "busy"
@@ -193,15 +199,17 @@ class Signup:
         """(address, subscribed now?) for a confirmation link; TokenError if invalid."""
         address = self.check(PURPOSE_CONFIRM, token, now)
         found = get_subscriber(self.store, address)
+        # Compare-and-set: of two confirmations at once, one subscribes and welcomes.
         if (found is not None and found.status == UNSUBSCRIBED
-                and issued_at(token).timestamp() > found.updated_at.timestamp()):
-            subscribe(self.store, address, now, source="web", resubscribe=True)
+                and issued_at(token).timestamp() > found.updated_at.timestamp()
+                and resubscribe_unchanged(self.store, address, found.updated_at, now)):
             log.info("confirmation of %s: subscribed again", address)
             self._welcome(address, now)
             return address, True
-        subscribed = confirm(self.store, address, now)
-        log.info("confirmation of %s: %s", address, "subscribed" if subscribed else "not pending")
-        if subscribed and found is not None and found.status == PENDING:
+        changed, subscribed = confirm_once(self.store, address, now)
+        log.info("confirmation of %s: %s", address, "subscribed" if changed
+                 else "already subscribed" if subscribed else "not pending")
+        if changed:
             self._welcome(address, now)
         return address, subscribed
 
@@ -211,6 +219,22 @@ class Signup:
             self._jobs.put_nowait(_Job(address, now, welcome=True))
         except queue.Full:
             log.warning("welcome mail to %s not sent: mail queue full", address)
+
+    def topics(self) -> list[str]:
+        """The topics offered: tag slugs of the published articles."""
+        return published_topics(self.store)
+
+    def subscriber(self, token: str, now: datetime) -> tuple[str, Subscriber | None]:
+        """The address of a manage link and its subscriber row; TokenError if invalid."""
+        address = self.check(PURPOSE_MANAGE, token, now)
+        return address, get_subscriber(self.store, address)
+
+    def save_choices(self, token: str, choices: Choices, now: datetime) -> tuple[str, bool]:
+        """Save topics and cadence for the address of a manage link; (address, saved?)."""
+        address = self.check(PURPOSE_MANAGE, token, now)
+        saved = set_choices(self.store, address, choices)
+        log.info("choices of %s: %s", address, "saved" if saved else "not on the list")
+        return address, saved
 
     def unsubscribe(self, token: str, now: datetime) -> str:
         """Unsubscribe the address of an unsubscribe link; TokenError if invalid."""
@@ -260,7 +284,7 @@ class Signup:
             return
         # An unsubscribed address keeps its status until it confirms (see confirm()).
         if (found is None or found.status != UNSUBSCRIBED) and \
-                not add_pending(self.store, job.address, job.now):
+                not add_pending(self.store, job.address, job.now, choices=job.choices):
             log.info("sign-up for %s: already subscribed, no mail", job.address)
             return
         mailer = self.mailer_factory()

@@ -15,6 +15,11 @@
   client address, per email address and overall.
 * ``GET /confirm?token=T`` shows a "Confirm" button and changes nothing;
   ``POST`` confirms. Confirming twice is harmless.
+* ``GET /manage?token=T`` (the "manage your subscription" link of every
+  digest and the welcome mail) shows the address's topics (checkboxes: the
+  tags of published articles) and cadence; ``POST`` (url-encoded
+  ``topics=...&cadence=...``) saves them. Same rules as unsubscribe: the
+  signed token (PURPOSE_MANAGE, no age limit) allows it, no cookie, no login.
 
 The posts that carry a token (unsubscribe, confirm) are not checked by
 origin: the signed token is what allows them, and RFC 8058 one-click posts come
@@ -38,10 +43,12 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from digest.errors import SubscriberError
+from digest.mail.subscribers import Choices
 from digest.mail.tokens import PURPOSE_CONFIRM, PURPOSE_UNSUBSCRIBE, TokenError
 from digest.model import site_info
 from digest.settings import Settings
 from digest.templates import environment, render
+from digest.web.choices_form import choices_from_form
 from digest.web.limits import MAX_BODY
 from digest.web.signup import Signup
 
@@ -62,6 +69,8 @@ class Form:
     action: str
     button: str
     email: bool = False
+    topics: tuple[tuple[str, bool], ...] = ()  # (tag slug, checked) offered as checkboxes
+    cadence: str | None = None  # the cadence checked; None: no cadence choice
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class SignupRoutes:
     def routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
             Route("/unsubscribe", self.unsubscribe, methods=["GET", "POST"]),
+            Route("/manage", self.manage, methods=["GET", "POST"]),
         ]
         if self.settings.subscribe_form:
             routes += [Route("/subscribe", self.subscribe, methods=["GET", "POST"]),
@@ -144,8 +154,50 @@ class SignupRoutes:
             f"Press the button to receive the digest of {title} at {address}.",),
             Form(_action("confirm", token), "Confirm")))
 
+    async def manage(self, request: Request) -> Response:
+        token = request.query_params.get("token") or ""
+        try:
+            body = await _body(request) if request.method == "POST" else b""
+        except _BodyTooLarge:
+            return self._page(413, Page("Request too large", ("The request was too large.",)))
+        now = self.clock()
+        offered = await run_in_threadpool(self.signup.topics)
+        try:
+            if request.method == "POST":
+                if _kind(request) != "application/x-www-form-urlencoded":
+                    return self._page(415, Page("Not understood", (
+                        "Send the form as application/x-www-form-urlencoded.",)))
+                try:
+                    choices = choices_from_form(body, offered)
+                except SubscriberError as exc:
+                    return self._page(400, Page("Not understood", (exc.message + ".",)))
+                address, saved = await run_in_threadpool(self.signup.save_choices, token,
+                                                         choices, now)
+                if not saved:
+                    return self._page(404, Page("Not on the list", (
+                        f"{address} is not on the list of {self.settings.site_title}.",)))
+                return self._page(200, Page("Saved", (
+                    f"{address} gets {_described(choices)}.",)))
+            address, found = await run_in_threadpool(self.signup.subscriber, token, now)
+        except TokenError as exc:
+            return self._refused(exc, "manage")
+        if found is None:
+            return self._page(404, Page("Not on the list", (
+                f"{address} is not on the list of {self.settings.site_title}.",)))
+        chosen = set(found.topics)
+        state = (f"{address} gets {_described(Choices(found.topics, found.cadence))}."
+                 if found.status == "subscribed" else
+                 f"{address} is {found.status}: no digest goes to it now.")
+        return self._page(200, Page("Your subscription", (
+            state, "Choose topics (none: everything) and how often."),
+            Form(_action("manage", token), "Save",
+                 topics=tuple((t, t in chosen) for t in sorted({*offered, *chosen})),
+                 cadence=found.cadence.value)))
+
     async def subscribe(self, request: Request) -> Response:
-        form = Form(_action("subscribe"), "Subscribe", email=True)
+        offered = await run_in_threadpool(self.signup.topics)
+        form = Form(_action("subscribe"), "Subscribe", email=True,
+                    topics=tuple((t, False) for t in offered), cadence="every")
         title = self.settings.site_title
         if request.method != "POST":
             return self._page(200, Page(f"Subscribe to {title}", (
@@ -158,15 +210,22 @@ class SignupRoutes:
             return self._page(415, Page("Not understood", (
                 "Send the form as application/x-www-form-urlencoded.",)))
         try:
-            fields = dict(parse_qsl((await _body(request)).decode("utf-8", "replace"),
-                                    max_num_fields=10))
+            body = await _body(request)
         except _BodyTooLarge:
             return self._page(413, Page("Request too large", ("The request was too large.",)))
+        try:
+            fields = dict(parse_qsl(body.decode("utf-8", "replace"),
+                                    max_num_fields=10 + len(offered)))
         except ValueError:
             fields = {}
+        try:
+            choices = choices_from_form(body, offered)
+        except SubscriberError:
+            choices = Choices()
         client = request.client.host if request.client else "-"
         try:
-            verdict = self.signup.request(fields.get("email", ""), client, self.clock())
+            verdict = self.signup.request(fields.get("email", ""), client, self.clock(),
+                                          choices)
         except SubscriberError:
             return self._page(400, Page("Not an email address", (
                 "Please enter an address of the form name@example.org.",), form))
@@ -213,6 +272,8 @@ class SignupRoutes:
         lines = [f"This {what} link cannot be used: {exc.message}."]
         if what == "confirm":
             lines.append("To subscribe, use the form again; you will get a new link.")
+        elif what == "manage":
+            lines.append("Use the link of a more recent digest mail.")
         else:
             lines.append("Use the link of a more recent digest mail.")
         return self._page(status, Page("Link not valid", tuple(lines)))
@@ -244,6 +305,16 @@ def origin_of(url: str) -> str:
     if port is None or port == {"http": 80, "https": 443}[scheme]:
         return f"{scheme}://{host}"
     return f"{scheme}://{host}:{port}"
+
+
+def _kind(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _described(choices: Choices) -> str:
+    what = ("the articles on " + ", ".join(choices.topics)) if choices.topics else \
+        "every article"
+    return f"{what}, {'once a week' if choices.cadence == 'weekly' else 'in every digest'}"
 
 
 def _action(name: str, token: str | None = None) -> str:

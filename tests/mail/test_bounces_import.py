@@ -103,6 +103,25 @@ def test_returned_messages_travel_to_the_subscriber_status(
     finally:
         store.close()
 
+    # `digest history 1` shows what came back later against the edition it names.
+    result = digest_cli("history", "1", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    shown = {line.split("\t")[0]: line.split("\t") for line in result.stdout.splitlines()}
+    assert sorted(shown) == ["arf@example.org", "ex@example.org", "gg@example.org",
+                             "ms@example.org", "pf@example.org"]
+    for recipient in ("pf@example.org", "ms@example.org", "gg@example.org"):
+        assert shown[recipient][1] == "failed"
+        assert shown[recipient][4].startswith("bounced later: bounce 5.")
+    assert shown["gg@example.org"][4] == ("bounced later: bounce 5.1.1 550-5.1.1 The email "
+                                          "account that you tried to reach does not exist.")
+    assert shown["ex@example.org"][1:2] == ["sent"]
+    assert shown["ex@example.org"][4].startswith("delayed later: delay 4.")
+    assert shown["arf@example.org"][1:2] == ["sent"]
+    assert shown["arf@example.org"][4] == "complaint later: complaint abuse ExampleFBL/1.0"
+    assert "edition 1: 5 failed, deferred, unknown or reported deliveries" in result.stderr
+    listing = digest_cli("history", cwd=tmp_path, env=env).stdout.splitlines()[1].split()
+    assert (listing[6], listing[7]) == ("4", "3")  # sent, failed
+
     # Standard input, as an MTA's pipe gives it (with an mbox From line first).
     result = subprocess.run(
         [sys.executable, "-m", "digest", "bounces", "import"], cwd=tmp_path,

@@ -14,15 +14,16 @@ from digest.addresses import clean_name
 from digest.errors import SubscriberError
 from digest.mail.subscriber_csv import HEADER, Row, read_subscriber_file, write_csv
 from digest.mail.subscribers import list_subscribers, subscribe_many, unsubscribe
-from digest.model import SubscriberStatus
+from digest.model import Cadence, SubscriberStatus
 from digest.store.database import Store
-from digest.store.subscribers import Subscriber, hard_bounce
+from digest.store.subscribers import Choices, Subscriber, hard_bounce
 from tests.conftest import base_env, digest_cli
 from tests.fixtures_mail import NOW
 
 
-def rows_of(store: Store) -> list[tuple[str, str | None, str]]:
-    return [(s.address, s.name, str(s.status)) for s in list_subscribers(store)]
+def rows_of(store: Store) -> list[tuple[str, str | None, str, tuple[str, ...], str]]:
+    return [(s.address, s.name, str(s.status), s.topics, str(s.cadence))
+            for s in list_subscribers(store)]
 
 
 def test_cli_export_import_round_trip(tmp_path: Path, database_url: str) -> None:
@@ -37,9 +38,18 @@ def test_cli_export_import_round_trip(tmp_path: Path, database_url: str) -> None
         unsubscribe(source, "dan@example.org", NOW)
         with source.transaction() as conn:  # a bounced one, as a send would leave it
             hard_bounce(conn, "ann@example.org", NOW, "550 5.1.1 user unknown")
+    finally:
+        source.close()
+    result = digest_cli("subscribers", "add", "bob@example.org", "--topics", "Python, Plain Text",
+                        "--cadence", "weekly", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "1 already subscribed" in result.stdout
+    source = Store.open(database_url, tmp_path)
+    try:
         expected = rows_of(source)
     finally:
         source.close()
+    assert ("bob@example.org", odd, "subscribed", ("plain-text", "python"), "weekly") in expected
     out = tmp_path / "list.csv"
     result = digest_cli("subscribers", "export", "--out", str(out), cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
@@ -92,10 +102,15 @@ names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(names, min_size=1, max_size=5),
-       st.sampled_from(list(SubscriberStatus)))
+       st.sampled_from(list(SubscriberStatus)),
+       st.lists(st.from_regex(r"[a-z0-9]{1,8}(-[a-z0-9]{1,8}){0,2}", fullmatch=True),
+                max_size=4, unique=True).map(lambda t: tuple(sorted(t))),
+       st.sampled_from(list(Cadence)))
 def test_any_names_survive_export_and_import(tmp_path: Path, given_names: list[str],
-                                             status: SubscriberStatus) -> None:
-    people = [Subscriber(f"p{i}@example.org", clean_name(name), status, "cli", NOW, NOW, i)
+                                             status: SubscriberStatus, topics: tuple[str, ...],
+                                             cadence: Cadence) -> None:
+    people = [Subscriber(f"p{i}@example.org", clean_name(name), status, "cli", NOW, NOW, i,
+                         topics=topics, cadence=cadence)
               for i, name in enumerate(given_names)]
     out = io.StringIO()
     assert write_csv(people, out) == len(people)
@@ -103,7 +118,8 @@ def test_any_names_survive_export_and_import(tmp_path: Path, given_names: list[s
     path.write_bytes(out.getvalue().encode("utf-8"))
     # clean_name keeps names on one line: row i is on line i + 2.
     assert read_subscriber_file(path) == [
-        Row(i + 2, p.address, p.name, status) for i, p in enumerate(people)]
+        Row(i + 2, p.address, p.name, status, Choices(topics, cadence))
+        for i, p in enumerate(people)]
     # No cell a spreadsheet would run as a formula.
     for row in csv.reader(io.StringIO(out.getvalue(), newline="")):
         assert not any(cell.startswith(("=", "+", "-", "@")) for cell in row)

@@ -46,6 +46,10 @@ def test_add_with_welcome_mails_each_new_subscriber_once(tmp_path: Path,
     token = str(mail["List-Unsubscribe"]).strip("<>").split("token=", 1)[1]
     assert verify_token(env["SECRET_KEY"], "unsubscribe", token, datetime.now(UTC),
                         None) == "ann@example.org"
+    manage = lines.split("https://news.example.org/manage?token=", 1)[1].split()[0]
+    assert verify_token(env["SECRET_KEY"], "manage", manage, datetime.now(UTC),
+                        None) == "ann@example.org"
+    assert "/manage?token=" in html.get_content()
 
     # Already subscribed: no second welcome.
     result = digest_cli("subscribers", "add", "--welcome", "ann@example.org", cwd=tmp_path,

@@ -1,0 +1,60 @@
+"""One message factory per article list: deliveries of one edition may carry different articles.
+
+A subscriber with topics, or a weekly one, gets a delivery whose article list
+(:attr:`digest.mail.outbox.Delivery.articles`) differs from the edition's own
+(see :mod:`digest.store.audience`). Each distinct list is rendered once (subject,
+bodies) and kept, so a run renders as many times as there are distinct lists,
+not as many as recipients. The items come from the snapshots stored with
+their editions: a resumed edition renders exactly as before.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from digest.mail.message import MessageFactory
+from digest.mail.render import DigestContent, render_digest
+from digest.model import DigestItem, Edition
+from digest.settings import Settings
+from digest.store.audience import items_by_key
+from digest.store.database import Store
+
+_KEEP = 256  # factories kept at once (each holds its rendered bodies)
+
+
+class Tailor:
+    """Message factories of one edition, by article list (thread-safe)."""
+
+    def __init__(self, settings: Settings, store: Store, edition: Edition,
+                 unsaved: Mapping[str, DigestItem] | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.edition = edition
+        self.unsaved = dict(unsaved or {})  # items of an edition not stored (a preview)
+        self._lock = threading.Lock()
+        self._own: MessageFactory | None = None
+        self._by_list: dict[tuple[str, ...], MessageFactory] = {}
+
+    def factory(self, articles: tuple[str, ...] | None) -> MessageFactory:
+        """The factory of messages carrying `articles` (None: the edition's own)."""
+        with self._lock:
+            if articles is None:
+                if self._own is None:
+                    self._own = self._make(self.edition.items)
+                return self._own
+            found = self._by_list.get(articles)
+            if found is None:
+                items = {**items_by_key(self.store, [k for k in articles
+                                                     if k not in self.unsaved]),
+                         **self.unsaved}
+                found = self._make(tuple(items[key] for key in articles if key in items))
+                if len(self._by_list) >= _KEEP:
+                    self._by_list.pop(next(iter(self._by_list)))
+                self._by_list[articles] = found
+            return found
+
+    def _make(self, items: tuple[DigestItem, ...]) -> MessageFactory:
+        content = DigestContent(self.edition.id, self.edition.created_at, items)
+        return MessageFactory(self.settings, render_digest(self.settings, content),
+                              self.edition.uid, self.edition.id)
