@@ -21,10 +21,10 @@ import jinja2
 
 from digest import templates
 from digest.errors import ArticleError
-from digest.model import Article, Entry, SourceFile, StoredArticle, article_path, site_info
+from digest.model import Article, Entry, StoredArticle, article_path, site_info
 from digest.publish import assets, identity, listings
 from digest.publish import scan as scanning
-from digest.publish.body_cache import BodyCache
+from digest.publish.contents import Contents, Newest
 from digest.publish.feeds import feed_id, feed_meta
 from digest.publish.fingerprints import config_fingerprint, config_of, scan_fingerprint
 from digest.publish.output import Generation, current_generation
@@ -122,11 +122,12 @@ def publish(settings: Settings, store: Store, now: datetime,
         workers = stack.enter_context(Workers(run.job(gen)))
         read = run.read_changed(gen, workers)
         shown = run.decide(read)
-        bodies = _Bodies(settings, read.current, run.found)
+        bodies = _Bodies(settings, run.found)
+        contents = Contents(settings.output_dir, read.current, read.newest.contents, bodies.feed)
         run.write_article_pages(gen, read, shown, bodies)
         run.problems.extend(assets.publish(gen, run.found.assets))
-        signatures = run.write_listings_and_feeds(gen, workers, shown.entries, bodies)
-        files = run.switch_generation(gen, bodies)
+        signatures = run.write_listings_and_feeds(gen, workers, shown.entries, contents)
+        files = run.switch_generation(gen, contents)
     run.remember(shown, signatures)
     return run.summary(shown, files)
 
@@ -139,6 +140,7 @@ class _Read:
     current: dict[str, StoredArticle]  # every article: read now, or its record kept
     changed: list[StoredArticle]  # records that differ from the remembered ones
     pages_written: set[str]  # keys whose page a reader wrote
+    newest: Newest  # feed contents of the articles read that may be in a feed
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,7 @@ class _Publish:
     def read_changed(self, gen: Generation, workers: Workers) -> _Read:
         """Read the files that changed since the last publish (writing their pages); keep the rest."""
         stored = self.store.load_articles()
-        read = _Read(stored, {}, [], set())
+        read = _Read(stored, {}, [], set(), Newest(self.settings.feed_max_items))
         tasks = self._to_read(read)
         self.clock.mark("scan and load the store")
         outcomes = workers.map(read_one, tasks, PARALLEL_FROM)
@@ -245,11 +247,13 @@ class _Publish:
             if old is not None:
                 read.current[source.key] = old  # keep the last good version published
             return
-        record, warnings, page, nbytes = outcome
+        record, warnings, page, nbytes, content = outcome
         self.problems.extend(ArticleError(source.key, w, "fix the file") for w in warnings)
         gen.count(page is not None and nbytes >= 0, nbytes)
         if page is not None:
             read.pages_written.add(source.key)
+        if content is not None:
+            read.newest.offer(record, content)
         read.current[source.key] = record
         if record != old:
             read.changed.append(record)
@@ -297,26 +301,26 @@ class _Publish:
                 continue
             if entry.key not in read.pages_written and gen.keep(path):
                 continue
-            body = bodies(entry)
+            body = bodies.page(entry.key)
             if body is not None or not gen.keep(path):
                 gen.write(path, article_page(self.env, info, entry, body or ""))
         self.clock.mark(f"place {len(shown.entries)} article pages")
 
     def write_listings_and_feeds(self, gen: Generation, workers: Workers, entries: list[Entry],
-                                 bodies: _Bodies) -> dict[str, str]:
+                                 contents: Contents) -> dict[str, str]:
         """The front page, feeds, archive pages and static files; returns the pages' signatures."""
         signatures: dict[str, str] = json.loads(self.meta["page_signatures"] or "{}")
-        new_signatures = listings.write(self.env, gen, workers, entries, bodies, signatures,
+        new_signatures = listings.write(self.env, gen, workers, entries, contents, signatures,
                                         self.config)
         for name in STATIC_FILES:
             gen.write(name, static_file(self.env, name))
         self.clock.mark("listings and feeds")
         return new_signatures
 
-    def switch_generation(self, gen: Generation, bodies: _Bodies) -> tuple[int, int, int]:
+    def switch_generation(self, gen: Generation, contents: Contents) -> tuple[int, int, int]:
         """Make the new output the published one; returns (files written, kept, bytes written)."""
         gen.commit()
-        bodies.cache.prune()
+        contents.save()
         files = gen.written, gen.kept, gen.bytes_written
         self.clock.mark("sync and swap")
         return files
@@ -351,32 +355,25 @@ class _Publish:
 
 
 class _Bodies:
-    """Article bodies as HTML, each made once: kept from an earlier publish, or read again."""
+    """Article bodies read again: for a page that must be written anew, or the feed content
+    of an article neither read now nor kept in the contents pack."""
 
-    def __init__(self, settings: Settings, current: dict[str, StoredArticle], found: scanning.Scan) -> None:
-        self.cache = BodyCache(settings.output_dir)  # sanitized once, kept between publishes
+    def __init__(self, settings: Settings, found: scanning.Scan) -> None:
         self._settings = settings
-        self._current = current
         self._sources = {f.key: f for f in found.files}
-        self._made: dict[str, str | None] = {}
 
-    def __call__(self, entry: Entry) -> str | None:
-        """The article's HTML; None when its file is broken now (its last good record stays)."""
-        if entry.key not in self._made:
-            # A body kept from an earlier publish also serves an article whose folder
-            # can't be listed now (its source is missing; its record is kept).
-            source = self._sources.get(entry.key)
-            self._made[entry.key] = self.cache.body(
-                self._current[entry.key].content_hash,
-                lambda: None if source is None else self._read(source))
-        return self._made[entry.key]
-
-    def _read(self, source: SourceFile) -> tuple[str, str] | None:
+    def page(self, key: str) -> str | None:
+        """The article's HTML (links as on its page); None when its file is broken or gone."""
+        source = self._sources.get(key)
+        if source is None:
+            return None
         try:
-            article = read_file(source, self._settings)
+            return read_file(source, self._settings).body_html
         except ArticleError:
             return None
-        return article.content_hash, article.body_html
+
+    def feed(self, key: str) -> str | None:
+        return self.page(key)
 
 
 class _Phases:

@@ -9,13 +9,13 @@ did not change keeps its bytes, known by a signature remembered in the store.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import jinja2
 
 from digest.model import Entry, site_info
 from digest.publish import feeds, pages, sharing, tags
+from digest.publish.contents import Contents
 from digest.publish.output import Generation, place
 from digest.publish.sanitize import absolutize
 from digest.publish.workers import Reader, Workers
@@ -40,8 +40,7 @@ class ArchivePage:
 
 
 def write(env: jinja2.Environment, gen: Generation, workers: Workers, entries: list[Entry],
-          body_of: Callable[[Entry], str | None], old_signatures: dict[str, str],
-          config: str) -> dict[str, str]:
+          contents: Contents, old_signatures: dict[str, str], config: str) -> dict[str, str]:
     """Front page, feeds, and the fixed archive pages (HTML and Atom) of older entries.
 
     Returns the signature of every archive page, to remember for the next publish.
@@ -69,7 +68,9 @@ def write(env: jinja2.Environment, gen: Generation, workers: Workers, entries: l
                            older_url=_archive_url(settings, complete, "html") if complete else None)
     gen.write("index.html", pages.index_page(env, site_info(settings), newest, front))
     gen.write("feed.html", pages.feed_page(env, site_info(settings), newest))
-    content = _Contents(body_of)
+    def content(entry: Entry) -> str | None:
+        return contents(entry, absolutize)
+
     items = [feeds.FeedItem(e, content(e)) for e in newest]
     links = feeds.ArchiveLinks(
         prev_archive=_archive_url(settings, complete, "atom") if complete else None)
@@ -79,20 +80,6 @@ def write(env: jinja2.Environment, gen: Generation, workers: Workers, entries: l
     tagged = tags.write(env, gen, site_info(settings), meta, entries, content, size, settings.url)
     sharing.write(gen, entries, tagged, settings.url)
     return new_signatures
-
-
-class _Contents:
-    """Feed content of entries (absolute links), each made once for all the feeds."""
-
-    def __init__(self, body_of: Callable[[Entry], str | None]) -> None:
-        self._body_of = body_of
-        self._made: dict[str, str | None] = {}
-
-    def __call__(self, entry: Entry) -> str | None:
-        if entry.key not in self._made:
-            body = self._body_of(entry)
-            self._made[entry.key] = None if body is None else absolutize(body, entry.url)
-        return self._made[entry.key]
 
 
 def _archive_url(settings: Settings, number: int, ext: str) -> str:

@@ -98,8 +98,9 @@ def parse(key: str, text: str) -> Fields:
         raise ArticleError(key, "front matter is not a set of 'key: value' lines",
                            "write one 'key: value' per line between the '---' lines")
     body = text[match.end():]
-    html = sanitize(_md.render(body))
-    tokens = _md.parse(body)
+    env: dict[str, object] = {}  # parsed once: the tokens give the HTML, the lead, the heading
+    tokens = _md.parse(body, env)
+    html = sanitize(_md.renderer.render(tokens, _md.options, env))
     lead = ""
     first_heading = None
     for i, token in enumerate(tokens):
