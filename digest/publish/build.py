@@ -39,6 +39,7 @@ from digest.publish.records import (
     remember,
     status_of,
 )
+from digest.publish.signatures import Signatures
 from digest.publish.workers import Job, Workers
 from digest.settings import Settings
 from digest.store.database import Store
@@ -309,13 +310,12 @@ class _Publish:
     def write_listings_and_feeds(self, gen: Generation, workers: Workers, entries: list[Entry],
                                  contents: Contents) -> dict[str, str]:
         """The front page, feeds, archive pages and static files; returns the pages' signatures."""
-        signatures: dict[str, str] = json.loads(self.meta["page_signatures"] or "{}")
-        new_signatures = listings.write(self.env, gen, workers, entries, contents, signatures,
-                                        self.config)
+        signatures = Signatures(self.config, json.loads(self.meta["page_signatures"] or "{}"))
+        listings.write(self.env, gen, workers, entries, contents, signatures)
         for name in STATIC_FILES:
             gen.write(name, static_file(self.env, name))
         self.clock.mark("listings and feeds")
-        return new_signatures
+        return signatures.new
 
     def switch_generation(self, gen: Generation, contents: Contents) -> tuple[int, int, int]:
         """Make the new output the published one; returns (files written, kept, bytes written)."""

@@ -95,7 +95,7 @@ class Contents:
         """The entry's content; None when its file is broken now (its last good record stays)."""
         made = self._made.get(entry.key)
         if made is None:
-            name = content_name(self._current[entry.key].content_hash, entry.url)
+            name = self.version(entry)
             content = self._read_now.get(entry.key)
             if content is None:
                 content = self._pack.get(name)
@@ -104,6 +104,10 @@ class Contents:
                 content = None if body is None else absolutize(body, entry.url)
             made = self._made[entry.key] = (name, content)
         return made[1]
+
+    def version(self, entry: Entry) -> str:
+        """What the entry's content is made from (its pack name), without making it."""
+        return content_name(self._current[entry.key].content_hash, entry.url)
 
     def save(self) -> None:
         """Keep the contents this publish asked for (unless the pack holds exactly those)."""
