@@ -20,15 +20,20 @@ from digest.store.database import Store  # noqa: E402
 imported = time.perf_counter() - start_import
 
 
+def _cpu() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     base = Path(sys.argv[1])
     settings = load_settings({"BASE_URL": "https://bench.example/", "DATABASE_URL": "sqlite:///state.sqlite3"},
                              base)
     store = Store.open(settings.database_url, base)
     repeat = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), _cpu()
     report = publish(settings, store, datetime(2026, 1, 1, tzinfo=UTC))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, _cpu() - cpu_start
     # Later runs in the same process: the steady state of `digest run`, which publishes
     # every PUBLISH_INTERVAL from one long-lived process.
     again = []
@@ -39,6 +44,7 @@ def main() -> None:
     store.close()
     print(json.dumps({
         "seconds": elapsed,
+        "cpu_seconds": cpu,  # user + system, this process and its reader processes
         "steady_seconds": min(again) if again else elapsed,
         "import_seconds": imported,
         # This process plus the largest reader process (their peaks may not coincide).

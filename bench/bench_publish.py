@@ -166,6 +166,7 @@ def pelican_run(base: Path, articles: Path) -> Pelican | None:
 class Result:
     n: int
     cold: float  # the median round's
+    cpu: float  # its CPU seconds (user + system, with the reader processes)
     io_floor: float  # measured right after that round's publish
     ratios: tuple[float, ...]  # cold / floor of each round
     nothing: float  # steady state: a later publish in the same process
@@ -214,7 +215,7 @@ def run(size: int, with_pelican: bool, rounds: int) -> Result:
         victim.write_text(victim.read_text() + "\nOne more paragraph, edited.\n")
         one = publish_once(base)
         return Result(
-            n=size, cold=seconds, io_floor=floor_io,
+            n=size, cold=seconds, cpu=cold["cpu_seconds"], io_floor=floor_io,
             ratios=tuple(s / f for s, f, _ in measured), nothing=warm["steady_seconds"],
             nothing_first=warm["seconds"], stat_floor=floor_stat, one=one["seconds"],
             main_mb=max(cold["main_rss_mb"], one["main_rss_mb"]),
@@ -232,8 +233,9 @@ def main() -> None:
                         help="cold publishes (each with its floor) per size; the median is shown")
     args = parser.parse_args()
     start = startup_seconds()
-    print(f"start-up (python -c 'import digest.cli.main'): {start:.3f} s, reported apart\n")
-    header = (f"{'N':>7} | {'cold s':>7} {'I/O floor':>9} {'ratio':>6} | {'unchanged s':>11} "
+    print(f"start-up (python -c 'import digest.cli.main'): {start:.3f} s, reported apart; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the run\n")
+    header = (f"{'N':>7} | {'cold s':>7} {'(CPU s)':>7} {'I/O floor':>9} {'ratio':>6} | {'unchanged s':>11} "
               f"{'(1st run)':>9} {'stat floor':>10} {'ratio':>6} | {'1 changed s':>11} | "
               f"{'main MB':>7} {'reader MB':>9} | {'files':>6} {'MB out':>6} | rounds' ratios")
     print(header)
@@ -242,7 +244,7 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         r = run(size, args.pelican, args.rounds)
         results.append(r)
-        print(f"{r.n:>7} | {r.cold:>7.2f} {r.io_floor:>9.3f} {r.ratio:>5.1f}x | "
+        print(f"{r.n:>7} | {r.cold:>7.2f} {r.cpu:>7.2f} {r.io_floor:>9.3f} {r.ratio:>5.1f}x | "
               f"{r.nothing:>11.4f} {r.nothing_first:>9.4f} {r.stat_floor:>10.4f} "
               f"{r.nothing / r.stat_floor:>5.1f}x | {r.one:>11.3f} | {r.main_mb:>7.0f} "
               f"{r.reader_mb:>9.0f} | {r.files:>6} {r.mb_out:>6.1f} | "
