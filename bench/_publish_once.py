@@ -1,6 +1,9 @@
 """Run one publish in this process and print its timing and peak memory as JSON.
 
-Used by bench_publish.py so that interpreter start-up is measured apart.
+Used by bench_publish.py so that interpreter start-up is measured apart. digest is
+imported in main(), not at the top: reader processes are spawned and import the main
+module again, and (as with the `digest` command, whose module imports lazily) they
+should load only what reading needs.
 """
 
 from __future__ import annotations
@@ -12,13 +15,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-start_import = time.perf_counter()
-from digest.publish.build import publish  # noqa: E402
-from digest.settings import load_settings  # noqa: E402
-from digest.store.database import Store  # noqa: E402
-
-imported = time.perf_counter() - start_import
-
 
 def _cpu() -> float:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -26,6 +22,12 @@ def _cpu() -> float:
 
 
 def main() -> None:
+    start_import = time.perf_counter()
+    from digest.publish.build import publish
+    from digest.settings import load_settings
+    from digest.store.database import Store
+
+    imported = time.perf_counter() - start_import
     base = Path(sys.argv[1])
     settings = load_settings({"BASE_URL": "https://bench.example/", "DATABASE_URL": "sqlite:///state.sqlite3"},
                              base)

@@ -30,10 +30,9 @@ from datetime import datetime
 from pathlib import Path
 
 from digest import __version__
-from digest.model import Entry, tag_slug
+from digest.model import Entry, StoredArticle, tag_slug
 from digest.publish.fingerprints import RECORDS
 from digest.publish.output import generations_dir
-from digest.store.database import StoredArticle
 
 PACK = "contents.pack"
 _MAGIC = b"digest-contents 1\n"

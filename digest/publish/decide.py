@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from digest.model import Entry
+from digest.model import Entry, StoredArticle
 from digest.publish import assets, identity
 from digest.publish.intake import Read
 from digest.publish.records import entry_of
 from digest.publish.run import Run
-from digest.store.database import StoredArticle
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from digest.errors import ArticleError
+from digest.model import StoredArticle
 from digest.publish.contents import Newest
 from digest.publish.fingerprints import config_of
 from digest.publish.output import Generation
 from digest.publish.records import Outcome, Task, read_one
 from digest.publish.run import Run
 from digest.publish.workers import Workers
-from digest.store.database import StoredArticle
 
 PARALLEL_FROM = 2000  # articles to read before it pays to start reader processes
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from digest.errors import ArticleError
-from digest.model import Article, Enclosure, Entry, SourceFile, article_path
+from digest.model import Article, Enclosure, Entry, SourceFile, StoredArticle, article_path
 from digest.publish import assets, feeds
 from digest.publish.output import place
 from digest.publish.pages import article_page
@@ -17,7 +17,6 @@ from digest.publish.reading import read_article, read_source
 from digest.publish.sanitize import absolutize
 from digest.publish.workers import Reader
 from digest.settings import Settings
-from digest.store.database import StoredArticle
 
 Task = tuple[SourceFile, StoredArticle | None]  # a file to read, and its record if remembered
 # The record, the reader's warnings, the page path written (or None), the bytes written
