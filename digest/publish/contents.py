@@ -7,8 +7,8 @@ may be in a feed); the content of an article not read again comes from the
 pack kept by the last publish, or else from reading its file again.
 
 The pack, ``.<OUTPUT_DIR>.generations/contents.pack`` (beside the output
-generations, never served), is one file: a header line, a JSON index of
-``name -> [offset, length, checksum]`` and the contents. A name is made from
+generations, never served), is one file: a magic line, the contents, a JSON
+index of ``name -> [offset, length, checksum]`` and the index's offset. A name is made from
 the article file's content hash, the entry's URL, digest's version (whose
 sanitizer made it) and the records' version. It is only a cache: it is written
 to a temporary file and renamed, and an entry that is missing, unreadable or
@@ -35,7 +35,7 @@ from digest.publish.fingerprints import RECORDS
 from digest.publish.output import generations_dir
 
 PACK = "contents.pack"
-_MAGIC = b"digest-contents 1\n"
+_MAGIC = b"digest-contents 2\n"
 _OLD_FOLDER = "bodies"  # digest 0.x kept one file per body there
 
 
@@ -135,22 +135,23 @@ class _Pack:
         return None
 
     def write(self, contents: dict[str, str]) -> None:
+        """The contents after the magic line, then their JSON index, then the index's offset
+        (8 bytes): written as they are encoded, so a large pack is never held twice."""
         if set(self._load()) == contents.keys() and self.path.exists():
             return
         index: dict[str, tuple[int, int, str]] = {}
-        blobs: list[bytes] = []
         offset = 0
-        for name in sorted(contents):
-            blob = contents[name].encode("utf-8", "surrogatepass")
-            index[name] = (offset, len(blob), _checksum(blob))
-            blobs.append(blob)
-            offset += len(blob)
-        header = json.dumps(index, separators=(",", ":")).encode() + b"\n"
         temporary = self.path.with_name(f".{PACK}.{os.getpid()}.tmp")
         try:
             with open(temporary, "wb") as handle:
-                handle.write(_MAGIC + header)
-                handle.writelines(blobs)
+                handle.write(_MAGIC)
+                for name in sorted(contents):
+                    blob = contents[name].encode("utf-8", "surrogatepass")
+                    index[name] = (offset, len(blob), _checksum(blob))
+                    handle.write(blob)
+                    offset += len(blob)
+                handle.write(json.dumps(index, separators=(",", ":")).encode())
+                handle.write((len(_MAGIC) + offset).to_bytes(8, "big"))
             os.replace(temporary, self.path)
         except OSError:
             with contextlib.suppress(OSError):
@@ -161,10 +162,10 @@ class _Pack:
             self._index = {}
             with contextlib.suppress(OSError, ValueError, TypeError), open(self.path, "rb") as handle:
                 data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)  # pages read on demand
-                if data[:len(_MAGIC)] == _MAGIC:
-                    end = data.find(b"\n", len(_MAGIC))
-                    index = json.loads(data[len(_MAGIC):end])
-                    self._start = end + 1
+                if data[:len(_MAGIC)] == _MAGIC and len(data) >= len(_MAGIC) + 8:
+                    at = int.from_bytes(data[-8:], "big")
+                    index = json.loads(data[at:len(data) - 8]) if at >= len(_MAGIC) else {}
+                    self._start = len(_MAGIC)
                     self._data = data
                     self._index = {str(k): (int(o), int(n), str(c)) for k, (o, n, c) in index.items()}
         return self._index
