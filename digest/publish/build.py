@@ -53,7 +53,7 @@ def publish(settings: Settings, store: Store, now: datetime,
         read = read_changed(run, gen, workers)
         shown = decide(run, read)
         bodies = Bodies(settings, run.found)
-        contents = Contents(settings.output_dir, read.current, read.newest.contents, bodies.feed)
+        contents = Contents(settings.output_dir, read.current, read.newest.contents, bodies.page)
         write_article_pages(run, gen, read, shown, bodies)
         run.problems.extend(assets.publish(gen, run.found.assets))
         signatures = _write_listings_and_feeds(run, gen, workers, shown.entries, contents)

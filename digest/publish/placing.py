@@ -57,6 +57,3 @@ class Bodies:
             return read_file(source, self._settings).body_html
         except ArticleError:
             return None
-
-    def feed(self, key: str) -> str | None:
-        return self.page(key)
