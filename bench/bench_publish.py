@@ -1,9 +1,10 @@
 """Publish benchmark: digest against the I/O and stat floors measured in the same run.
 
-    python bench/bench_publish.py [--sizes 1000,10000,100000] [--pelican]
+    python bench/bench_publish.py [--sizes 1000,10000,100000] [--pelican] [--rounds 3]
 
-For each N it writes a corpus in the sample format, then measures (each in a
-fresh process, so interpreter start-up is reported apart):
+For each N it writes a corpus like a real site's (bench/corpus.py: tags on
+every article, a picture beside every tenth), then measures (each in a fresh
+process, so interpreter start-up is reported apart):
 
 - cold publish (empty state store and output),
 - re-publish with nothing changed,
@@ -11,17 +12,26 @@ fresh process, so interpreter start-up is reported apart):
 
 beside the floors: the I/O floor (read every article, then write as many
 files and bytes as the cold publish wrote) and the stat floor (one stat per
-article). Ratios are digest's time divided by the floor. With --pelican and
-Pelican installed (`pip install -e '.[bench]'`), Pelican builds the same
-articles (as Markdown) side by side.
+article). Ratios are digest's time divided by the floor. The cold publish and
+its floor are measured --rounds times, each floor right after its publish (the
+machine may be shared), and the median ratio is shown.
+
+With --pelican and Pelican installed (`pip install -e '.[bench]'`), Pelican
+builds the same articles (as Markdown, with the same tags and pictures) with
+its tag feeds on (TAG_FEED_ATOM, TAG_FEED_RSS, as digest writes an Atom and a
+JSON feed per tag), full content in feeds and FEED_MAX_ITEMS items, against
+an I/O floor of its own output measured right after it; a second table shows
+both ratios side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,10 +53,16 @@ def publish_once(base: Path, repeat: int = 1) -> dict[str, float]:
     return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
+def input_files(articles: Path) -> list[str]:
+    return [os.path.join(folder, name) for folder, _, names in os.walk(articles) for name in names]
+
+
 def io_floor(articles: Path, files: int, nbytes: int, scratch: Path) -> float:
-    paths = [entry.path for entry in os.scandir(articles)]
+    """Read every input file, then write `files` files of `nbytes` bytes in all."""
+    paths = input_files(articles)
     per_file = max(1, nbytes // max(files, 1))
     payload = b"x" * per_file
+    os.sync()  # not timed: what the build before left dirty must not slow the floor down
     start = time.perf_counter()
     for path in paths:
         with open(path, "rb") as handle:
@@ -60,8 +76,14 @@ def io_floor(articles: Path, files: int, nbytes: int, scratch: Path) -> float:
     return elapsed
 
 
+def output_size(folder: Path) -> tuple[int, int]:
+    """(files, bytes) under folder."""
+    sizes = [os.path.getsize(path) for path in input_files(folder)]
+    return len(sizes), sum(sizes)
+
+
 def stat_floor(articles: Path) -> float:
-    paths = [entry.path for entry in os.scandir(articles)]
+    paths = input_files(articles)
     start = time.perf_counter()
     for path in paths:
         os.stat(path)
@@ -75,28 +97,79 @@ def startup_seconds() -> float:
     return time.perf_counter() - start
 
 
-def pelican_seconds(base: Path, articles: Path) -> float | None:
-    if shutil.which("pelican") is None:
-        return None
-    content = base / "pelican-content"
-    content.mkdir()
+PELICAN_CONF = """\
+SITEURL = "https://bench.example"
+SITENAME = "Bench"
+AUTHOR = "Bench"
+TIMEZONE = "UTC"
+DEFAULT_LANG = "en"
+STATIC_PATHS = ["images"]
+FEED_MAX_ITEMS = {max_items}
+DEFAULT_PAGINATION = {max_items}
+RSS_FEED_SUMMARY_ONLY = False
+FEED_ALL_ATOM = "feeds/all.atom.xml"
+FEED_ALL_RSS = "feeds/all.rss.xml"
+TAG_FEED_ATOM = "feeds/{{slug}}.tag.atom.xml"
+TAG_FEED_RSS = "feeds/{{slug}}.tag.rss.xml"
+"""
+PELICAN_MAX_ITEMS = 50  # digest's FEED_MAX_ITEMS default
+
+
+def pelican_content(articles: Path, content: Path) -> None:
+    """The corpus as Pelican Markdown: the same text, tags, dates and pictures."""
+    (content / "images").mkdir(parents=True)
     for path in sorted(articles.iterdir()):
+        if path.is_dir():
+            for image in path.iterdir():
+                shutil.copyfile(image, content / "images" / image.name)
+            continue
         text = path.read_text()
-        _head, _, body = text.partition(" ")  # "date"
-        day, _, rest = body.partition(" ")
-        title = rest.split(".")[0][:80]
-        (content / (path.stem + ".md")).write_text(f"Title: {title}\nDate: {day}\n\n{rest}")
+        if path.suffix == ".md":
+            _, front, body = text.split("---\n", 2)
+            fields = dict(line.split(": ", 1) for line in front.splitlines())
+            day, tags = fields["date"], fields["tags"].strip("[]")
+        else:
+            head, _, rest = text.partition("\ndate ")
+            tags = head.removeprefix("tags ")
+            day, _, body = rest.partition(" ")
+        title = body.split(".")[0][:80]
+        (content / (path.stem + ".md")).write_text(
+            f"Title: {title}\nDate: {day}\nTags: {tags}\n\n{body}")
+
+
+@dataclass(frozen=True)
+class Pelican:
+    seconds: float
+    io_floor: float
+    files: int
+    mb_out: float
+
+
+def pelican_run(base: Path, articles: Path) -> Pelican | None:
+    """Pelican's build of the same articles, and an I/O floor of what it wrote."""
+    if importlib.util.find_spec("pelican") is None:
+        return None
+    content, out = base / "pelican-content", base / "pelican-out"
+    pelican_content(articles, content)
+    (base / "pelicanconf.py").write_text(PELICAN_CONF.format(max_items=PELICAN_MAX_ITEMS))
     start = time.perf_counter()
-    subprocess.run(["pelican", str(content), "-o", str(base / "pelican-out"), "-q"],
-                   check=True, cwd=base)
-    return time.perf_counter() - start
+    subprocess.run([sys.executable, "-m", "pelican", str(content), "-o", str(out),
+                    "-s", str(base / "pelicanconf.py"), "-q"], check=True, cwd=base,
+                   capture_output=True)
+    seconds = time.perf_counter() - start
+    files, nbytes = output_size(out)
+    floor = min(io_floor(content, files, nbytes, base / f"pelican-scratch{i}") for i in range(3))
+    shutil.rmtree(out)
+    return Pelican(seconds, floor, files, nbytes / 1e6)
 
 
 @dataclass(frozen=True)
 class Result:
     n: int
-    cold: float
-    io_floor: float
+    cold: float  # the median round's
+    cpu: float  # its CPU seconds (user + system, with the reader processes)
+    io_floor: float  # measured right after that round's publish
+    ratios: tuple[float, ...]  # cold / floor of each round
     nothing: float  # steady state: a later publish in the same process
     nothing_first: float  # the first publish of a fresh process
     stat_floor: float
@@ -105,30 +178,51 @@ class Result:
     reader_mb: float
     files: int
     mb_out: float
-    pelican: float | None
+    pelican: Pelican | None
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
 
 
-def run(size: int, with_pelican: bool) -> Result:
+def cold_rounds(base: Path, articles: Path, rounds: int) -> list[tuple[float, float, dict[str, float]]]:
+    """(seconds, floor, report) of each cold publish, the floor measured right after it."""
+    measured = []
+    for n in range(rounds):
+        for leftover in ("public", ".public.generations", "state.sqlite3"):
+            path = base / leftover
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.exists():
+                shutil.rmtree(path)
+        cold = publish_once(base)
+        floor = min(io_floor(articles, int(cold["files_written"]), int(cold["bytes_written"]),
+                             base / f"scratch{n}-{i}") for i in range(3))
+        measured.append((cold["seconds"], floor, cold))
+    return measured
+
+
+def run(size: int, with_pelican: bool, rounds: int) -> Result:
     with tempfile.TemporaryDirectory(prefix=f"digest-bench-{size}-") as tmp:
         base = Path(tmp)
         articles = base / "articles"
         write_corpus(articles, size)
-        cold = publish_once(base)
-        floor_io = min(io_floor(articles, int(cold["files_written"]), int(cold["bytes_written"]),
-                                base / f"scratch{i}") for i in range(3))
+        measured = cold_rounds(base, articles, rounds)
+        seconds, floor_io, cold = sorted(measured, key=lambda m: m[0] / m[1])[len(measured) // 2]
         warm = publish_once(base, repeat=4)
         assert warm["nothing_changed"], warm
         floor_stat = min(stat_floor(articles) for _ in range(5))
-        victim = sorted(articles.iterdir())[size // 2]
+        victim = sorted(articles.glob("*.txt"))[size // 2]
         victim.write_text(victim.read_text() + "\nOne more paragraph, edited.\n")
         one = publish_once(base)
         return Result(
-            n=size, cold=cold["seconds"], io_floor=floor_io, nothing=warm["steady_seconds"],
+            n=size, cold=seconds, cpu=cold["cpu_seconds"], io_floor=floor_io,
+            ratios=tuple(s / f for s, f, _ in measured), nothing=warm["steady_seconds"],
             nothing_first=warm["seconds"], stat_floor=floor_stat, one=one["seconds"],
             main_mb=max(cold["main_rss_mb"], one["main_rss_mb"]),
             reader_mb=cold["reader_rss_mb"], files=int(cold["files_written"]),
             mb_out=cold["bytes_written"] / 1e6,
-            pelican=pelican_seconds(base, articles) if with_pelican else None,
+            pelican=pelican_run(base, articles) if with_pelican else None,
         )
 
 
@@ -136,22 +230,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--pelican", action="store_true", help="also time Pelican if installed")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="cold publishes (each with its floor) per size; the median is shown")
     args = parser.parse_args()
     start = startup_seconds()
-    print(f"start-up (python -c 'import digest.cli.main'): {start:.3f} s, reported apart\n")
-    header = (f"{'N':>7} | {'cold s':>7} {'I/O floor':>9} {'ratio':>6} | {'unchanged s':>11} "
+    print(f"start-up (python -c 'import digest.cli.main'): {start:.3f} s, reported apart; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the run\n")
+    header = (f"{'N':>7} | {'cold s':>7} {'(CPU s)':>7} {'I/O floor':>9} {'ratio':>6} | {'unchanged s':>11} "
               f"{'(1st run)':>9} {'stat floor':>10} {'ratio':>6} | {'1 changed s':>11} | "
-              f"{'main MB':>7} {'reader MB':>9} | {'files':>6} {'MB out':>6} | pelican")
+              f"{'main MB':>7} {'reader MB':>9} | {'files':>6} {'MB out':>6} | rounds' ratios")
     print(header)
     print("-" * len(header))
+    results = []
     for size in (int(s) for s in args.sizes.split(",")):
-        r = run(size, args.pelican)
-        pelican = "not run" if r.pelican is None else \
-            f"{r.pelican:.1f} s (digest {r.pelican / r.cold:.1f}x faster)"
-        print(f"{r.n:>7} | {r.cold:>7.2f} {r.io_floor:>9.3f} {r.cold / r.io_floor:>5.1f}x | "
+        r = run(size, args.pelican, args.rounds)
+        results.append(r)
+        print(f"{r.n:>7} | {r.cold:>7.2f} {r.cpu:>7.2f} {r.io_floor:>9.3f} {r.ratio:>5.1f}x | "
               f"{r.nothing:>11.4f} {r.nothing_first:>9.4f} {r.stat_floor:>10.4f} "
               f"{r.nothing / r.stat_floor:>5.1f}x | {r.one:>11.3f} | {r.main_mb:>7.0f} "
-              f"{r.reader_mb:>9.0f} | {r.files:>6} {r.mb_out:>6.1f} | {pelican}", flush=True)
+              f"{r.reader_mb:>9.0f} | {r.files:>6} {r.mb_out:>6.1f} | "
+              f"{' '.join(f'{x:.1f}x' for x in r.ratios)}", flush=True)
+    if args.pelican:
+        side_by_side(results)
+
+
+def side_by_side(results: list[Result]) -> None:
+    """Cold builds of digest and Pelican, each against the I/O floor of its own output."""
+    print("\ncold build, each against an I/O floor of its own output (read the input, "
+          "write as many files and bytes)")
+    header = (f"{'N':>7} | {'digest s':>8} {'floor s':>7} {'files':>6} {'MB':>5} {'ratio':>6} | "
+              f"{'pelican s':>9} {'floor s':>7} {'files':>6} {'MB':>5} {'ratio':>6} | pelican/digest")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        p = r.pelican
+        pelican = "Pelican not installed (pip install -e '.[bench]')" if p is None else (
+            f"{p.seconds:>9.2f} {p.io_floor:>7.3f} {p.files:>6} {p.mb_out:>5.0f} "
+            f"{p.seconds / p.io_floor:>5.1f}x | {p.seconds / r.cold:.1f}x")
+        print(f"{r.n:>7} | {r.cold:>8.2f} {r.io_floor:>7.3f} {r.files:>6} {r.mb_out:>5.0f} "
+              f"{r.ratio:>5.1f}x | {pelican}", flush=True)
 
 
 if __name__ == "__main__":

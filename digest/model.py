@@ -7,6 +7,7 @@ values ("published", "pending", ...), so they compare equal to those strings.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -203,6 +204,7 @@ def entry_id(key: str, explicit: str | None) -> str:
     return "urn:uuid:" + str(uuid.uuid5(ID_NAMESPACE, "path:" + key))
 
 
+@functools.lru_cache(maxsize=4096)  # a site has few tags, each on many articles
 def tag_slug(tag: str) -> str:
     """The URL name of a tag: one for every spelling that differs only in case, accents,
     spaces or punctuation ('Plain Text', 'plain text', 'plain-text' are one tag)."""

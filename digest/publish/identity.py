@@ -8,7 +8,7 @@ is not published and is reported as a problem.
 from __future__ import annotations
 
 from digest.errors import ArticleError, shown_path
-from digest.store.database import StoredArticle
+from digest.model import StoredArticle
 
 Identity = tuple[str, str]  # (entry id, slug)
 

@@ -8,16 +8,16 @@ did not change keeps its bytes, known by a signature remembered in the store.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import jinja2
 
 from digest.model import Entry, site_info
 from digest.publish import feeds, pages, sharing, tags
+from digest.publish.contents import Contents
 from digest.publish.output import Generation, place
 from digest.publish.sanitize import absolutize
+from digest.publish.signatures import Signatures
 from digest.publish.workers import Reader, Workers
 from digest.settings import Settings
 
@@ -40,24 +40,20 @@ class ArchivePage:
 
 
 def write(env: jinja2.Environment, gen: Generation, workers: Workers, entries: list[Entry],
-          body_of: Callable[[Entry], str | None], old_signatures: dict[str, str],
-          config: str) -> dict[str, str]:
+          contents: Contents, signatures: Signatures) -> None:
     """Front page, feeds, and the fixed archive pages (HTML and Atom) of older entries.
 
-    Returns the signature of every archive page, to remember for the next publish.
+    Each listing's signature is recorded in `signatures`, to remember for the next publish.
     """
     settings, meta = workers.job.settings, workers.job.meta
     size = settings.feed_max_items
     complete = len(entries) // size  # archive pages hold only full chunks, oldest first
-    new_signatures: dict[str, str] = {}
     changed: list[ArchivePage] = []
     for number in range(1, complete + 1):
         chunk = entries[(number - 1) * size: number * size]
         page = ArchivePage(number, tuple(chunk), has_newer=number < complete)
-        signature = _signature(config, chunk, str(page.has_newer))
-        new_signatures[page.html_path] = signature
-        if old_signatures.get(page.html_path) == signature and gen.keep(page.html_path) \
-                and gen.keep(page.atom_path):
+        if signatures.same(page.html_path, chunk, str(page.has_newer)) \
+                and gen.keep(page.html_path) and gen.keep(page.atom_path):
             continue
         changed.append(page)
     for placed in workers.map(_render_archive, changed, PARALLEL_PAGES_FROM):
@@ -69,30 +65,18 @@ def write(env: jinja2.Environment, gen: Generation, workers: Workers, entries: l
                            older_url=_archive_url(settings, complete, "html") if complete else None)
     gen.write("index.html", pages.index_page(env, site_info(settings), newest, front))
     gen.write("feed.html", pages.feed_page(env, site_info(settings), newest))
-    content = _Contents(body_of)
+
+    def content(entry: Entry) -> str | None:
+        return contents(entry, absolutize)
+
     items = [feeds.FeedItem(e, content(e)) for e in newest]
     links = feeds.ArchiveLinks(
         prev_archive=_archive_url(settings, complete, "atom") if complete else None)
     gen.write("feed.atom", feeds.atom(meta, items, meta.atom_url, links, stylesheet="feed.xsl"))
     gen.write("feed.rss", feeds.rss(meta, items))
     gen.write("feed.json", feeds.json_feed(meta, items))
-    tagged = tags.write(env, gen, site_info(settings), meta, entries, content, size, settings.url)
+    tagged = tags.write(env, gen, workers, entries, content, contents.version, signatures)
     sharing.write(gen, entries, tagged, settings.url)
-    return new_signatures
-
-
-class _Contents:
-    """Feed content of entries (absolute links), each made once for all the feeds."""
-
-    def __init__(self, body_of: Callable[[Entry], str | None]) -> None:
-        self._body_of = body_of
-        self._made: dict[str, str | None] = {}
-
-    def __call__(self, entry: Entry) -> str | None:
-        if entry.key not in self._made:
-            body = self._body_of(entry)
-            self._made[entry.key] = None if body is None else absolutize(body, entry.url)
-        return self._made[entry.key]
 
 
 def _archive_url(settings: Settings, number: int, ext: str) -> str:
@@ -118,16 +102,3 @@ def _render_archive(reader: Reader, page: ArchivePage) -> list[tuple[bool, int]]
                       _archive_url(settings, n, "atom"), links, stylesheet="../feed.xsl")
     return [(place(job.new_root, job.previous_root, path, data, reader.made), len(data))
             for path, data in ((page.html_path, html), (page.atom_path, atom))]
-
-
-def _signature(config: str, chunk: list[Entry], extra: str) -> str:
-    """What a listing page shows, hashed: equal signatures mean byte-identical pages."""
-    digest = hashlib.blake2b(config.encode(), digest_size=16)
-    digest.update(extra.encode())
-    for e in chunk:
-        # Canonical text, not repr(): a date read back from the store has another tzinfo type.
-        fields = (e.key, e.id, e.slug, e.url, e.title, e.published.isoformat(),
-                  e.updated.isoformat(), e.author, "\x1f".join(e.tags), e.summary, e.image,
-                  repr(e.enclosure))
-        digest.update("\x1e".join(fields).encode("utf-8", "surrogatepass") + b"\x1d")
-    return digest.hexdigest()

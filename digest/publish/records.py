@@ -9,19 +9,20 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from digest.errors import ArticleError
-from digest.model import Article, Enclosure, Entry, SourceFile, article_path
+from digest.model import Article, Enclosure, Entry, SourceFile, StoredArticle, article_path
 from digest.publish import assets, feeds
 from digest.publish.output import place
 from digest.publish.pages import article_page
 from digest.publish.reading import read_article, read_source
+from digest.publish.sanitize import absolutize
 from digest.publish.workers import Reader
 from digest.settings import Settings
-from digest.store.database import StoredArticle
 
 Task = tuple[SourceFile, StoredArticle | None]  # a file to read, and its record if remembered
-# The record, the reader's warnings, the page path written (or None) and the bytes
-# written (-1 when an identical previous page was linked); or why the file was refused.
-Outcome = ArticleError | tuple[StoredArticle, tuple[str, ...], str | None, int]
+# The record, the reader's warnings, the page path written (or None), the bytes written
+# (-1 when an identical previous page was linked) and the feed content (links made
+# absolute) of a published article; or why the file was refused.
+Outcome = ArticleError | tuple[StoredArticle, tuple[str, ...], str | None, int, str | None]
 
 
 def entry_of(stored: StoredArticle, settings: Settings,
@@ -89,11 +90,12 @@ def read_one(reader: Reader, task: Task) -> Outcome:
         record = remember(article, source, old, job.now)
         feed_check(article, record, job.settings, job.meta)
         if record.status != "published":
-            return record, article.warnings, None, 0
+            return record, article.warnings, None, 0, None
         page = article_path(record.slug)
-        data = article_page(reader.env, reader.site, entry_of(record, job.settings),
-                            article.body_html)
+        entry = entry_of(record, job.settings)
+        data = article_page(reader.env, reader.site, entry, article.body_html)
         changed = place(job.new_root, job.previous_root, page, data, reader.made)
     except ArticleError as exc:
         return exc
-    return record, article.warnings, page, len(data) if changed else -1
+    content = absolutize(article.body_html, entry.url)
+    return record, article.warnings, page, len(data) if changed else -1, content

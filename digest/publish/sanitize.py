@@ -150,8 +150,11 @@ def absolutize(html: str, page_url: str) -> str:
     """Make every link (href, src, srcset) in sanitized HTML absolute, relative to the page.
 
     The HTML is parsed, so only attribute values change: text that looks like
-    markup, as in a code block, stays as it is.
+    markup, as in a code block, stays as it is. HTML with no link attribute at all
+    (most article bodies) is returned as it is: sanitizing it again changes nothing.
     """
+    if " href=" not in html and " src=" not in html and " srcset=" not in html:
+        return html
 
     def absolute(tag: str, attribute: str, value: str) -> str | None:
         try:

@@ -20,12 +20,15 @@ from dataclasses import dataclass, replace
 
 import jinja2
 
-from digest.model import ID_NAMESPACE, Entry, SiteInfo, tag_path, tag_slug
+from digest.model import ID_NAMESPACE, Entry, site_info, tag_path, tag_slug
 from digest.publish import feeds
-from digest.publish.output import Generation
+from digest.publish.output import Generation, place
+from digest.publish.signatures import Signatures
+from digest.publish.workers import Reader, Workers
 from digest.templates import render
 
 INDEX = "tags/index.html"
+PARALLEL_TAGS_FROM = 40  # tags to render before it pays to start reader processes
 
 
 @dataclass(frozen=True)
@@ -57,29 +60,60 @@ def collect(entries: list[Entry], url: Callable[[str], str]) -> dict[Tag, list[E
     return dict(sorted(result.items(), key=lambda item: (item[0].name.casefold(), item[0].slug)))
 
 
-def write(env: jinja2.Environment, gen: Generation, site: SiteInfo, meta: feeds.FeedMeta,
-          entries: list[Entry], content_of: Callable[[Entry], str | None], max_items: int,
-          url: Callable[[str], str]) -> dict[Tag, list[Entry]]:
+@dataclass(frozen=True)
+class _TagJob:
+    """One tag's page and feeds to render (picklable: a reader process may do it)."""
+
+    tag: Tag
+    entries: tuple[Entry, ...]  # newest first
+    contents: tuple[str | None, ...]  # feed contents of the first max_items entries
+    meta: feeds.FeedMeta  # the tag feed's
+
+
+def write(env: jinja2.Environment, gen: Generation, workers: Workers, entries: list[Entry],
+          contents: Callable[[Entry], str | None], versions: Callable[[Entry], str],
+          signatures: Signatures) -> dict[Tag, list[Entry]]:
     """Every tag's page and feeds, and the tags index (only when some article has a tag).
 
-    Returns each tag with its entries, newest first."""
-    tagged = collect(entries, url)
+    A tag whose page and feeds would come out as last time (same signature: the
+    settings, its entries, their contents) keeps its files. Returns each tag with its
+    entries, newest first."""
+    settings, site_meta = workers.job.settings, workers.job.meta
+    tagged = collect(entries, settings.url)
     if not tagged:
         return tagged
+    size = settings.feed_max_items
+    jobs = []
     for tag, listed in tagged.items():
         path = f"tags/{tag.slug}"
-        gen.write(f"{path}.html", render(env, "tag.html", {
-            "site": site, "tag": tag, "entries": listed}).encode("utf-8"))
+        newest = listed[:size]
+        versions_now = "\x1c".join(versions(e) for e in newest)
+        if signatures.same(f"{path}.html", listed, f"{tag.name}\x1c{versions_now}") \
+                and all(gen.keep(f"{path}.{ext}") for ext in ("html", "atom", "json")):
+            continue
         tag_meta = replace(
-            meta, feed_id=tag_feed_id(meta.feed_id, tag.slug), title=f"{meta.title}: {tag.name}",
-            subtitle=f"Articles tagged {tag.name}", home_url=tag.url, atom_url=tag.atom_url,
-            rss_url=tag.atom_url, json_url=tag.json_url)
-        items = [feeds.FeedItem(e, content_of(e)) for e in listed[:max_items]]
-        gen.write(f"{path}.atom", feeds.atom(tag_meta, items, tag.atom_url))
-        gen.write(f"{path}.json", feeds.json_feed(tag_meta, items))
-    gen.write(INDEX, render(env, "tags.html", {"site": site, "tags": list(tagged)})
-              .encode("utf-8"))
+            site_meta, feed_id=tag_feed_id(site_meta.feed_id, tag.slug),
+            title=f"{site_meta.title}: {tag.name}", subtitle=f"Articles tagged {tag.name}",
+            home_url=tag.url, atom_url=tag.atom_url, rss_url=tag.atom_url, json_url=tag.json_url)
+        jobs.append(_TagJob(tag, tuple(listed), tuple(contents(e) for e in newest), tag_meta))
+    for placed in workers.map(_render, jobs, PARALLEL_TAGS_FROM):
+        for changed, nbytes in placed:
+            gen.count(changed, nbytes)
+    gen.write(INDEX, render(env, "tags.html",
+                            {"site": site_info(settings), "tags": list(tagged)}).encode("utf-8"))
     return tagged
+
+
+def _render(reader: Reader, job: _TagJob) -> list[tuple[bool, int]]:
+    """One tag's page, Atom feed and JSON feed, placed in the new generation."""
+    path = f"tags/{job.tag.slug}"
+    page = render(reader.env, "tag.html", {"site": reader.site, "tag": job.tag,
+                                           "entries": job.entries}).encode("utf-8")
+    items = [feeds.FeedItem(e, c) for e, c in zip(job.entries, job.contents, strict=False)]
+    made = [(f"{path}.html", page), (f"{path}.atom", feeds.atom(job.meta, items, job.tag.atom_url)),
+            (f"{path}.json", feeds.json_feed(job.meta, items))]
+    root, previous = reader.job.new_root, reader.job.previous_root
+    return [(place(root, previous, name, data, reader.made), len(data)) for name, data in made]
 
 
 def tag_feed_id(site_feed_id: str, slug: str) -> str:

@@ -8,6 +8,7 @@ lives for one publish).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import multiprocessing
@@ -34,6 +35,7 @@ from digest.settings import Settings
 
 T = TypeVar("T")
 R = TypeVar("R")
+WINDOW_CHUNKS = 8  # chunks per reader sent ahead (pickled items wait in memory until taken)
 
 
 @dataclass(frozen=True)
@@ -105,11 +107,8 @@ class Workers:
             return map(functools.partial(function, self._inline), items)
         pool = self._start()
         chunk = max(1, min(200, len(items) // (self.count * 8)))
-        try:  # map submits every chunk at once: a reader killed by now breaks the submit
-            results = pool.map(functools.partial(_in_reader, function), items, chunksize=chunk)
-        except BrokenProcessPool as exc:
-            raise _reader_lost() from exc
-        return _reported(results)
+        return _reported(_windows(pool, functools.partial(_in_reader, function), items, chunk,
+                                  chunk * self.count * WINDOW_CHUNKS))
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -120,6 +119,22 @@ class Workers:
                 self.count, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_reader, initargs=(self.job, self._lifeline[0]))
         return self._pool
+
+
+def _windows(pool: ProcessPoolExecutor, function: Callable[[T], R], items: list[T], chunk: int,
+             window: int) -> Iterator[R]:
+    """pool.map over windows of items, the next window queued while one is taken in: what
+    waits to be sent (pickled) stays bounded however many items, and no reader idles."""
+    pending: collections.deque[Iterator[R]] = collections.deque()
+    for start in range(0, len(items), window):
+        try:  # map submits the window's chunks at once: a reader killed by now breaks it
+            pending.append(pool.map(function, items[start:start + window], chunksize=chunk))
+        except BrokenProcessPool as exc:
+            raise _reader_lost() from exc
+        if len(pending) > 1:
+            yield from pending.popleft()
+    while pending:
+        yield from pending.popleft()
 
 
 def _reported(results: Iterator[R]) -> Iterator[R]:

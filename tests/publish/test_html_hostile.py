@@ -23,7 +23,13 @@ from digest.errors import ArticleError
 from digest.model import Entry
 from digest.publish import feeds
 from digest.publish.build import publish
-from digest.publish.sanitize import MAX_NESTING, absolutize, bound_nesting
+from digest.publish.sanitize import (
+    MAX_NESTING,
+    absolutize,
+    bound_nesting,
+    clean_with_filter,
+    sanitize,
+)
 from digest.store.database import Store
 from tests.conftest import digest_cli, make_settings, write
 
@@ -191,3 +197,21 @@ def test_any_title_summary_and_body_publish_valid_feeds(title: str, summary: str
         refused = {p.path for p in report.problems
                    if "removed" not in p.reason and "names a missing file" not in p.reason}
         assert len(atom.entries) + len(refused) == 3, report.problems
+
+
+_HTML_BITS = st.sampled_from([
+    "<p>", "</p>", "<b>", "</b>", "<pre><code>", "</code></pre>", "<table><tr><td>", "</td>",
+    "&amp;", "&lt;", "&#x1;", "&nbsp;", "<br>", "<img alt='x'>", "<a title=\"t\">", "</a>",
+    "<script>", "<!-- c -->", "<q>", "src=", "href=", " ", "\n", "é", "<", ">", "'", '"',
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(st.one_of(_HTML_BITS, st.text(max_size=8)), max_size=30))
+def test_absolutize_returns_linkless_sanitized_html_unchanged(parts: list[str]) -> None:
+    """absolutize skips sanitized HTML without a link attribute: sanitizing it again must
+    give the same text (so skipping changes nothing)."""
+    html = sanitize("".join(parts))
+    assert clean_with_filter(html, lambda tag, attribute, value: value) == html
+    if " href=" not in html and " src=" not in html:
+        assert absolutize(html, "https://e.org/a/p.html") == html

@@ -285,10 +285,11 @@ def _settings(site: Path) -> Settings:
 
 def test_parallel_readers_give_the_same_output_as_one(site: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from digest.publish import build as publishing
+    from digest.publish import intake, listings, tags
 
     for n in range(40):
-        article(site, f"a{n:02d}.txt", f"2024-01-{1 + n % 28:02d}", f"Article {n}. Text.")
+        article(site, f"a{n:02d}.txt", f"2024-01-{1 + n % 28:02d}", f"Article {n}. Text.",
+                tags=f"t{n % 7}, all")
     article(site, "dup.txt", "2024-01-01", "Same slug as a00.", slug="a00")
     serial, settings = run(site)
     serial_files = {p.relative_to(settings.output_dir.resolve()): p.read_bytes()
@@ -297,7 +298,9 @@ def test_parallel_readers_give_the_same_output_as_one(site: Path,
     (other / "articles").mkdir(parents=True)
     for path in (site / "articles").iterdir():
         (other / "articles" / path.name).write_bytes(path.read_bytes())
-    monkeypatch.setattr(publishing, "PARALLEL_FROM", 5)
+    monkeypatch.setattr(intake, "PARALLEL_FROM", 5)  # reading, tags and archives in readers
+    monkeypatch.setattr(tags, "PARALLEL_TAGS_FROM", 2)
+    monkeypatch.setattr(listings, "PARALLEL_PAGES_FROM", 1)
     parallel, settings2 = run(other)
     assert parallel.published == serial.published == 40
     assert [p.message for p in parallel.problems] == [p.message for p in serial.problems]
@@ -305,6 +308,7 @@ def test_parallel_readers_give_the_same_output_as_one(site: Path,
                       for p in settings2.output_dir.resolve().rglob("*") if p.is_file()}
     assert parallel_files == serial_files
     assert b"Article 0" in parallel_files[Path("articles/a00.html")]
+    assert len([p for p in parallel_files if p.parent == Path("tags")]) == 8 * 3 + 1
 
 
 def test_rewriting_a_page_never_writes_into_the_published_generation(site: Path) -> None:

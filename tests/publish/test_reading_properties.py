@@ -5,15 +5,17 @@ that names the file, never another exception."""
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from datetime import UTC
 from zoneinfo import ZoneInfo
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from digest.errors import ArticleError, shown_path
 from digest.model import Article, SourceFile
+from digest.publish.formats import markdown
 from digest.publish.formats.text import HEADER_KEYS
 from digest.publish.reading import (
     SLUG_MAX,
@@ -153,3 +155,37 @@ def test_a_slug_made_from_any_file_path_is_checked_the_same_way(
     except ArticleError:
         accepted = False
     assert isinstance(article, Article) == accepted
+
+
+_SCALARS = st.one_of(
+    st.sampled_from(["yes", "No", "on", "null", "~", "1e3", "0x1F", "2024-01-01", "12:30",
+                     "'quoted'", '"dq \\u00e9 \\x41"', "a: b", "a #c", "- x", "? x", ",", "",
+                     "'", '"', "[", "]", "-", "a, b"]),
+    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\n\r"), max_size=12),
+)
+
+
+_VALUES = st.one_of(
+    _SCALARS,
+    st.lists(_SCALARS, max_size=3).map(lambda values: f"[{', '.join(values)}]"),
+    st.lists(_SCALARS, min_size=2, max_size=3).map(" ".join),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(lines=st.lists(st.tuples(st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]{0,6}", fullmatch=True),
+                                _VALUES), max_size=5))
+@example(lines=[("date", "2024-01-01"), ("tags", "[a, 2024-01-02, yes]")])
+def test_front_matter_loads_the_same_with_the_fast_parser(lines: list[tuple[str, str]]) -> None:
+    """Front matter the fast path takes (libyaml) gives what the careful loader gives, or
+    an error where it gives one."""
+    front = "".join(f"{key}: {value}\n" for key, value in lines)
+
+    def outcome(load: Callable[[str], object]) -> object:
+        try:
+            return ("ok", load(front))
+        except yaml.YAMLError:
+            return ("error",)
+
+    careful = outcome(lambda text: yaml.load(text, Loader=markdown._Loader))  # noqa: S506
+    assert outcome(markdown.load_front) == careful

@@ -95,3 +95,20 @@ def test_every_tag_gets_a_url_safe_slug(tag: str) -> None:
 def test_case_and_spacing_never_split_a_tag(tag: str) -> None:
     assert tag_slug(tag) == tag_slug(tag.swapcase())
     assert tag_slug(tag) == tag_slug(" ".join(tag.split()))
+
+
+def test_an_edit_that_changes_only_the_text_reaches_the_tag_feeds(site: Path) -> None:
+    """A tag whose listing did not change keeps its files; one whose article's text changed
+    (same title, summary and explicit `updated`) gets the new text in its feeds."""
+    tagged_site(site)
+    md(site, "d.md", "title: Delta\nupdated: 2024-02-01\ntags: [News]\n", "Lead.\n\nOld words.")
+    run(site)
+    md(site, "d.md", "title: Delta\nupdated: 2024-02-01\ntags: [News]\n", "Lead.\n\nNew words!")
+    report, settings = run(site)
+    assert report.updated == 1
+    tags = settings.output_dir / "tags"
+    for feed in ("news.atom", "news.json"):
+        text = (tags / feed).read_text()
+        assert "New words!" in text and "Old words." not in text
+    assert "Old words." not in (settings.output_dir / "feed.atom").read_text()
+    assert "Gamma" in (tags / "plain-text.atom").read_text()

@@ -69,6 +69,38 @@ _Loader.yaml_implicit_resolvers = {
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
+
+
+class _FastLoader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):  # type: ignore[misc]
+    """libyaml's parser with the same resolvers, for front matter :func:`_simple` admits."""
+
+
+_FastLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+# One `key: value` or `key: [a, b]` per line of words, digits and a few punctuation marks:
+# no anchor, alias, tag, quote, block scalar, mapping or nesting, so nothing _Loader
+# refuses and nothing the two parsers read differently (checked by a property test).
+_WORD = r"[^\W_](?:[\w .;/()+-]|:(?! |$))*"  # a list item
+_TEXT = r"[^\W_](?:[\w .,;/()+-]|:(?! |$))*"  # a value: commas too
+_SIMPLE_LINE = re.compile(rf"[A-Za-z_][A-Za-z0-9_-]*:(?: {_TEXT}| \[{_WORD}(?:, {_WORD})*\]|)")
+_NOT_SIMPLE = frozenset("\t\r")
+
+
+def _simple(front: str) -> bool:
+    return not _NOT_SIMPLE.intersection(front) and all(
+        not line or (len(line) <= VALUE_MAX and _SIMPLE_LINE.fullmatch(line))
+        for line in front.split("\n"))
+
+
+def load_front(front: str) -> object:
+    """The front matter's YAML (libyaml's parser when the lines are simple, else _Loader)."""
+    if _simple(front):
+        try:
+            return yaml.load(front, Loader=_FastLoader)  # noqa: S506 - a SafeLoader
+        except yaml.YAMLError:
+            pass  # _Loader raises it again, with the message it always gives
+    return yaml.load(front, Loader=_Loader)  # noqa: S506
+
+
 _md = MarkdownIt("commonmark", {"html": True, "linkify": False, "typographer": False}) \
     .enable(["table", "strikethrough"])
 
@@ -85,7 +117,7 @@ def parse(key: str, text: str) -> Fields:
         raise ArticleError(key, f"front matter is {len(front):,} characters long, over the limit "
                            f"of {FRONT_MATTER_MAX:,}", "shorten it; put long text in the body")
     try:
-        headers = yaml.load(front, Loader=_Loader) or {}  # noqa: S506
+        headers = load_front(front) or {}
     except _Refused as exc:
         reason, hint = exc.args
         raise ArticleError(key, f"front matter {reason}", hint) from None
@@ -98,8 +130,10 @@ def parse(key: str, text: str) -> Fields:
         raise ArticleError(key, "front matter is not a set of 'key: value' lines",
                            "write one 'key: value' per line between the '---' lines")
     body = text[match.end():]
-    html = figures(sanitize(_md.render(body)))  # a lone image with alt text: a figure
-    tokens = _md.parse(body)
+    env: dict[str, object] = {}  # parsed once: the tokens give the HTML, the lead, the heading
+    tokens = _md.parse(body, env)
+    # a lone image with alt text becomes a figure
+    html = figures(sanitize(_md.renderer.render(tokens, _md.options, env)))
     lead = ""
     first_heading = None
     for i, token in enumerate(tokens):
