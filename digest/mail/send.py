@@ -146,7 +146,7 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
                 sleep: Callable[[float], None] = time.sleep,
                 monotonic: Callable[[], float] = time.monotonic,
                 batch: int = 100, lease: timedelta | None = None,
-                connections: int | None = None) -> SendReport:
+                connections: int | None = None, resume_only: bool = False) -> SendReport:
     """Build (or resume) the current edition and deliver it to every recipient not served.
 
     `now` is the wall time at the start; later times are `now` plus the
@@ -155,7 +155,9 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
     during backoff): the run then returns with ``stopped`` set, the outbox
     consistent. `lease` (default: :func:`claim_lease`) is how long a claim
     holds without renewal. `connections` (default SMTP_CONNECTIONS) workers
-    send at once, each over its own mailer from `mailer_factory`.
+    send at once, each over its own mailer from `mailer_factory`. `resume_only`
+    (the followers of `digest run` on PostgreSQL) only helps with an open
+    edition, never creating one.
     """
     check_send_settings(settings)
     started = monotonic()
@@ -163,12 +165,15 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
     def clock() -> datetime:
         return now + timedelta(seconds=monotonic() - started)
 
-    seed_recipients(settings, store, now)
     outbox = Outbox(store, lease=lease or claim_lease(settings))
     domain = sender_domain(settings)
-    edition, created = outbox.open_or_create(
-        store.load_articles().values(), now,
-        message_id=lambda uid, address: message_id(uid, address, domain), force=force)
+    if resume_only:
+        edition, created = outbox.open_edition(), False
+    else:
+        seed_recipients(settings, store, now)
+        edition, created = outbox.open_or_create(
+            store.load_articles().values(), now,
+            message_id=lambda uid, address: message_id(uid, address, domain), force=force)
     if edition is None:
         log.info("no new articles: no digest to send")
         return SendReport(None, False, 0, 0, 0, 0, 0, 0, 0, False, False)

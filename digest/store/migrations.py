@@ -143,4 +143,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE subscribers ADD COLUMN last_bounce TEXT",
         "ALTER TABLE subscribers ADD COLUMN soft_bounce_since TEXT",
     )),
+    Migration("0007_i12_nodes", (
+        # The `digest run` processes sharing a PostgreSQL store: each registers
+        # and heartbeats; one whose heartbeat is older than LEADER_LEASE is shown
+        # as stale, and the leader deletes rows a day old. role: leader | follower.
+        """CREATE TABLE nodes (
+            node_id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            heartbeat TEXT NOT NULL,
+            role TEXT NOT NULL
+        )""",
+        # One row per scheduled job and fire time, inserted before the job runs:
+        # two leaders (a split-brain moment) can never both run one fire.
+        """CREATE TABLE job_fires (
+            job TEXT NOT NULL,
+            fire_time TEXT NOT NULL,
+            node_id TEXT NOT NULL,
+            fired_at TEXT NOT NULL,
+            PRIMARY KEY (job, fire_time)
+        )""",
+    )),
 )
