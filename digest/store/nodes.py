@@ -19,15 +19,17 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
 from digest.store.database import Store, resolve_url, store_error
 from digest.store.lock import _PG_KEY
@@ -162,82 +164,85 @@ def _split(node_id: str) -> tuple[str, int, str]:
 class LeaderLock:
     """``pg_try_advisory_lock`` on a dedicated connection: held means leading.
 
-    `description` (pid, host, start) is the session's application name, which
-    `digest status` shows for the holder.
+    `holder` (pid, host, start) is the session's application name, which
+    `digest status` shows for the holder. The connection is psycopg's own (no
+    pool): closing it ends the session, and the lock with it.
     """
 
     def __init__(self, database_url: str, base_dir: Path, holder: str,
                  lease: timedelta) -> None:
-        self._url = resolve_url(database_url, base_dir)
-        shown = make_url(self._url).render_as_string(hide_password=True)
-        self.description = f"leader lock on {shown}"
+        url = make_url(resolve_url(database_url, base_dir))
+        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.description = f"leader lock on {url.render_as_string(hide_password=True)}"
         self._holder = holder
         self._lease = lease
-        self._engine: Engine | None = None
-        self._conn: Connection | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.RLock()  # the node's thread and the scheduler's both ask
         self.held = False
 
     def try_acquire(self) -> bool:
         """Take the lock if nobody holds it; False when another node does (or no database)."""
-        if self.held:
-            return self.alive()
-        try:
-            conn = self._connection()
-            got = bool(conn.execute(
-                sa.text("SELECT pg_try_advisory_lock(:key, hashtext(current_schema()))"),
-                {"key": _PG_KEY}).scalar())
-            conn.commit()
-        except SQLAlchemyError:
-            self._drop()
-            return False
-        self.held = got
-        return got
+        with self._lock:
+            if self.held:
+                return self._alive()
+            try:
+                conn = self._connection()
+                row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))",
+                                   (_PG_KEY,)).fetchone()
+            except psycopg.Error:
+                self._drop()
+                return False
+            self.held = bool(row and row[0])
+            return self.held
 
     def alive(self) -> bool:
         """Whether the lock is still held (the session may have been lost)."""
+        with self._lock:
+            return self._alive()
+
+    def _alive(self) -> bool:
         if not self.held or self._conn is None:
             return False
         try:
-            self._conn.exec_driver_sql("SELECT 1")
-            self._conn.commit()
-        except SQLAlchemyError:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:
             self._drop()
             return False
         return True
 
     def release(self) -> None:
         """Give the lock up (closing the session ends it)."""
-        self._drop()
+        with self._lock:
+            self._drop()
 
-    def _connection(self) -> Connection:
+    def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is not None:
             return self._conn
         third = max(1, int(self._lease.total_seconds() / 3))
-        self._engine = sa.create_engine(self._url, poolclass=NullPool, connect_args={
-            "application_name": f"digest run: {self._holder}"[:63],
-            "connect_timeout": third,
-            # The client notices a vanished server within about a lease...
-            "keepalives": 1, "keepalives_idle": third, "keepalives_interval": max(1, third // 3),
-            "keepalives_count": 3, "tcp_user_timeout": third * 1000})
-        conn = self._engine.connect()
+        # The client notices a vanished server within about a lease...
+        self._conn = conn = psycopg.connect(
+            self._conninfo, autocommit=True, application_name=f"digest run: {self._holder}"[:63],
+            connect_timeout=third, keepalives=1, keepalives_idle=third,
+            keepalives_interval=max(1, third // 3), keepalives_count=3,
+            tcp_user_timeout=third * 1000)
         # ...and the server a vanished leader, whose lock then goes to another node.
         for name, value in (("tcp_keepalives_idle", third),
                             ("tcp_keepalives_interval", max(1, third // 3)),
                             ("tcp_keepalives_count", 3)):
-            conn.exec_driver_sql(f"SET {name} = {int(value)}")
-        conn.commit()
-        self._conn = conn
+            conn.execute(f"SET {name} = {int(value)}".encode())
         return conn
 
     def _drop(self) -> None:
-        self.held = False
-        if self._conn is not None:
-            with contextlib.suppress(SQLAlchemyError):
-                self._conn.close()
-            self._conn = None
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        held, self.held = self.held, False
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(psycopg.Error):
+            if held:  # at once: a session's end is not seen by the server at once
+                conn.execute("SELECT pg_advisory_unlock(%s, hashtext(current_schema()))",
+                             (_PG_KEY,))
+        with contextlib.suppress(psycopg.Error):
+            conn.close()
 
     def __enter__(self) -> LeaderLock:
         return self
