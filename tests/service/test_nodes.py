@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from digest.mail.outbox import history
 from digest.service.jobs import PUBLISH, SEND
 from digest.service.leader import Node
 from digest.service.scheduler import JobRunner
@@ -23,8 +24,11 @@ from digest.store import nodes as node_rows
 from digest.store import runs as job_runs
 from digest.store.database import Store
 from digest.store.nodes import LeaderLock
+from digest.store.outbox import claimable
 from digest.store.timestamps import iso
 from tests.conftest import make_settings, wait_for
+from tests.fixtures_mail import NOW, SMTPServer, add_articles, article
+from tests.mail.test_mail_send import fill, run
 from tests.service.test_schedule_service import NEVER, FakeJobs
 
 LEASE = timedelta(seconds=3)
@@ -229,3 +233,26 @@ def test_a_leader_whose_session_is_lost_steps_down(
              "exactly one leader", 10)
 
 
+
+
+# -- followers only resume ---------------------------------------------------------------
+
+
+def test_a_resume_only_send_helps_with_an_open_edition_and_never_makes_one(
+        tmp_path: Path, store: Store, smtp_servers: Callable[..., SMTPServer]) -> None:
+    server = smtp_servers()
+    settings = make_settings(tmp_path, **server.env(), SMTP_CONNECTIONS="2")
+    addresses = fill(store, recipients=6)
+    nothing = run(settings, store, resume_only=True)
+    assert (nothing.edition, nothing.sent) == (None, 0)
+    assert history(store) == [] and claimable(store, clock()) == 0
+    first = run(settings, store, should_stop=lambda: len(server.received) >= 2)
+    assert first.created and first.stopped
+    assert claimable(store, clock()) == 6 - first.sent
+    helped = run(settings, store, resume_only=True)
+    assert (helped.edition, helped.created, helped.finished) == (first.edition, False, True)
+    assert claimable(store, clock()) == 0
+    assert sorted(r.rcpt_to for r in server.received) == addresses
+    add_articles(store, article("009_new.txt", "Newer", NOW + timedelta(hours=1)))
+    again = run(settings, store, resume_only=True)  # new articles: not its job
+    assert again.edition is None and len(history(store)) == 1
