@@ -19,6 +19,11 @@ the job with that time as its next run: APScheduler runs it once at once
 (``coalesce=True``). Older misses are logged and skipped. Whatever starts a
 send, the edition logic of :mod:`digest.send` is what prevents double mail.
 
+On a PostgreSQL store several nodes run (:mod:`digest.service.leader`); the
+leader's service gets a *fire guard*: before a job runs, the time it was due
+(handed to it by :class:`_FireTimeExecutor`) is recorded as taken by this node,
+and a fire another node took is skipped.
+
 Every run logs one line (job, what it did, how long it took) and records its
 result in the state store; an error is logged with its cause and the job
 runs again at its next time.
