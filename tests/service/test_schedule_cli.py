@@ -84,9 +84,15 @@ def test_on_postgresql_a_second_run_follows_and_takes_over_when_the_leader_is_ki
     assert "is the leader" not in second.output()
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
     second.wait_for_log("is the leader", timeout=10)  # within LEADER_LEASE
-    status = digest_cli("status", cwd=site, env=env)
-    assert f"service: running (pid {second.pid} on " in status.stdout
-    assert "nodes: 2 (1 stale)" in status.stdout or "nodes: 2;" in status.stdout
+    shown: list[str] = []
+
+    def stale_shown() -> bool:
+        shown[:] = [digest_cli("status", cwd=site, env=env).stdout]
+        return f"nodes: 2 (1 stale); leader: pid {second.pid} on " in shown[0]
+
+    second.wait_for(stale_shown, "the killed node shown as stale", 30)
+    assert f"service: running (pid {second.pid} on " in shown[0]
+    assert re.search(rf"pid {first.pid} on .*: stale", shown[0])
     assert second.stop() == 0
     assert "Traceback" not in second.output()
 
