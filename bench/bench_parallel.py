@@ -2,6 +2,7 @@
 
     python bench/bench_parallel.py [--recipients 400] [--connections 1,4,10,20]
                                    [--delay-ms 10] [--database-url URL]
+                                   [--skip-far | --skip-loopback]
 
 A sink aiosmtpd server runs in its own process; a delay proxy
 (bench/delay_proxy.py, 10 ms each way) in another stands for a relay tens of
@@ -125,6 +126,7 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=10.0)
     parser.add_argument("--database-url", help="default: a temporary SQLite file per run")
     parser.add_argument("--skip-loopback", action="store_true")
+    parser.add_argument("--skip-far", action="store_true")
     args = parser.parse_args()
     counts = [int(c) for c in args.connections.split(",")]
     n = args.recipients
@@ -138,7 +140,7 @@ def main() -> None:
               f"python {sys.version.split()[0]}, cpus: {os.cpu_count()}")
         print("| path | connections | smtplib | digest | digest msg/s | digest/smtplib |")
         print("| --- | --- | --- | --- | --- | --- |")
-        paths = [("far", proxy_port)] + ([] if args.skip_loopback
+        paths = ([] if args.skip_far else [("far", proxy_port)]) + ([] if args.skip_loopback
                                          else [("loopback", server_port)])
         for name, port in paths:
             for c in counts:

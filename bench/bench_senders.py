@@ -14,7 +14,7 @@ recipient recorded sent, and the senders' own counts add up to the recipients
 (no message sent twice).
 
 These are processes on one machine (all sharing its CPUs), standing in for
-nodes; several `digest run` nodes (leader election) are not built yet.
+nodes; bench/bench_nodes.py runs real `digest run` nodes (leader election).
 """
 
 from __future__ import annotations

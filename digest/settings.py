@@ -87,6 +87,7 @@ class Settings:
     digest_schedule: str = "0 7 * * *"
     digest_timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
     misfire_grace_time: float = 3600.0
+    leader_lease: float = 30.0
     serve_host: str = "127.0.0.1"
     serve_port: int = 8080
     subscribe_form: bool = False
@@ -504,6 +505,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("MISFIRE_GRACE_TIME", "misfire_grace_time", "1h",
          "a digest missed while down is still sent if the service is back within this "
          "(1s to 7d)", _duration_parser(1.0, 7 * 86400.0)),
+    Spec("LEADER_LEASE", "leader_lease", "30s",
+         "with PostgreSQL, several `digest run` nodes elect one scheduler leader; another "
+         "takes over within this once it dies (3s to 1h)", _duration_parser(3.0, 3600.0)),
     Spec("SERVE_HOST", "serve_host", "127.0.0.1", "address `digest serve` listens on", _text),
     Spec("SERVE_PORT", "serve_port", "8080", "port `digest serve` listens on",
          _int_parser(1, 65535)),

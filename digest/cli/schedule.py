@@ -14,6 +14,7 @@ from digest.cli.support import Context, log_format_option, now, pass_ctx, stop_o
 from digest.errors import DigestError
 from digest.mail.smtp import SMTPMailer
 from digest.service import lock as service_lock
+from digest.service.leader import Node, shared
 from digest.service.scheduler import Service, run_once
 from digest.settings import Settings
 from digest.store import runs as job_runs
@@ -39,8 +40,9 @@ def run(ctx: Context, once: bool, log_format: str, with_server: bool) -> None:
     Runs in the foreground (use systemd or similar to keep it running; see
     docs/digest.service). SIGTERM or Ctrl-C stops it gracefully: a publish in
     progress finishes, a send stops between messages and the next run resumes
-    it; exit code 0. Only one `digest run` may use a state store at a time.
-    With --serve the web server (files, unsubscribe, sign-up) runs beside
+    it; exit code 0. On SQLite only one `digest run` may use a state store at
+    a time; on PostgreSQL several run as nodes: one leads (runs the schedule),
+    all send. With --serve the web server (files, unsubscribe, sign-up) runs beside
     the scheduler and stops with it.
     """
     if once and with_server:
@@ -51,6 +53,9 @@ def run(ctx: Context, once: bool, log_format: str, with_server: bool) -> None:
         check_signup_settings(settings)  # before the lock: a missing SECRET_KEY stops at once
         logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))
     stop = threading.Event()
+    if not once and shared(settings):
+        _run_node(ctx, settings, stop, with_server)
+        return
     with service_lock.acquire(settings.database_url, settings.base_dir, now()) as lock, \
             ctx.store() as store, stop_on_signals(stop, _stopping):
         if once:
@@ -75,6 +80,24 @@ def run(ctx: Context, once: bool, log_format: str, with_server: bool) -> None:
         raise web.error
     if service.failed:
         sys.exit(exit_codes.FAILED)
+
+
+def _run_node(ctx: Context, settings: Settings, stop: threading.Event,
+              with_server: bool) -> None:
+    """`digest run` on PostgreSQL: one of several nodes (digest.service.leader)."""
+    with ctx.store() as store, stop_on_signals(stop, _stopping):
+        node = Node(settings, store, now, stop)
+        web = _WebThread(settings, store, stop) if with_server else None
+        log.info("digest run started (pid %d); stop it with SIGTERM or Ctrl-C", os.getpid())
+        try:
+            node.run()
+        finally:
+            stop.set()
+            if web is not None:
+                web.join()
+        log.info("digest run stopped")
+    if web is not None and web.error is not None:
+        raise web.error
 
 
 class _WebThread:

@@ -9,7 +9,13 @@ import click
 from digest.cli.support import Context, now, pass_ctx
 from digest.service import lock as service_lock
 from digest.service.scheduler import local_time
-from digest.service.status import EditionProgress, JobStatus, service_status
+from digest.service.status import (
+    EditionProgress,
+    JobStatus,
+    NodeStatus,
+    ServiceStatus,
+    service_status,
+)
 from digest.settings import Settings
 from digest.store import runs as job_runs
 from digest.words import plural
@@ -38,10 +44,34 @@ def status(ctx: Context) -> None:
         click.echo(f"{job.job:<{width}}  {job.schedule}")
         click.echo(f"{'':<{width}}  next: {_next(job, settings, moment, report.running)}")
         click.echo(f"{'':<{width}}  last: {_last(job, settings)}")
+    if report.nodes:
+        click.echo(_nodes(report, moment))
+        for node in report.nodes:
+            click.echo("  " + _node(node, moment))
     for edition in report.editions:
         click.echo(_edition(edition))
         for holder, count in edition.claimed:
             click.echo(f"  {count} being sent by {holder}")
+
+
+def _nodes(report: ServiceStatus, moment: datetime) -> str:
+    """'nodes: 3 (1 stale); leader: pid 42 on mail-1'."""
+    stale = sum(1 for n in report.nodes if n.stale)
+    leader = next((n.node for n in report.nodes if n.node.role == "leader" and not n.stale),
+                  None)
+    named = (f"pid {leader.pid} on {leader.host}" if leader is not None
+             else "none (an alive node takes over within LEADER_LEASE)")
+    return (f"nodes: {len(report.nodes)}" + (f" ({stale} stale)" if stale else "")
+            + f"; leader: {named}")
+
+
+def _node(status: NodeStatus, moment: datetime) -> str:
+    """'leader    pid 42 on mail-1, started ..., last heartbeat 2 s ago: alive'."""
+    node = status.node
+    ago = max(0.0, (moment - node.heartbeat).total_seconds())
+    return (f"{node.role:<8}  pid {node.pid} on {node.host}, started "
+            f"{node.started_at:%Y-%m-%d %H:%M:%S} UTC, last heartbeat {ago:.0f} s ago: "
+            + ("stale" if status.stale else "alive"))
 
 
 def _edition(edition: EditionProgress) -> str:

@@ -160,7 +160,8 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
                 monotonic: Callable[[], float] = time.monotonic,
                 batch: int = 100, lease: timedelta | None = None,
                 connections: int | None = None,
-                before_delivery: Callable[[Edition], object] | None = None) -> SendReport:
+                before_delivery: Callable[[Edition], object] | None = None,
+                resume_only: bool = False) -> SendReport:
     """Build (or resume) the current edition and deliver it to every recipient not served.
 
     `now` is the wall time at the start; later times are `now` plus the
@@ -172,7 +173,8 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
     send at once, each over its own mailer from `mailer_factory`.
     `before_delivery` is called with the edition (made or resumed) before any
     message of it goes out, e.g. to put its web copy online; what it raises
-    stops the run, the edition left to resume.
+    stops the run, the edition left to resume. `resume_only` (the followers of
+    `digest run` on PostgreSQL) only helps with an open edition, never creating one.
     """
     check_send_settings(settings)
     started = monotonic()
@@ -180,12 +182,15 @@ def send_digest(settings: Settings, store: Store, mailer_factory: Callable[[], M
     def clock() -> datetime:
         return now + timedelta(seconds=monotonic() - started)
 
-    seed_recipients(settings, store, now)
     outbox = Outbox(store, lease=lease or claim_lease(settings), schedule=schedule_of(settings))
     domain = sender_domain(settings)
-    edition, created = outbox.open_or_create(
-        store.load_articles().values(), now,
-        message_id=lambda uid, address: message_id(uid, address, domain), force=force)
+    if resume_only:
+        edition, created = outbox.open_edition(), False
+    else:
+        seed_recipients(settings, store, now)
+        edition, created = outbox.open_or_create(
+            store.load_articles().values(), now,
+            message_id=lambda uid, address: message_id(uid, address, domain), force=force)
     if edition is None:
         log.info("no new articles: no digest to send")
         return SendReport(None, False, 0, 0, 0, 0, 0, 0, 0, False, False)

@@ -19,6 +19,11 @@ the job with that time as its next run: APScheduler runs it once at once
 (``coalesce=True``). Older misses are logged and skipped. Whatever starts a
 send, the edition logic of :mod:`digest.send` is what prevents double mail.
 
+On a PostgreSQL store several nodes run (:mod:`digest.service.leader`); the
+leader's service gets a *fire guard*: before a job runs, the time it was due
+(handed to it by :class:`_FireTimeExecutor`) is recorded as taken by this node,
+and a fire another node took is skipped.
+
 Every run logs one line (job, what it did, how long it took) and records its
 result in the state store; an error is logged with its cause and the job
 runs again at its next time.
@@ -55,6 +60,7 @@ from digest.settings import Settings
 from digest.store import runs as job_runs
 from digest.store.database import DriverError, Store
 from digest.store.jobstore import job_store
+from digest.store.nodes import LeaderLock
 
 log = logging.getLogger("digest.schedule")
 
@@ -64,14 +70,42 @@ _registry: dict[str, Service] = {}
 _registry_lock = threading.Lock()
 
 
-def run_scheduled(job: str) -> None:
-    """What the stored jobs call: run `job` in the service of this process."""
+def run_scheduled(job: str, fire_time: datetime | None = None) -> None:
+    """What the stored jobs call: run `job` in the service of this process.
+
+    `fire_time` (the time the job was due) is added by :class:`_FireTimeExecutor`.
+    """
     service = _registry.get("current")
     if service is None:
         log.error("%s: fired, but no service runs in this process; skipped", job,
                   extra={"job": job})
         return
-    service.runner.run(job)
+    service.runner.run(job, fire_time)
+
+
+# Takes the fire of a job due at a time for this process: None if it did, else who did.
+FireGuard = Callable[[str, datetime], str | None]
+
+
+class _FireTimed:
+    """A job as APScheduler's run_job sees it, with the time it was due as one more argument."""
+
+    def __init__(self, job: Any, fire_time: datetime) -> None:
+        self._job = job
+        self.args = (*job.args, fire_time)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._job, name)
+
+    def __str__(self) -> str:
+        return str(self._job)
+
+
+class _FireTimeExecutor(ThreadPoolExecutor):  # type: ignore[misc]
+    """Hands each job the time it was due (coalesced: the latest), for the fire guard."""
+
+    def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
+        super()._do_submit_job(_FireTimed(job, run_times[-1]), run_times)
 
 
 def schedule_of(settings: Settings) -> Schedule:
@@ -86,8 +120,9 @@ class JobRunner:
     """Runs one job by name: logs one line, records the result, never raises."""
 
     def __init__(self, settings: Settings, store: Store, jobs: Mapping[str, Job],
-                 clock: Clock, stop: threading.Event, lock: ServiceLock | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 clock: Clock, stop: threading.Event, lock: ServiceLock | LeaderLock | None = None,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 guard: FireGuard | None = None) -> None:
         self.settings = settings
         self.store = store
         self.jobs = jobs
@@ -95,10 +130,15 @@ class JobRunner:
         self.stop = stop
         self.lock = lock
         self.monotonic = monotonic
+        self.guard = guard
         self.lost_lock = False
 
-    def run(self, name: str) -> str:
-        """Run the job; return its outcome (ok, problems, stopped, failed)."""
+    def run(self, name: str, fire_time: datetime | None = None) -> str:
+        """Run the job; return its outcome (ok, problems, stopped, failed, skipped).
+
+        With a `guard` and the `fire_time`, the job runs only if the guard gives
+        this process that fire (skipped otherwise: another node ran it).
+        """
         if self.stop.is_set():
             log.info("%s: not started, the service is stopping", name, extra={"job": name})
             return job_runs.STOPPED
@@ -109,6 +149,12 @@ class JobRunner:
                       extra={"job": name})
             self.stop.set()
             return job_runs.FAILED
+        if self.guard is not None and fire_time is not None:
+            holder = self._guarded(name, fire_time)
+            if holder is not None:
+                log.warning("%s: the run due at %s was already taken by %s; skipped", name,
+                            local_time(fire_time, self.settings), holder, extra={"job": name})
+                return job_runs.SKIPPED
         started = self.clock()
         began = self.monotonic()
         self._record(job_runs.record_start, self.store, name, started)
@@ -139,6 +185,13 @@ class JobRunner:
                      result.summary)
         return result.outcome
 
+    def _guarded(self, name: str, fire_time: datetime) -> str | None:
+        assert self.guard is not None
+        try:
+            return self.guard(name, fire_time)
+        except DigestError as exc:
+            return f"nobody (cannot record the fire: {exc.message})"
+
     def _record(self, action: Callable[..., None], *args: Any) -> None:
         try:
             action(*args)
@@ -155,13 +208,14 @@ class Service:
 
     def __init__(self, settings: Settings, store: Store, clock: Clock,
                  jobs: Mapping[str, Job] = DEFAULT_JOBS, stop: threading.Event | None = None,
-                 lock: ServiceLock | None = None) -> None:
+                 lock: ServiceLock | LeaderLock | None = None,
+                 guard: FireGuard | None = None) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
         self.schedule = schedule_of(settings)
         self.stop = stop or threading.Event()
-        self.runner = JobRunner(settings, store, jobs, clock, self.stop, lock)
+        self.runner = JobRunner(settings, store, jobs, clock, self.stop, lock, guard=guard)
         self._scheduler: BackgroundScheduler | None = None
 
     @property
@@ -179,7 +233,7 @@ class Service:
         grace = math.ceil(self.settings.misfire_grace_time) + 5
         scheduler = BackgroundScheduler(
             jobstores={"default": job_store(self.store)},
-            executors={"default": ThreadPoolExecutor(2)},  # a long send does not hold up publishing
+            executors={"default": _FireTimeExecutor(2)},  # a long send does not hold up publishing
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": grace},
             timezone=self.settings.digest_timezone,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from digest.cron import next_fire
 from digest.mail.outbox import EditionProgress, progress
@@ -12,6 +12,7 @@ from digest.service.scheduler import describe_job, schedule_of
 from digest.settings import Settings
 from digest.store import runs as job_runs
 from digest.store.database import Store
+from digest.store.nodes import Node, list_nodes
 from digest.store.runs import scheduled_times
 
 
@@ -25,10 +26,19 @@ class JobStatus:
 
 
 @dataclass(frozen=True)
+class NodeStatus:
+    """A registered `digest run` node: alive, or stale (no heartbeat for LEADER_LEASE)."""
+
+    node: Node
+    stale: bool
+
+
+@dataclass(frozen=True)
 class ServiceStatus:
     holder: str | None  # who runs `digest run` on this store, None when nobody does
     jobs: tuple[JobStatus, ...]
     editions: tuple[EditionProgress, ...] = ()  # open ones, else the last one
+    nodes: tuple[NodeStatus, ...] = ()  # `digest run` nodes of a PostgreSQL store
 
     @property
     def running(self) -> bool:
@@ -46,8 +56,10 @@ def service_status(settings: Settings, store: Store, now: datetime,
                   next_run=stored[job] if job in stored else computed.get(job),
                   next_from_service=job in stored, last=last.get(job))
         for job in job_names(settings))
-    return ServiceStatus(holder, jobs, tuple(progress(store)))
+    lease = timedelta(seconds=settings.leader_lease)
+    registered = tuple(NodeStatus(node, node.stale(now, lease)) for node in list_nodes(store))
+    return ServiceStatus(holder, jobs, tuple(progress(store)), registered)
 
 
-__all__ = ["EditionProgress", "JobStatus", "ServiceStatus", "scheduled_times",
+__all__ = ["EditionProgress", "JobStatus", "NodeStatus", "ServiceStatus", "scheduled_times",
            "service_status"]

@@ -12,5 +12,13 @@ from digest.store.database import Store
 from digest.store.schema import JOB_TABLE
 
 
+class _StoreJobStore(SQLAlchemyJobStore):  # type: ignore[misc]
+    """Leaves the engine to the store: a leader that steps down stops its scheduler while
+    other threads of the process still use the store's connections."""
+
+    def shutdown(self) -> None:
+        pass
+
+
 def job_store(store: Store) -> SQLAlchemyJobStore:
-    return SQLAlchemyJobStore(engine=store.engine, tablename=JOB_TABLE)
+    return _StoreJobStore(engine=store.engine, tablename=JOB_TABLE)

@@ -160,4 +160,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         # fixed when the row is made; NULL: exactly its edition's articles.
         "ALTER TABLE deliveries ADD COLUMN articles TEXT",
     )),
+    Migration("0008_i12_nodes", (
+        # The `digest run` processes sharing a PostgreSQL store: each registers
+        # and heartbeats; one whose heartbeat is older than LEADER_LEASE is shown
+        # as stale, and the leader deletes rows a day old. role: leader | follower.
+        """CREATE TABLE nodes (
+            node_id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            heartbeat TEXT NOT NULL,
+            role TEXT NOT NULL
+        )""",
+        # One row per scheduled job and fire time, inserted before the job runs:
+        # two leaders (a split-brain moment) can never both run one fire.
+        """CREATE TABLE job_fires (
+            job TEXT NOT NULL,
+            fire_time TEXT NOT NULL,
+            node_id TEXT NOT NULL,
+            fired_at TEXT NOT NULL,
+            PRIMARY KEY (job, fire_time)
+        )""",
+    )),
 )

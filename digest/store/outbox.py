@@ -787,6 +787,18 @@ def progress(store: Store) -> list[EditionProgress]:
     return found
 
 
+def claimable(store: Store, now: datetime) -> int:
+    """Deliveries of the open editions that a new sender could claim now."""
+    with store.reading() as conn:
+        ids = [row[0] for row in conn.execute(
+            sa.select(editions.c.id).where(editions.c.status == OPEN))]
+        return sum(int(conn.execute(
+            sa.select(sa.func.count()).select_from(deliveries)
+            .where(deliveries.c.edition_id == edition_id,
+                   _claimable(now, _dead_owners(conn, edition_id), ""))).scalar_one())
+            for edition_id in ids)
+
+
 def owner_name(owner: str | None) -> str:
     """A claimer as people say it: 'pid 4242 on mail-2' (from its new_owner() id)."""
     if not owner:

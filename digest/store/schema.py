@@ -126,6 +126,26 @@ job_runs = sa.Table(
     sa.Column("covered_until", sa.Text),
 )
 
+# -- 0008_i12_nodes -------------------------------------------------------------------
+
+nodes = sa.Table(
+    "nodes", metadata,
+    sa.Column("node_id", sa.Text, primary_key=True),
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.Text, nullable=False),
+    sa.Column("heartbeat", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),  # leader | follower
+)
+
+job_fires = sa.Table(
+    "job_fires", metadata,
+    sa.Column("job", sa.Text, primary_key=True),
+    sa.Column("fire_time", sa.Text, primary_key=True),
+    sa.Column("node_id", sa.Text, nullable=False),
+    sa.Column("fired_at", sa.Text, nullable=False),
+)
+
 # -- APScheduler's job store (created and written by APScheduler; only read here) -----
 
 JOB_TABLE = "apscheduler_jobs"

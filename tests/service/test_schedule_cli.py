@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -44,9 +45,9 @@ def env_for(site: Path, database_url: str, **values: str) -> dict[str, str]:
     return env
 
 
-def test_a_second_run_on_the_same_store_refuses_to_start(
-        site: Path, database_url: str, runs: Callable[..., DigestRun]) -> None:
-    env = env_for(site, database_url)
+def test_a_second_run_on_the_same_sqlite_store_refuses_to_start(
+        site: Path, runs: Callable[..., DigestRun]) -> None:
+    env = env_for(site, "sqlite:///state.sqlite3")
     first = runs(site, env)
     first.wait_for_log("digest run started")
     second = digest_cli("run", cwd=site, env=env, timeout=60)
@@ -64,6 +65,36 @@ def test_a_second_run_on_the_same_store_refuses_to_start(
     third.wait_for_log("digest run started")
     assert third.stop() == 0
     assert "service: not running" in digest_cli("status", cwd=site, env=env).stdout
+
+
+def test_on_postgresql_a_second_run_follows_and_takes_over_when_the_leader_is_killed(
+        site: Path, database_url: str, runs: Callable[..., DigestRun]) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite: one `digest run` per store (the test above)")
+    env = env_for(site, database_url, LEADER_LEASE="3s")
+    first = runs(site, env)
+    first.wait_for_log("is the leader")
+    second = runs(site, env)
+    second.wait_for_log("registered")
+    status = digest_cli("status", cwd=site, env=env)
+    assert f"service: running (pid {first.pid} on " in status.stdout
+    assert f"nodes: 2; leader: pid {first.pid} on " in status.stdout
+    assert re.search(rf"leader +pid {first.pid} on .*: alive", status.stdout)
+    assert re.search(rf"follower +pid {second.pid} on .*: alive", status.stdout)
+    assert "is the leader" not in second.output()
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    second.wait_for_log("is the leader", timeout=10)  # within LEADER_LEASE
+    shown: list[str] = []
+
+    def stale_shown() -> bool:
+        shown[:] = [digest_cli("status", cwd=site, env=env).stdout]
+        return f"nodes: 2 (1 stale); leader: pid {second.pid} on " in shown[0]
+
+    second.wait_for(stale_shown, "the killed node shown as stale", 30)
+    assert f"service: running (pid {second.pid} on " in shown[0]
+    assert re.search(rf"pid {first.pid} on .*: stale", shown[0])
+    assert second.stop() == 0
+    assert "Traceback" not in second.output()
 
 
 def test_once_with_json_logs_reports_a_failing_job_and_exits_1(site: Path) -> None:
