@@ -33,7 +33,10 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
 
 def test_every_setting_is_in_the_readme_and_env_example() -> None:
     example = (REPO / ".env.example").read_text()
-    documented = set(re.findall(r"^([A-Z_]+)=", example, re.MULTILINE))
+    names = re.findall(r"^([A-Z_]+)=", example, re.MULTILINE)
+    documented = set(names)
+    twice = sorted(n for n in documented if names.count(n) > 1)
+    assert not twice, f"set more than once in .env.example (the later one wins): {twice}"
     for spec in SPECS:
         assert f"| `{spec.env}` |" in README, f"{spec.env} missing from the README table"
         assert spec.env in documented, f"{spec.env} missing from .env.example"
