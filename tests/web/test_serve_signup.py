@@ -382,7 +382,13 @@ def test_one_access_log_line_per_request(web: Web, caplog: pytest.LogCaptureFixt
         web.client.get(f"/unsubscribe?token={token}")
         web.client.post(f"/unsubscribe?token={token}")
         web.client.post("/unsubscribe?token=bad")
-    lines = [r.getMessage() for r in caplog.records if r.name == "digest.serve"]
+
+        def logged() -> list[str]:
+            return [r.getMessage() for r in caplog.records if r.name == "digest.serve"]
+
+        # the server logs a request after its response has gone out: wait for the last line
+        wait_for(lambda: len(logged()) >= 3, "three access log lines")
+    lines = logged()
     assert len(lines) == 3
     assert re.match(r'^127\.0\.0\.1:\d+ "GET /unsubscribe\?token=\S+ HTTP/1\.1" 200 \d+$',
                     lines[0])
