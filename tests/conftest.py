@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import sqlalchemy as sa
@@ -73,6 +74,28 @@ def make_settings(base: Path, **values: str) -> Settings:
 # -- waiting -----------------------------------------------------------------------------
 
 
+def missing(reason: str, consequence: str) -> NoReturn:
+    """A program or server a test needs is missing: skip with a notice, or fail in CI.
+
+    .ci/run installs everything the tests use, so there a missing part is a failure.
+    """
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI requires it")
+    pytest.skip(f"{reason}: {consequence}")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server a test started: terminate, then kill if it lingers; close its stderr."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stderr is not None:
+        process.stderr.close()
+
+
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
     """Poll `condition` until it holds; fail the test after `timeout` seconds.
 
@@ -116,9 +139,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'state.sqlite3'}"
         return
     if not _PG:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}; CI requires it")
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: ran on SQLite only")
+        missing(f"PostgreSQL is not reachable at {POSTGRES_URL}", "ran on SQLite only")
     schema = "t_" + uuid.uuid4().hex[:12]
     admin = sa.create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
     with admin.begin() as conn:

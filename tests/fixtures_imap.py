@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import missing, stop_process, wait_for
 from tests.fixtures_mail import TLS, free_port
 
 _CONFIG = """\
@@ -96,9 +96,7 @@ def dovecot(tls: TLS) -> Iterator[Dovecot]:
     reason = ("Dovecot is not installed (apt-get install dovecot-imapd)" if binary is None
               else "Dovecot needs root here" if os.geteuid() != 0 else None)
     if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI requires it")
-        pytest.skip(f"{reason}: the IMAP tests are skipped")
+        missing(reason, "the IMAP tests are skipped")
     assert binary is not None
     folder = Path(tempfile.mkdtemp(prefix="digest-dovecot-"))  # not under pytest's 0700 tmp
     folder.chmod(0o755)
@@ -128,14 +126,7 @@ def dovecot(tls: TLS) -> Iterator[Dovecot]:
         wait_for(listening, "Dovecot to listen")
         yield Dovecot(folder, imap, imaps, tls.ca_file, password)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        stop_process(process)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -23,7 +23,7 @@ import feedparser
 import httpx
 import pytest
 
-from tests.conftest import REPO, wait_for, write
+from tests.conftest import REPO, missing, stop_process, wait_for, write
 from tests.fixtures_mail import free_port
 from tests.publish.test_assets import run
 
@@ -75,10 +75,8 @@ class Nginx:
 def nginx(site: Path, tmp_path: Path) -> Iterator[Nginx]:
     binary = nginx_binary()
     if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("nginx is not installed (apt-get install nginx-light); CI requires it")
-        pytest.skip("nginx is not installed (apt-get install nginx-light): the README's nginx "
-                    "snippet is not tested")
+        missing("nginx is not installed (apt-get install nginx-light)",
+                "the README's nginx snippet is not tested")
     write(site / "articles" / "a.txt", "tags Plain Text\ndate 2024-03-01 An article. Body.\n")
     write(site / "articles" / "b.md", "---\ndate: 2024-03-02\ntags: [news]\n---\nAnother one.\n")
     report, settings = run(site)
@@ -111,14 +109,7 @@ def nginx(site: Path, tmp_path: Path) -> Iterator[Nginx]:
         wait_for(listening, "nginx to listen")
         yield Nginx(f"http://127.0.0.1:{port}", settings.output_dir)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        stop_process(process)
 
 
 def get(server: Nginx, path: str, accept: str | None) -> httpx.Response:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_for, write
+from tests.conftest import missing, wait_for, write
 from tests.fixtures_mail import SMTPServer
 from tests.fixtures_serve import Project, mails_to, served_project
 from tests.publish.test_assets import png
@@ -33,10 +33,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 def _require(found: Any, what: str, install: str) -> None:
     if found:
         return
-    message = f"{what} is not installed ({install}); .ci/run installs it"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    missing(f"{what} is not installed ({install})", ".ci/run installs it")
 
 
 def _chromium() -> str | None:
