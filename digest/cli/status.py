@@ -69,7 +69,8 @@ def _node(status: NodeStatus, moment: datetime) -> str:
     """'leader    pid 42 on mail-1, started ..., last heartbeat 2 s ago: alive'."""
     node = status.node
     ago = max(0.0, (moment - node.heartbeat).total_seconds())
-    return (f"{node.role:<8}  pid {node.pid} on {node.host}, started "
+    role = "gone" if status.stale else node.role  # a stale node leads or follows no more
+    return (f"{role:<8}  pid {node.pid} on {node.host}, started "
             f"{node.started_at:%Y-%m-%d %H:%M:%S} UTC, last heartbeat {ago:.0f} s ago: "
             + ("stale" if status.stale else "alive"))
 

@@ -92,7 +92,8 @@ def test_on_postgresql_a_second_run_follows_and_takes_over_when_the_leader_is_ki
 
     second.wait_for(stale_shown, "the killed node shown as stale", 30)
     assert f"service: running (pid {second.pid} on " in shown[0]
-    assert re.search(rf"pid {first.pid} on .*: stale", shown[0])
+    assert re.search(rf"^  gone +pid {first.pid} on .*: stale$", shown[0], re.MULTILINE)
+    assert re.search(rf"^  leader +pid {second.pid} on .*: alive$", shown[0], re.MULTILINE)
     assert second.stop() == 0
     assert "Traceback" not in second.output()
 
