@@ -91,8 +91,10 @@ def _copy(gen: Generation, path: str, asset: SourceFile) -> None:
 def link_references(article: Article, articles_dir: Path, max_bytes: int) -> Article:
     """The article with its relative links checked (and moved with its page), its first
     image, and its enclosure (as read: a path relative to the article) as an output path."""
-    refs = _References(article, articles_dir, max_bytes)
     body = article.body_html
+    if "src=" not in body and "href=" not in body and not article.enclosure:
+        return article if not article.image else replace(article, image="")
+    refs = _References(article, articles_dir, max_bytes)
     if "src=" in body or "href=" in body:
         body = clean_with_filter(body, refs.attribute)
     found = refs.target(article.enclosure, "enclosure") if article.enclosure else None

@@ -24,7 +24,7 @@ from digest.model import Article, SourceFile, entry_id
 from digest.publish.formats import markdown as markdown_format
 from digest.publish.formats import text as text_format
 from digest.publish.formats.fields import Fields
-from digest.publish.sanitize import strip_xml_illegal, xml_illegal
+from digest.publish.sanitize import has_xml_illegal, strip_xml_illegal, xml_illegal
 
 TEXT_SUFFIXES = (".txt",)
 MARKDOWN_SUFFIXES = (".md", ".markdown")
@@ -62,7 +62,7 @@ def read_article(source: SourceFile, data: bytes, zone: ZoneInfo, max_bytes: int
         raise ArticleError(source.key, f"invalid UTF-8 at byte {exc.start} (line {line})",
                            "re-save the file as UTF-8") from None
     warnings: list[str] = []
-    bad = xml_illegal(text)
+    bad = xml_illegal(text) if has_xml_illegal(text) else []
     if bad:
         warnings.append(f"removed control characters XML forbids ({', '.join(bad)})")
         text = strip_xml_illegal(text)
@@ -123,9 +123,9 @@ def xml_safe(article: Article) -> Article:
     """
     fields = (article.title, article.summary, article.author or "", article.id, *article.tags,
               article.body_html)
-    bad = sorted(set().union(*(xml_illegal(text) for text in fields)))
-    if not bad:
+    if not has_xml_illegal("".join(fields)):  # nearly always: one scan, no sets
         return article
+    bad = sorted(set().union(*(xml_illegal(text) for text in fields)))
     title = _one_line(strip_xml_illegal(article.title))
     if not title:
         raise ArticleError(article.key, "the title has only control characters",

@@ -46,6 +46,11 @@ def xml_illegal(text: str) -> list[str]:
     return sorted({f"U+{ord(ch):04X}" for ch in _XML_ILLEGAL.findall(text)})
 
 
+def has_xml_illegal(text: str) -> bool:
+    """Whether text holds any character XML 1.0 forbids (cheaper than naming them)."""
+    return _XML_ILLEGAL.search(text) is not None
+
+
 def strip_xml_illegal(text: str) -> str:
     """Text without the characters XML 1.0 forbids: the one cleaner for feed and page values."""
     return _XML_ILLEGAL.sub("", text)

@@ -176,6 +176,7 @@ _VALUES = st.one_of(
 @given(lines=st.lists(st.tuples(st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]{0,6}", fullmatch=True),
                                 _VALUES), max_size=5))
 @example(lines=[("date", "2024-01-01"), ("tags", "[a, 2024-01-02, yes]")])
+@example(lines=[("A", "&0")])
 def test_front_matter_loads_the_same_with_the_fast_parser(lines: list[tuple[str, str]]) -> None:
     """Front matter the fast path takes (libyaml) gives what the careful loader gives, or
     an error where it gives one."""
@@ -186,6 +187,8 @@ def test_front_matter_loads_the_same_with_the_fast_parser(lines: list[tuple[str,
             return ("ok", load(front))
         except yaml.YAMLError:
             return ("error",)
+        except markdown._Refused:  # an anchor, alias, deep nesting or long value ("A: &0")
+            return ("refused",)
 
     careful = outcome(lambda text: yaml.load(text, Loader=markdown._Loader))  # noqa: S506
     assert outcome(markdown.load_front) == careful
