@@ -375,8 +375,11 @@ class _Run:
         self.errors: list[BaseException] = []
         self.recorder = outbox.recorder()  # one writer, group commit
         self._lock = threading.Lock()  # counts, pacing, lease, progress
-        self._claims = threading.Lock()  # the claimed queue and the active workers
+        # The claimed queue, the active workers and the claim in progress.
+        self._claims = threading.Condition()
         self._claimed: deque[Delivery] = deque()
+        self._claiming = False  # a worker is claiming a batch (outside the lock)
+        self._dry = False  # the last claim found nothing: no claiming ahead
         self._active = 0
         self._done = 0
         self._total = 0
@@ -413,24 +416,56 @@ class _Run:
     # -- shared by the workers ---------------------------------------------------------
 
     def take(self) -> Delivery | None:
-        """The next delivery to send, claiming a batch when none is left; None: all done."""
-        with self._claims:
-            while not self._claimed:
-                batch, skipped = self.outbox.claim_batch(self.edition.id, self.clock(),
-                                                         self.batch)
+        """The next delivery to send, claiming a batch when none is left; None: all done.
+
+        Claims run outside the queue's lock, one at a time. Once the queue is
+        down to half a batch, the worker that takes a delivery claims the next
+        batch before sending it, while the others go on from the queue: no
+        worker waits for a claim unless the queue ran dry.
+        """
+        while True:
+            with self._claims:
+                while not self._claimed and self._claiming:
+                    self._claims.wait()
+                delivery = self._claimed.popleft() if self._claimed else None
+                if delivery is not None and (self._claiming or self._dry or
+                                             len(self._claimed) >= self.batch // 2):
+                    return delivery
+                self._claiming = True
+            try:
+                found = self._claim_more()
+            except BaseException:
+                if delivery is not None:
+                    self.give_back(delivery)  # not started: released with the others
+                raise
+            if delivery is not None:
+                return delivery
+            if not found:
+                return None
+
+    def _claim_more(self) -> bool:
+        """Claim a batch into the queue (this worker holds `_claiming`); False: none left."""
+        batch: list[Delivery] = []
+        skipped = 0
+        try:
+            batch, skipped = self.outbox.claim_batch(self.edition.id, self.clock(), self.batch)
+        finally:
+            with self._claims:
                 self._claimed.extend(batch)
-                if skipped:
-                    with self._lock:
-                        self.skipped += skipped
-                    self.progressed(skipped)
-                if not batch and not skipped:
-                    return None
-            return self._claimed.popleft()
+                self._dry = not batch and not skipped
+                self._claiming = False
+                self._claims.notify_all()
+        if skipped:
+            with self._lock:
+                self.skipped += skipped
+            self.progressed(skipped)
+        return bool(batch or skipped)
 
     def give_back(self, delivery: Delivery) -> None:
         """A delivery a worker took and did not start: the next worker takes it."""
         with self._claims:
             self._claimed.appendleft(delivery)
+            self._claims.notify_all()
 
     def retire(self, delivery: Delivery) -> bool:
         """The server refused one more connection: this worker ends, if it is not the last."""
@@ -439,6 +474,7 @@ class _Run:
                 return False
             self._active -= 1
             self._claimed.appendleft(delivery)
+            self._claims.notify_all()
             log.warning("the SMTP server refused a connection (too many): going on with %d",
                         self._active)
             return True

@@ -542,6 +542,20 @@ _SETTLE = (
             updated_at=sa.bindparam("p_now"), reply=sa.bindparam("p_reply", type_=sa.Text))
 )
 
+# PostgreSQL: _SETTLE (status sent) for a group of deliveries given as arrays, in one
+# statement; RETURNING names the rows marked (the others' claims were lost). Its text
+# never changes, so the driver prepares it once.
+_SENT_MANY_PG = f"""
+UPDATE {deliveries.name} AS d
+SET status = %s, claimed_by = NULL, claimed_until = NULL,
+    attempts = d.attempts + v.attempts, updated_at = v.updated_at, reply = NULL
+FROM unnest(%s::integer[], %s::text[], %s::integer[], %s::text[])
+     AS v(edition_id, recipient, attempts, updated_at)
+WHERE d.edition_id = v.edition_id AND d.recipient = v.recipient
+  AND d.claimed_by = %s AND d.status = %s
+RETURNING d.edition_id, d.recipient
+"""
+
 
 class Recorder:
     """Marks deliveries sent for every sender thread of a process: one writer, group commit.
@@ -555,6 +569,12 @@ class Recorder:
     commit (group commit), each record is as durable as its own commit would
     be, and SQLite sees one writer. The connection is opened by the writer at
     its first batch and kept until close().
+
+    On PostgreSQL the group is one statement (:data:`_SENT_MANY_PG`: the same
+    compare-and-set over the group's rows as arrays, ``RETURNING`` the rows it
+    marked) on a connection in autocommit: one round trip per group, the
+    statement's own transaction committed (with the server's
+    ``synchronous_commit``) before its reply comes back.
     """
 
     def __init__(self, outbox: Outbox) -> None:
@@ -567,6 +587,7 @@ class Recorder:
         self._base: dict[str, Any] = dict(compiled.construct_params(dict.fromkeys((
             "p_edition", "p_recipient", "p_owner", "p_status", "p_until", "p_attempts",
             "p_now", "p_reply"))))
+        self._pg = self._engine.dialect.name == "postgresql"
         self._conn: Any = None  # the driver's connection, used by the writer thread only
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -600,15 +621,8 @@ class Recorder:
                 conn = self._open()
                 cursor = conn.cursor()
                 try:
-                    for delivery, now, attempts in items:
-                        values = dict(self._base)
-                        values.update(p_edition=delivery.edition_id,
-                                      p_recipient=delivery.recipient,
-                                      p_owner=self.outbox.owner, p_status=SENT, p_until=None,
-                                      p_attempts=attempts, p_now=stamp(now), p_reply=None)
-                        cursor.execute(self._sql, values if self._order is None
-                                       else [values[name] for name in self._order])
-                        results.append(bool(cursor.rowcount))
+                    results = (self._sent_many_pg(cursor, items) if self._pg
+                               else self._sent_each(cursor, items))
                 finally:
                     cursor.close()
                 conn.commit()
@@ -662,9 +676,41 @@ class Recorder:
         finally:
             self._close_connection()
 
+    def _sent_each(self, cursor: Any, items: Sequence[tuple[Delivery, datetime, int]]
+                   ) -> list[bool]:
+        """One compare-and-set UPDATE per record (committed together by the caller)."""
+        results = []
+        for delivery, now, attempts in items:
+            values = dict(self._base)
+            values.update(p_edition=delivery.edition_id, p_recipient=delivery.recipient,
+                          p_owner=self.outbox.owner, p_status=SENT, p_until=None,
+                          p_attempts=attempts, p_now=stamp(now), p_reply=None)
+            cursor.execute(self._sql, values if self._order is None
+                           else [values[name] for name in self._order])
+            results.append(bool(cursor.rowcount))
+        return results
+
+    def _sent_many_pg(self, cursor: Any, items: Sequence[tuple[Delivery, datetime, int]]
+                      ) -> list[bool]:
+        """PostgreSQL: the group in one autocommitted statement; which rows it marked."""
+        cursor.execute(_SENT_MANY_PG, (
+            SENT.value,
+            [d.edition_id for d, _now, _attempts in items],
+            [d.recipient for d, _now, _attempts in items],
+            [attempts for _d, _now, attempts in items],
+            [stamp(now) for _d, now, _attempts in items],
+            self.outbox.owner, SENDING.value))
+        marked = {(int(edition_id), recipient) for edition_id, recipient in cursor.fetchall()}
+        return [(d.edition_id, d.recipient) in marked for d, _now, _attempts in items]
+
     def _open(self) -> Any:
         if self._conn is None:
-            self._conn = self._engine.raw_connection()
+            conn = self._engine.raw_connection()
+            if self._pg:
+                # Each group is one statement, committed on its own: no BEGIN, no COMMIT.
+                conn.rollback()
+                conn.driver_connection.autocommit = True
+            self._conn = conn
         return self._conn
 
     def _close_connection(self) -> None:
@@ -672,6 +718,12 @@ class Recorder:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.rollback()
+            if self._pg:
+                try:
+                    conn.driver_connection.autocommit = False  # back to the pool as it came
+                except Exception:  # noqa: BLE001 - a broken connection: not reused
+                    with contextlib.suppress(Exception):
+                        conn.invalidate()
             with contextlib.suppress(Exception):
                 conn.close()
 
