@@ -373,7 +373,7 @@ class _Run:
         self.stopped = False
         self.halt = threading.Event()  # a stop, or an error in one worker: all end
         self.errors: list[BaseException] = []
-        self.recorder = outbox.recorder()  # one writer, group commit
+        self.recorder = outbox.recorder(connections)  # one writer, group commit
         self._lock = threading.Lock()  # counts, pacing, lease, progress
         # The claimed queue, the active workers and the claim in progress.
         self._claims = threading.Condition()
@@ -392,7 +392,7 @@ class _Run:
         counts = self.outbox.counts(self.edition.id)
         self._total = counts[PENDING] + counts[SENDING]
         workers = max(1, min(self.connections, self._total))
-        self._active = workers
+        self._active = self.recorder.senders = workers
         threads = [threading.Thread(target=_Worker(self, n).work, name=f"digest-smtp-{n}",
                                     daemon=True) for n in range(workers)]
         try:
@@ -473,6 +473,7 @@ class _Run:
             if self._active <= 1:
                 return False
             self._active -= 1
+            self.recorder.senders = self._active
             self._claimed.appendleft(delivery)
             self._claims.notify_all()
             log.warning("the SMTP server refused a connection (too many): going on with %d",
@@ -482,6 +483,7 @@ class _Run:
     def leave(self) -> None:
         with self._claims:
             self._active -= 1
+            self.recorder.senders = max(1, self._active)
 
     def fail(self, exc: BaseException) -> None:
         with self._lock:
@@ -704,6 +706,7 @@ class _Worker:
             return
         self._recording = None  # failed or not, nothing left to wait for
         delivery, self._recorded = self._recorded, None
+        self.run.recorder.hurry(recording)
         if recording.result():
             self.run.counted_sent()
             if delivery is not None and delivery.soft_bounce_since is not None:
