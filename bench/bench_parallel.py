@@ -41,6 +41,7 @@ from digest.mail.message import MessageFactory, OutgoingMessage, message_id, sen
 from digest.mail.outbox import Edition, Outbox
 from digest.mail.send import personal, render_edition, send_digest
 from digest.mail.smtp import SMTPMailer
+from digest.model import EditionStatus
 
 HERE = Path(__file__).resolve().parent
 
@@ -110,7 +111,7 @@ def build(args: argparse.Namespace, port: int, tmp: Path, n: int) -> list[Outgoi
     finally:
         store.close()
         dispose()
-    edition = Edition(1, "benchedition0001", "sending", NOW, tuple(items), n)
+    edition = Edition(1, "benchedition0001", EditionStatus.SENDING, NOW, tuple(items), n)
     factory = MessageFactory(settings, render_edition(settings, edition), edition.uid)
     domain = sender_domain(settings)
     return [factory.build(personal(settings, edition, a, None,

@@ -50,6 +50,7 @@ from digest.mail.outbox import Edition, Outbox
 from digest.mail.send import personal, render_edition, send_digest
 from digest.mail.smtp import SMTPMailer
 from digest.mail.subscribers import subscribe_many
+from digest.model import EditionStatus
 from digest.settings import Settings, load_settings
 from digest.store.database import Store, StoredArticle, resolve_url
 
@@ -191,7 +192,7 @@ def run(args: argparse.Namespace, port: int, tmp: Path) -> None:
     finally:
         store.close()
         dispose()
-    edition = Edition(1, "benchedition0001", "sending", NOW, tuple(items), n)
+    edition = Edition(1, "benchedition0001", EditionStatus.SENDING, NOW, tuple(items), n)
     started = time.perf_counter()
     factory = MessageFactory(settings, render_edition(settings, edition), edition.uid)
     built = [factory.build(personal(settings, edition, a, None,

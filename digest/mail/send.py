@@ -373,10 +373,13 @@ class _Run:
         self.stopped = False
         self.halt = threading.Event()  # a stop, or an error in one worker: all end
         self.errors: list[BaseException] = []
-        self.recorder = outbox.recorder()  # one writer, group commit
+        self.recorder = outbox.recorder(connections)  # one writer, group commit
         self._lock = threading.Lock()  # counts, pacing, lease, progress
-        self._claims = threading.Lock()  # the claimed queue and the active workers
+        # The claimed queue, the active workers and the claim in progress.
+        self._claims = threading.Condition()
         self._claimed: deque[Delivery] = deque()
+        self._claiming = False  # a worker is claiming a batch (outside the lock)
+        self._dry = False  # the last claim found nothing: no claiming ahead
         self._active = 0
         self._done = 0
         self._total = 0
@@ -389,7 +392,7 @@ class _Run:
         counts = self.outbox.counts(self.edition.id)
         self._total = counts[PENDING] + counts[SENDING]
         workers = max(1, min(self.connections, self._total))
-        self._active = workers
+        self._active = self.recorder.senders = workers
         threads = [threading.Thread(target=_Worker(self, n).work, name=f"digest-smtp-{n}",
                                     daemon=True) for n in range(workers)]
         try:
@@ -413,24 +416,56 @@ class _Run:
     # -- shared by the workers ---------------------------------------------------------
 
     def take(self) -> Delivery | None:
-        """The next delivery to send, claiming a batch when none is left; None: all done."""
-        with self._claims:
-            while not self._claimed:
-                batch, skipped = self.outbox.claim_batch(self.edition.id, self.clock(),
-                                                         self.batch)
+        """The next delivery to send, claiming a batch when none is left; None: all done.
+
+        Claims run outside the queue's lock, one at a time. Once the queue is
+        down to half a batch, the worker that takes a delivery claims the next
+        batch before sending it, while the others go on from the queue: no
+        worker waits for a claim unless the queue ran dry.
+        """
+        while True:
+            with self._claims:
+                while not self._claimed and self._claiming:
+                    self._claims.wait()
+                delivery = self._claimed.popleft() if self._claimed else None
+                if delivery is not None and (self._claiming or self._dry or
+                                             len(self._claimed) >= self.batch // 2):
+                    return delivery
+                self._claiming = True
+            try:
+                found = self._claim_more()
+            except BaseException:
+                if delivery is not None:
+                    self.give_back(delivery)  # not started: released with the others
+                raise
+            if delivery is not None:
+                return delivery
+            if not found:
+                return None
+
+    def _claim_more(self) -> bool:
+        """Claim a batch into the queue (this worker holds `_claiming`); False: none left."""
+        batch: list[Delivery] = []
+        skipped = 0
+        try:
+            batch, skipped = self.outbox.claim_batch(self.edition.id, self.clock(), self.batch)
+        finally:
+            with self._claims:
                 self._claimed.extend(batch)
-                if skipped:
-                    with self._lock:
-                        self.skipped += skipped
-                    self.progressed(skipped)
-                if not batch and not skipped:
-                    return None
-            return self._claimed.popleft()
+                self._dry = not batch and not skipped
+                self._claiming = False
+                self._claims.notify_all()
+        if skipped:
+            with self._lock:
+                self.skipped += skipped
+            self.progressed(skipped)
+        return bool(batch or skipped)
 
     def give_back(self, delivery: Delivery) -> None:
         """A delivery a worker took and did not start: the next worker takes it."""
         with self._claims:
             self._claimed.appendleft(delivery)
+            self._claims.notify_all()
 
     def retire(self, delivery: Delivery) -> bool:
         """The server refused one more connection: this worker ends, if it is not the last."""
@@ -438,7 +473,9 @@ class _Run:
             if self._active <= 1:
                 return False
             self._active -= 1
+            self.recorder.senders = self._active
             self._claimed.appendleft(delivery)
+            self._claims.notify_all()
             log.warning("the SMTP server refused a connection (too many): going on with %d",
                         self._active)
             return True
@@ -446,6 +483,7 @@ class _Run:
     def leave(self) -> None:
         with self._claims:
             self._active -= 1
+            self.recorder.senders = max(1, self._active)
 
     def fail(self, exc: BaseException) -> None:
         with self._lock:
@@ -668,6 +706,7 @@ class _Worker:
             return
         self._recording = None  # failed or not, nothing left to wait for
         delivery, self._recorded = self._recorded, None
+        self.run.recorder.hurry(recording)
         if recording.result():
             self.run.counted_sent()
             if delivery is not None and delivery.soft_bounce_since is not None:

@@ -43,6 +43,7 @@ import os
 import queue
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future
@@ -391,9 +392,9 @@ class Outbox:
                        deliveries.c.claimed_by == self.owner, deliveries.c.status == SENDING)
                 .values(claimed_until=stamp(now + self.lease))).rowcount)
 
-    def recorder(self) -> Recorder:
+    def recorder(self, senders: int = 1) -> Recorder:
         """A cheaper way to mark many deliveries sent, one after the other (see Recorder)."""
-        return Recorder(self)
+        return Recorder(self, senders)
 
     def mark_sent(self, delivery: Delivery, now: datetime, attempts: int) -> bool:
         """Record that the server accepted the message; False if the claim was lost."""
@@ -542,6 +543,20 @@ _SETTLE = (
             updated_at=sa.bindparam("p_now"), reply=sa.bindparam("p_reply", type_=sa.Text))
 )
 
+# PostgreSQL: _SETTLE (status sent) for a group of deliveries given as arrays, in one
+# statement; RETURNING names the rows marked (the others' claims were lost). Its text
+# never changes, so the driver prepares it once.
+_SENT_MANY_PG = """
+UPDATE deliveries AS d
+SET status = %s, claimed_by = NULL, claimed_until = NULL,
+    attempts = d.attempts + v.attempts, updated_at = v.updated_at, reply = NULL
+FROM unnest(%s::integer[], %s::text[], %s::integer[], %s::text[])
+     AS v(edition_id, recipient, attempts, updated_at)
+WHERE d.edition_id = v.edition_id AND d.recipient = v.recipient
+  AND d.claimed_by = %s AND d.status = %s
+RETURNING d.edition_id, d.recipient
+"""
+
 
 class Recorder:
     """Marks deliveries sent for every sender thread of a process: one writer, group commit.
@@ -555,10 +570,29 @@ class Recorder:
     commit (group commit), each record is as durable as its own commit would
     be, and SQLite sees one writer. The connection is opened by the writer at
     its first batch and kept until close().
+
+    On PostgreSQL the group is one statement (:data:`_SENT_MANY_PG`: the same
+    compare-and-set over the group's rows as arrays, ``RETURNING`` the rows it
+    marked) on a connection in autocommit: one round trip per group, the
+    statement's own transaction committed (with the server's
+    ``synchronous_commit``) before its reply comes back.
+
+    `senders` is how many threads submit records, each with at most one
+    record not yet written (an SMTP worker waits for its record before its
+    next message is accepted). With several, the writer holds a group until
+    every sender has a record in it, or one of them needs its record now
+    (:meth:`hurry`), or `max_wait` has passed since the group's first record:
+    records come due well after they are queued (the next message's
+    envelope and data go out first), so waiting for the others makes groups
+    larger (fewer statements, less work for both sides) without making a
+    sender wait longer than one commit. With one sender each record is
+    written at once.
     """
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, senders: int = 1, max_wait: float = 0.05) -> None:
         self.outbox = outbox
+        self.senders = senders  # may change while running (workers that end)
+        self.max_wait = max_wait
         self._engine = outbox.store.engine
         compiled = _SETTLE.compile(dialect=self._engine.dialect)
         self._sql = compiled.string
@@ -567,8 +601,9 @@ class Recorder:
         self._base: dict[str, Any] = dict(compiled.construct_params(dict.fromkeys((
             "p_edition", "p_recipient", "p_owner", "p_status", "p_until", "p_attempts",
             "p_now", "p_reply"))))
+        self._pg = self._engine.dialect.name == "postgresql"
         self._conn: Any = None  # the driver's connection, used by the writer thread only
-        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Request | _Hurry | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._start = threading.Lock()
         self._closed = False
@@ -588,9 +623,16 @@ class Recorder:
             self._queue.put(request)
         return request.future
 
+    def hurry(self, future: Future[bool]) -> None:
+        """The sender of `future`'s record needs it now: write its group without waiting."""
+        if not future.done():
+            self._queue.put(_Hurry(future))
+
     def mark_sent(self, delivery: Delivery, now: datetime, attempts: int) -> bool:
         """Like Outbox.mark_sent: True if recorded, False if the claim was lost."""
-        return self.submit(delivery, now, attempts).result()
+        future = self.submit(delivery, now, attempts)
+        self.hurry(future)
+        return future.result()
 
     def mark_sent_many(self, items: Sequence[tuple[Delivery, datetime, int]]) -> list[bool]:
         """Record `items` in one transaction (called by the writer thread)."""
@@ -600,15 +642,8 @@ class Recorder:
                 conn = self._open()
                 cursor = conn.cursor()
                 try:
-                    for delivery, now, attempts in items:
-                        values = dict(self._base)
-                        values.update(p_edition=delivery.edition_id,
-                                      p_recipient=delivery.recipient,
-                                      p_owner=self.outbox.owner, p_status=SENT, p_until=None,
-                                      p_attempts=attempts, p_now=stamp(now), p_reply=None)
-                        cursor.execute(self._sql, values if self._order is None
-                                       else [values[name] for name in self._order])
-                        results.append(bool(cursor.rowcount))
+                    results = (self._sent_many_pg(cursor, items) if self._pg
+                               else self._sent_each(cursor, items))
                 finally:
                     cursor.close()
                 conn.commit()
@@ -634,21 +669,11 @@ class Recorder:
 
     def _serve(self) -> None:
         try:
-            while True:
-                first = self._queue.get()
-                if first is None:
-                    return
-                batch = [first]
-                stop = False
-                while True:
-                    try:
-                        more = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stop = True
-                        break
-                    batch.append(more)
+            stop = False
+            while not stop:
+                batch, stop = self._collect()
+                if not batch:
+                    continue
                 try:
                     results = self.mark_sent_many([r.item for r in batch])
                 except BaseException as exc:  # handed to every waiting sender
@@ -657,14 +682,73 @@ class Recorder:
                 else:
                     for request, done in zip(batch, results, strict=True):
                         request.future.set_result(done)
-                if stop:
-                    return
         finally:
             self._close_connection()
 
+    def _collect(self) -> tuple[list[_Request], bool]:
+        """The next group to write (see the class notes), and whether close() was called."""
+        batch: list[_Request] = []
+        hurried = False
+        deadline = 0.0
+        while True:
+            if not batch:
+                item = self._queue.get()
+            else:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    left = deadline - time.monotonic()
+                    if hurried or len(batch) >= self.senders or left <= 0:
+                        return batch, False
+                    try:
+                        item = self._queue.get(timeout=left)
+                    except queue.Empty:
+                        return batch, False
+            if item is None:
+                return batch, True
+            if isinstance(item, _Hurry):
+                # A hurry for a record written already (in an earlier group) is stale.
+                hurried = hurried or any(r.future is item.future for r in batch)
+                continue
+            if not batch:
+                deadline = time.monotonic() + self.max_wait
+            batch.append(item)
+
+    def _sent_each(self, cursor: Any, items: Sequence[tuple[Delivery, datetime, int]]
+                   ) -> list[bool]:
+        """One compare-and-set UPDATE per record (committed together by the caller)."""
+        results = []
+        for delivery, now, attempts in items:
+            values = dict(self._base)
+            values.update(p_edition=delivery.edition_id, p_recipient=delivery.recipient,
+                          p_owner=self.outbox.owner, p_status=SENT, p_until=None,
+                          p_attempts=attempts, p_now=stamp(now), p_reply=None)
+            cursor.execute(self._sql, values if self._order is None
+                           else [values[name] for name in self._order])
+            results.append(bool(cursor.rowcount))
+        return results
+
+    def _sent_many_pg(self, cursor: Any, items: Sequence[tuple[Delivery, datetime, int]]
+                      ) -> list[bool]:
+        """PostgreSQL: the group in one autocommitted statement; which rows it marked."""
+        cursor.execute(_SENT_MANY_PG, (
+            SENT.value,
+            [d.edition_id for d, _now, _attempts in items],
+            [d.recipient for d, _now, _attempts in items],
+            [attempts for _d, _now, attempts in items],
+            [stamp(now) for _d, now, _attempts in items],
+            self.outbox.owner, SENDING.value))
+        marked = {(int(edition_id), recipient) for edition_id, recipient in cursor.fetchall()}
+        return [(d.edition_id, d.recipient) in marked for d, _now, _attempts in items]
+
     def _open(self) -> Any:
         if self._conn is None:
-            self._conn = self._engine.raw_connection()
+            conn: Any = self._engine.raw_connection()
+            if self._pg:
+                # Each group is one statement, committed on its own: no BEGIN, no COMMIT.
+                conn.rollback()
+                conn.driver_connection.autocommit = True
+            self._conn = conn
         return self._conn
 
     def _close_connection(self) -> None:
@@ -672,6 +756,12 @@ class Recorder:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.rollback()
+            if self._pg:
+                try:
+                    conn.driver_connection.autocommit = False  # back to the pool as it came
+                except Exception:  # a broken connection: not reused
+                    with contextlib.suppress(Exception):
+                        conn.invalidate()
             with contextlib.suppress(Exception):
                 conn.close()
 
@@ -680,6 +770,11 @@ class Recorder:
 class _Request:
     item: tuple[Delivery, datetime, int]
     future: Future[bool]
+
+
+@dataclass(frozen=True)
+class _Hurry:
+    future: Future[bool]  # of the record needed now
 
 
 def history(store: Store, limit: int = 20) -> list[EditionSummary]:

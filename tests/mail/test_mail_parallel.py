@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from digest.mail.outbox import Outbox, history
+from digest.mail.outbox import Outbox, Recorder, history
 from digest.mail.send import send_digest
 from digest.mail.smtp import MemoryMailer, SMTPMailer, too_many_connections
 from digest.mail.subscribers import subscribe_many
@@ -72,6 +72,37 @@ def test_records_queued_together_share_one_commit(tmp_path: Path) -> None:
         assert summary.sent == 30
     finally:
         store.close()
+
+
+def test_records_of_all_senders_share_one_statement(store: Store) -> None:
+    # SQLite and PostgreSQL (one UPDATE for the group there): with 4 senders the writer
+    # holds the group until each has a record in it; a claim lost meanwhile is False.
+    fill(store, 8)
+    outbox = Outbox(store)
+    edition, _created = outbox.open_or_create(store.load_articles().values(), NOW,
+                                              message_id=lambda uid, a: f"<{uid}.{a}>")
+    assert edition is not None
+    claimed = outbox.claim(edition.id, NOW, 8)
+    outbox.release([claimed[3]], NOW)  # given back: no longer ours to mark sent
+    recorder = Recorder(outbox, senders=4, max_wait=30)
+    try:
+        futures = [recorder.submit(d, NOW, 1) for d in claimed[:3]]
+        time.sleep(0.05)
+        assert not any(f.done() for f in futures)  # waiting for the fourth sender
+        futures.append(recorder.submit(claimed[3], NOW, 1))
+        assert [f.result(10) for f in futures] == [True, True, True, False]
+        assert recorder.commits == 1
+        # One sender needs its record now: written without waiting for the others.
+        alone = recorder.submit(claimed[4], NOW, 2)
+        recorder.hurry(alone)
+        assert alone.result(10) is True
+        assert recorder.commits == 2
+    finally:
+        recorder.close()
+    counts = outbox.counts(edition.id)
+    assert (counts["sent"], counts["pending"], counts["sending"]) == (4, 1, 3)
+    [summary] = history(store)
+    assert summary.sent == 4
 
 
 def test_rate_limit_is_one_limit_for_the_whole_process(tmp_path: Path, store: Store) -> None:
