@@ -129,8 +129,9 @@ def test_three_nodes_share_an_edition_survive_two_kills_and_fire_the_next_digest
         assert "is the leader" not in newcomer.output()
         logs = last.output() + newcomer.output()
         assert logs.count("send-digest: edition 2 ") == 1
-        # The new leader caught up on the first leader's fire: found taken, not run again.
-        assert "was already taken by pid " in last.output()
+        # Whether the new leader looked at the first leader's fire (and found it taken)
+        # depends on whether a minute passed before it took over; that guard has its own
+        # test in test_nodes.py (a_new_leader_sends_a_digest_missed_while_nobody_led_once).
     finally:
         store.close()
     print(f"\n{RECIPIENTS} recipients; killed two of three nodes after {killed_at} messages; "

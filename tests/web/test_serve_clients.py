@@ -13,10 +13,13 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import missing, wait_for, write
@@ -63,12 +66,21 @@ class Newsboat:
         self.cache = folder / "cache.db"
 
     def reload(self) -> None:
+        """One `newsboat -x reload`; its debug log (errors included) goes to `self.log`.
+
+        newsboat exits 0 even when the download failed, so the log is the only
+        place a failed fetch shows.
+        """
         result = subprocess.run(
             ["newsboat", "-x", "reload", "-u", str(self.folder / "urls"), "-c", str(self.cache),
-             "-C", str(self.folder / "config")],
+             "-C", str(self.folder / "config"), "-d", str(self.log), "-l", "4"],
             env={"HOME": str(self.folder), "PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
             capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, result.stderr + result.stdout
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "newsboat.log"
 
     def items(self) -> dict[str, bool]:
         """Title -> unread, from newsboat's cache."""
@@ -96,10 +108,21 @@ def test_newsboat_reads_the_feed_and_gets_exactly_the_new_article(project: Proje
     assert len(reader.items()) == 4 and not any(reader.items().values())
 
     project.add_article("breaking.txt", "Breaking news from the valley", date="2024-04-03")
-    project.cli("publish")
-    reader.reload()
-    after = reader.items()
-    assert len(after) == 5  # stable entry ids: nothing old comes back as new
+    published = project.cli("publish")
+    assert published.returncode == 0, published.stderr
+    served = httpx.get(project.url + "feed.atom", headers={"Accept": "*/*"}, timeout=10)
+    assert "Breaking news from the valley" in served.text, served.headers
+    after: dict[str, bool] = {}
+    for attempt in range(3):  # as a reader's next reload would: newsboat hides failed fetches
+        reader.reload()
+        after = reader.items()
+        if "Breaking news from the valley" in after:
+            break
+        warnings.warn(f"newsboat reload {attempt + 1} missed the new article; its log: "
+                      f"{reader.log.read_text(errors='replace')[-2000:]}", stacklevel=1)
+        time.sleep(1)
+    assert len(after) == 5, (  # stable entry ids: nothing old comes back as new
+        after, reader.log.read_text(errors="replace")[-3000:], project.log()[-3000:])
     assert [title for title, unread in after.items() if unread] == [
         "Breaking news from the valley"]
 
