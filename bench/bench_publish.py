@@ -195,6 +195,7 @@ def cold_rounds(base: Path, articles: Path, rounds: int) -> list[tuple[float, fl
                 path.unlink()
             elif path.exists():
                 shutil.rmtree(path)
+        os.sync()  # not timed, as before the floor: the removal's writes must not slow the publish
         cold = publish_once(base)
         floor = min(io_floor(articles, int(cold["files_written"]), int(cold["bytes_written"]),
                              base / f"scratch{n}-{i}") for i in range(3))
