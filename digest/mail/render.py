@@ -20,7 +20,10 @@ Template variables (both ``digest.txt`` and ``digest.html``):
     more                          how many articles of the edition are not
                                   listed (0 when all are); site.url has them
     web_url                       the edition's web copy (digests/<n>.html), for
-                                  a "view in browser" link
+                                  a "view in browser" link; None when there is
+                                  no such page (`digest preview`, `digest send
+                                  --dry-run` or `--to` before the edition is
+                                  made): show the link only ``{% if web_url %}``
     recipient, unsubscribe_url    the recipient's address and one-click link
     manage_url                    the recipient's signed "manage your subscription"
                                   link (topics and cadence)
@@ -55,6 +58,7 @@ class DigestContent:
     number: int
     created_at: datetime
     items: tuple[DigestItem, ...]
+    web_copy: bool = True  # False: a preview of an edition not made, without a web page
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,7 @@ def render_digest(settings: Settings, content: DigestContent) -> RenderedDigest:
         "articles": articles,
         "count": len(content.items),
         "more": len(content.items) - len(articles),
-        "web_url": settings.url(digest_path(content.number)),
+        "web_url": settings.url(digest_path(content.number)) if content.web_copy else None,
         "subject": subject,
         "preheader": preheader,
         "recipient": RECIPIENT_SLOT,

@@ -96,7 +96,7 @@ from digest.mail.smtp import (
     TemporaryFailure,
 )
 from digest.mail.subscribers import SUBSCRIBED, list_subscribers, subscribe_many
-from digest.mail.tailored import Tailor
+from digest.mail.tailored import Tailor, has_web_copy
 from digest.mail.tokens import PURPOSE_MANAGE, PURPOSE_UNSUBSCRIBE, make_token
 from digest.model import DigestItem, EditionStatus
 from digest.settings import Settings
@@ -245,7 +245,8 @@ def seed_recipients(settings: Settings, store: Store, now: datetime) -> None:
 
 
 def render_edition(settings: Settings, edition: Edition) -> RenderedDigest:
-    return render_digest(settings, DigestContent(edition.id, edition.created_at, edition.items))
+    return render_digest(settings, DigestContent(edition.id, edition.created_at, edition.items,
+                                                 web_copy=has_web_copy(edition)))
 
 
 def unsubscribe_url(settings: Settings, address: str, issued_at: datetime) -> str:

@@ -15,12 +15,18 @@ from collections.abc import Mapping
 
 from digest.mail.message import MessageFactory
 from digest.mail.render import DigestContent, render_digest
-from digest.model import DigestItem, Edition
+from digest.model import DigestItem, Edition, EditionStatus
 from digest.settings import Settings
 from digest.store.audience import items_by_key
 from digest.store.database import Store
 
 _KEEP = 256  # factories kept at once (each holds its rendered bodies)
+
+
+def has_web_copy(edition: Edition) -> bool:
+    """Whether the edition's web copy (digests/<n>.html) exists: it is made before its first
+    message goes out; the preview of the next edition (dry run, test send) has none."""
+    return edition.status is not EditionStatus.PREVIEW
 
 
 class Tailor:
@@ -55,6 +61,7 @@ class Tailor:
             return found
 
     def _make(self, items: tuple[DigestItem, ...]) -> MessageFactory:
-        content = DigestContent(self.edition.id, self.edition.created_at, items)
+        content = DigestContent(self.edition.id, self.edition.created_at, items,
+                                web_copy=has_web_copy(self.edition))
         return MessageFactory(self.settings, render_digest(self.settings, content),
                               self.edition.uid, self.edition.id)

@@ -16,7 +16,7 @@ import json
 import logging
 from datetime import datetime
 
-from digest.model import Entry
+from digest.model import Edition, Entry
 from digest.publish import assets, digests, listings
 from digest.publish.checking import check as check
 from digest.publish.contents import Contents
@@ -57,8 +57,10 @@ def publish(settings: Settings, store: Store, now: datetime,
         contents = Contents(settings.output_dir, read.current, read.newest.contents, bodies.page)
         write_article_pages(run, gen, read, shown, bodies)
         run.problems.extend(assets.publish(gen, run.found.assets))
-        signatures = _write_listings_and_feeds(run, gen, workers, shown.entries, contents)
-        digests.write(run.env, gen, settings, load_editions(store))  # past digests' web copies
+        editions = load_editions(store)  # past digests: their web copies, in the sitemap too
+        signatures = _write_listings_and_feeds(run, gen, workers, shown.entries, contents,
+                                               editions)
+        digests.write(run.env, gen, settings, editions)
         files = _switch_generation(run, gen, contents)
     _remember(run, shown, signatures)
     return _summary(run, shown, files)
@@ -71,10 +73,11 @@ def unpublished_changes(settings: Settings, store: Store, now: datetime) -> bool
 
 
 def _write_listings_and_feeds(run: Run, gen: Generation, workers: Workers, entries: list[Entry],
-                             contents: Contents) -> dict[str, str]:
-    """The front page, feeds, archive pages and static files; returns the pages' signatures."""
+                             contents: Contents, editions: list[Edition]) -> dict[str, str]:
+    """The front page, feeds, archive pages, sitemap and static files; returns the pages'
+    signatures."""
     signatures = Signatures(run.config, json.loads(run.meta["page_signatures"] or "{}"))
-    listings.write(run.env, gen, workers, entries, contents, signatures)
+    listings.write(run.env, gen, workers, entries, contents, signatures, editions)
     for name in STATIC_FILES:
         gen.write(name, static_file(run.env, name))
     run.clock.mark("listings and feeds")

@@ -8,11 +8,12 @@ did not change keeps its bytes, known by a signature remembered in the store.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jinja2
 
-from digest.model import Entry, site_info
+from digest.model import Edition, Entry, site_info
 from digest.publish import feeds, pages, sharing, tags
 from digest.publish.contents import Contents
 from digest.publish.output import Generation, place
@@ -40,8 +41,9 @@ class ArchivePage:
 
 
 def write(env: jinja2.Environment, gen: Generation, workers: Workers, entries: list[Entry],
-          contents: Contents, signatures: Signatures) -> None:
-    """Front page, feeds, and the fixed archive pages (HTML and Atom) of older entries.
+          contents: Contents, signatures: Signatures, editions: Sequence[Edition]) -> None:
+    """Front page, feeds, the fixed archive pages (HTML and Atom) of older entries, and
+    the sitemap (which also lists the web copies of the digest `editions`).
 
     Each listing's signature is recorded in `signatures`, to remember for the next publish.
     """
@@ -76,7 +78,7 @@ def write(env: jinja2.Environment, gen: Generation, workers: Workers, entries: l
     gen.write("feed.rss", feeds.rss(meta, items))
     gen.write("feed.json", feeds.json_feed(meta, items))
     tagged = tags.write(env, gen, workers, entries, content, contents.version, signatures)
-    sharing.write(gen, entries, tagged, settings.url)
+    sharing.write(gen, entries, tagged, settings.url, editions)
 
 
 def _archive_url(settings: Settings, number: int, ext: str) -> str:

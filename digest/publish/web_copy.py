@@ -4,7 +4,8 @@
 after making (or resuming) an edition and before delivering it. The pages
 (:mod:`digest.publish.digests`) go online as a new output generation, the rest
 of the site carried over unchanged, so a crash never leaves a half-written
-site; the next publish renders them again from the store.
+site; the next publish renders them again from the store, and lists the new
+page in the sitemap (it is told not to trust that nothing changed).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ def publish_digest_pages(settings: Settings, store: Store) -> bool:
     """Bring the digests' pages online (as a new output generation, so atomically).
 
     Everything else of the current output is carried over unchanged (hard
-    links). Without any output yet, the pages are written alone, and the next
-    publish is told to write the whole site (not to trust that nothing changed).
+    links). Without any output yet, the pages are written alone. Either way the next
+    publish is told not to trust that nothing changed: it writes the whole site, or
+    brings the sitemap up to date with the new page.
     Returns False when the pages online were already up to date (a resumed edition).
     """
     env = templates.environment(settings.templates_dir)
@@ -43,8 +45,7 @@ def publish_digest_pages(settings: Settings, store: Store) -> bool:
         for path, data in made.items():
             gen.write(path, data)
         gen.commit()
-        if gen.previous is None:
-            store.set_meta({SCAN_FINGERPRINT: ""})
+        store.set_meta({SCAN_FINGERPRINT: ""})
     return True
 
 

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
 from digest.publish import sharing
-from tests.conftest import write
-from tests.publish.test_assets import SITE_URL, md, png, run
+from digest.publish.build import publish
+from digest.publish.web_copy import publish_digest_pages
+from digest.store.database import Store
+from tests.conftest import make_settings, write
+from tests.publish.test_assets import NOW, SITE_URL, md, png, run
+from tests.publish.test_digest_pages import make_edition
 
 SM = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 
@@ -50,6 +54,40 @@ def test_a_large_site_gets_a_sitemap_index(site: Path, monkeypatch: pytest.Monke
     for n in (1, 2, 3):
         listed |= sitemap(settings.output_dir, f"sitemap-{n}.xml")
     assert len(listed) == 5
+
+
+def test_sitemap_lists_the_web_copies_of_past_digests(site: Path) -> None:
+    md(site, "a.md", "title: A\nupdated: 2024-02-03T04:05:06+01:00\n", "A.")
+    settings = make_settings(site, BASE_URL=SITE_URL)  # DIGEST_FROM set: digests/index.html
+    out = settings.output_dir
+    store = Store.open(settings.database_url, site)
+    try:
+        publish(settings, store, NOW)
+        assert (out / "digests/index.html").is_file()  # "no digest sent yet": not listed
+        articles = sitemap(out)
+        assert not any("digests/" in loc for loc in articles)
+        # Two editions, each put online as `digest send` does before its first message.
+        first = make_edition(store, datetime.fromisoformat("2026-01-16T07:30:00+01:00"))
+        publish_digest_pages(settings, store)
+        second = make_edition(store, datetime.fromisoformat("2026-01-23T08:00:00+01:00"),
+                              force=True)
+        publish_digest_pages(settings, store)
+        # The next publish, no article changed, weeks later: lastmod follows the editions.
+        report = publish(settings, store, NOW + timedelta(days=30))
+    finally:
+        store.close()
+    assert not report.nothing_changed
+    urls = sitemap(out)
+    assert urls == articles | {
+        f"{SITE_URL}digests/index.html": "2026-01-23T07:00:00Z",
+        f"{SITE_URL}digests/{second.id}.html": "2026-01-23T07:00:00Z",
+        f"{SITE_URL}digests/{first.id}.html": "2026-01-16T06:30:00Z",
+    }
+    listed = [loc for loc in urls if "digests/" in loc]
+    assert listed == [f"{SITE_URL}digests/{n}.html" for n in ("index", 2, 1)]  # newest first
+    for loc in urls:  # every address is a published page
+        path = loc.removeprefix(SITE_URL) or "index.html"
+        assert (out / path).is_file(), loc
 
 
 def test_article_page_has_canonical_open_graph_twitter_and_time(site: Path) -> None:
