@@ -218,16 +218,24 @@ def _prepare(root: Path, relpath: str, made: set[str]) -> str:
     return f"{root}/{relpath}"
 
 
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
 def _write_new(target: str, data: bytes) -> None:
     """Write a new file. Never write into an existing one: it may be a hard link that the
-    current (published) generation shares."""
+    current (published) generation shares. (Plain descriptor calls: a publish writes
+    thousands of files, and a buffered file object costs more than the write.)"""
     try:
-        handle = open(target, "xb")  # noqa: SIM115
+        fd = os.open(target, _NEW_FILE, 0o666)
     except FileExistsError:
         os.unlink(target)
-        handle = open(target, "xb")  # noqa: SIM115
-    with handle:
-        handle.write(data)
+        fd = os.open(target, _NEW_FILE, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def _link(source: str, target: str) -> None:
