@@ -24,7 +24,12 @@ from digest.model import Article, SourceFile, entry_id
 from digest.publish.formats import markdown as markdown_format
 from digest.publish.formats import text as text_format
 from digest.publish.formats.fields import Fields
-from digest.publish.sanitize import has_xml_illegal, strip_xml_illegal, xml_illegal
+from digest.publish.sanitize import (
+    has_xml_illegal,
+    strip_xml_illegal,
+    utf8_has_xml_illegal,
+    xml_illegal,
+)
 
 TEXT_SUFFIXES = (".txt",)
 MARKDOWN_SUFFIXES = (".md", ".markdown")
@@ -62,7 +67,7 @@ def read_article(source: SourceFile, data: bytes, zone: ZoneInfo, max_bytes: int
         raise ArticleError(source.key, f"invalid UTF-8 at byte {exc.start} (line {line})",
                            "re-save the file as UTF-8") from None
     warnings: list[str] = []
-    bad = xml_illegal(text) if has_xml_illegal(text) else []
+    bad = xml_illegal(text) if utf8_has_xml_illegal(data) else []  # data: valid UTF-8
     if bad:
         warnings.append(f"removed control characters XML forbids ({', '.join(bad)})")
         text = strip_xml_illegal(text)
@@ -214,11 +219,17 @@ def read_source(source: SourceFile, max_bytes: int) -> bytes:
         raise ArticleError(source.key, f"cannot read ({exc.strerror})",
                            "check that the file exists and is readable") from exc
     with open(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):  # replaced since the scan
-            raise not_a_regular_file(source.key, mode)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # replaced since the scan
+            raise not_a_regular_file(source.key, info.st_mode)
+        # Sized by the file, not the limit: reading into a buffer of the limit (1 MiB)
+        # costs more than the read. A short read is the end; else the file grew, read on.
+        want = min(max_bytes + 1, info.st_size + 1)
         try:
-            return handle.read(max_bytes + 1)
+            data = handle.read(want)
+            if len(data) < want:
+                return data
+            return data + handle.read(max_bytes + 1 - want)
         except OSError as exc:
             raise ArticleError(source.key, f"cannot read ({exc.strerror})",
                                "check that the file exists and is readable") from exc
@@ -235,7 +246,8 @@ def headline(lead: str) -> str:
 def first_sentence(text: str) -> str:
     text = " ".join(text.split())
     for match in _SENTENCE_END.finditer(text):
-        word = text[: match.start()].rsplit(" ", 1)[-1].lower().strip("(\"'“‘")
+        word = text[text.rfind(" ", 0, match.start()) + 1: match.start()]  # the last word
+        word = word.lower().strip("(\"'“‘")
         if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()) or "." in word:
             continue
         return text[: match.end()]

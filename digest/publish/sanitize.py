@@ -48,7 +48,21 @@ def xml_illegal(text: str) -> list[str]:
 
 def has_xml_illegal(text: str) -> bool:
     """Whether text holds any character XML 1.0 forbids (cheaper than naming them)."""
-    return _XML_ILLEGAL.search(text) is not None
+    return utf8_has_xml_illegal(text.encode("utf-8", "surrogatepass"))
+
+
+# The bytes of the C0 controls XML forbids, and the UTF-8 forms of U+FFFE and U+FFFF;
+# a lone surrogate (surrogatepass) is 0xED then 0xA0-0xBF.
+_ILLEGAL_C0 = bytes(c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D))
+_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+
+
+def utf8_has_xml_illegal(data: bytes) -> bool:
+    """has_xml_illegal of UTF-8 bytes (lone surrogates encoded as by "surrogatepass"),
+    without decoding them: C-speed searches, several times faster than the regex."""
+    return (len(data.translate(None, _ILLEGAL_C0)) != len(data)
+            or (b"\xef" in data and (b"\xef\xbf\xbe" in data or b"\xef\xbf\xbf" in data))
+            or (b"\xed" in data and _SURROGATE.search(data) is not None))
 
 
 def strip_xml_illegal(text: str) -> str:
