@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from digest.errors import ArticleError
 from digest.publish import sanitize
+from digest.publish.formats import markdown
+from digest.publish.formats import text as plain
+from digest.publish.formats.fields import Fields
 
 PROPERTIES = settings(max_examples=500, deadline=None)
 # Any code point, lone surrogates too, and often the ones at the edges of what XML allows.
@@ -30,3 +37,91 @@ def test_has_xml_illegal_agrees_with_the_regex(text: str) -> None:
     assert sanitize.utf8_has_xml_illegal(encoded) == _regex_has_xml_illegal(text)
     assert sanitize.utf8_has_xml_illegal(b"\xef\xbb\xbf" + encoded) == \
         _regex_has_xml_illegal(text)  # a byte order mark changes nothing
+
+
+# Markdown inline syntax, reference definitions among it, in a few paragraphs.
+MD_PIECES = st.sampled_from([
+    "word", " ", "\n", "\n\n", "*", "_", "**", "`", "~~", "[", "]", "(", ")", "![", "<", ">",
+    "&amp;", "&#x1;", "\\", "<b>", "</b>", "<a href='x'>", "</a>", "[a]", "[a][b]", "[b]",
+    "\n\n[b]: /u 'T'\n\n", "\n\n[a]: <x y>\n\n", "http://e.org", "# ", "> ", "- ", "1. ",
+    "    ", "|", "---", "<!-- c -->", "é", "\u00a0",
+])
+
+
+@PROPERTIES
+@given(st.lists(st.one_of(MD_PIECES, st.text(max_size=4)), max_size=40).map("".join))
+@example("[x][r] and *y*\n\n[r]: /u\n")
+@example("![alt *e*](p.png) lead")
+def test_a_paragraph_renders_from_its_parsed_children_as_when_parsed_again(body: str) -> None:
+    env: dict[str, object] = {}
+    tokens = markdown._md.parse(body, env)
+    for token in tokens:
+        if token.type == "inline":
+            assert markdown.inline_html(token, env) == markdown._md.renderInline(token.content)
+
+
+def _parse_by_lines(key: str, text: str) -> Fields:
+    """The plain-text reader as it was: every line split off first, each chunk's lines
+    stripped twice (text.parse now finds the header lines one by one)."""
+    lines = text.lstrip().split("\n")
+    headers: dict[str, object] = {}
+    lead_start: str | None = None
+    index = 0
+    while index < len(lines):
+        match = plain._HEADER.match(lines[index].strip())
+        if not match:
+            break
+        name, value = match.group(1), (match.group(2) or "").strip()
+        index += 1
+        if name == "date":
+            date_match = plain._DATE_LINE.match(value)
+            if not date_match:
+                raise ArticleError(key, f"line {index}: 'date {value[:30]}' does not start with "
+                                   "a date", "write 'date YYYY-MM-DD' followed by the lead")
+            headers["date"] = date_match.group(1)
+            if date_match.group(2):
+                lead_start = date_match.group(2)
+                break
+        else:
+            if not value:
+                raise ArticleError(key, f"line {index}: header '{name}' has no value",
+                                   f"write '{name} <value>' or remove the line")
+            headers[name] = value
+    if "date" not in headers:
+        raise ArticleError(key, "no 'date YYYY-MM-DD' line before the text",
+                           "start the file with 'date YYYY-MM-DD' and the lead paragraph")
+    rest = "\n".join(lines[index:])
+    if lead_start is not None:
+        rest = lead_start + "\n" + rest
+    blocks: list[tuple[str, str]] = []
+    for chunk in re.split(r"\n[ \t]*\n", rest.strip()):
+        chunk_lines = [line.strip() for line in chunk.split("\n") if line.strip()]
+        if not chunk_lines:
+            continue
+        joined = " ".join(chunk_lines)
+        heading = blocks and len(chunk_lines) == 1 and plain._is_heading(joined)
+        blocks.append(("heading" if heading else "p", joined))
+    if not blocks:
+        raise ArticleError(key, "has a date but no text", "write at least one paragraph")
+    return Fields(headers=headers, lead=blocks[0][1], body_html=sanitize.paragraphs_to_html(blocks))
+
+
+TEXT_PIECES = st.sampled_from([
+    "\n", "\n\n", " \n", "\n \t\n", " ", "\t", "\r", "\x1c", "\x85", "\u2028", "date ",
+    "date 2024-01-02", "date 2024-01-02 ", "date 2024-01-02T10:00Z Lead.", "date x", "title ",
+    "title T", "tags a, b", "author ", "id x", "Heading", "Words here.", "é", "<&>", "\n\n\n",
+])
+
+
+@PROPERTIES
+@given(st.lists(st.one_of(TEXT_PIECES, st.text(max_size=4)), max_size=30).map("".join))
+@example("title T\ndate 2024-01-02")
+@example("title T\ndate 2024-01-02\n")
+@example("date 2024-01-02\nLead\n\nHeading\n\nMore.")
+def test_plain_text_reads_as_when_split_into_lines_first(text: str) -> None:
+    def outcome(parse: Callable[[str, str], Fields]) -> Fields | str:
+        try:
+            return parse("a.txt", text)
+        except ArticleError as exc:
+            return exc.message
+    assert outcome(plain.parse) == outcome(_parse_by_lines)
