@@ -16,10 +16,12 @@ that leads to no publishable file is a warning naming the article and the path.
 
 from __future__ import annotations
 
+import errno
 import mimetypes
 import os
 import posixpath
 import shutil
+import stat
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -141,13 +143,37 @@ class _References:
             return None
         if path == ".." or path.startswith("../"):
             return None  # above the articles: the site's own files (../feed.atom), not checked
-        file = self.articles_dir / path
-        if slug_problem(path) is None and file.is_file() and \
-                file.stat().st_size <= self.max_bytes and _inside(file, self.articles_dir):
+        if slug_problem(path) is None and _small_file(f"{self.articles_dir}/{path}", self.max_bytes) \
+                and inside(self.articles_dir, path):
             return path
         self.warnings.append(f"{what} {reference!r} names a missing file ({path}); it is not "
                              "published")
         return None
+
+
+def _small_file(file: str, max_bytes: int) -> bool:
+    """``Path(file).is_file() and Path(file).stat().st_size <= max_bytes``, in one stat."""
+    try:
+        info = os.stat(file)
+    except ValueError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            return False  # what Path.is_file ignores; other errors are raised, as there
+        raise
+    return stat.S_ISREG(info.st_mode) and info.st_size <= max_bytes
+
+
+def inside(root: Path, path: str) -> bool:
+    """Whether root/path (path normalized, relative, not above root) resolves to a file
+    under root: at once when no part of path is a symbolic link (then it resolves to the
+    resolved root and path), else by resolving both."""
+    part = str(root)
+    for segment in path.split("/"):
+        part = f"{part}/{segment}"
+        if os.path.islink(part):
+            return _inside(root / path, root)
+    return True
 
 
 def _inside(file: Path, root: Path) -> bool:

@@ -67,7 +67,7 @@ def utf8_has_xml_illegal(data: bytes) -> bool:
 
 def strip_xml_illegal(text: str) -> str:
     """Text without the characters XML 1.0 forbids: the one cleaner for feed and page values."""
-    return _XML_ILLEGAL.sub("", text)
+    return _XML_ILLEGAL.sub("", text) if has_xml_illegal(text) else text  # the check is cheaper
 
 
 def sanitize(html: str) -> str:
@@ -122,6 +122,12 @@ def bound_nesting(html: str, limit: int = MAX_NESTING) -> str:
     blockquotes took 12 s), so this runs first, in one linear pass over the tags.
     Documents within the limit come back unchanged.
     """
+    if html.count("<") <= limit:
+        return html  # a tag is dropped only under `limit` open ones, each begun by a '<'
+    return _drop_deep(html, limit)
+
+
+def _drop_deep(html: str, limit: int) -> str:
     open_names: list[tuple[str, bool]] = []  # (name, kept) of the elements still open
     counts: dict[str, int] = {}
     depth = 0  # kept elements open

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from digest.errors import ArticleError
-from digest.publish import sanitize
+from digest.publish import assets, sanitize
 from digest.publish.formats import markdown
 from digest.publish.formats import text as plain
 from digest.publish.formats.fields import Fields
@@ -125,3 +126,42 @@ def test_plain_text_reads_as_when_split_into_lines_first(text: str) -> None:
         except ArticleError as exc:
             return exc.message
     assert outcome(plain.parse) == outcome(_parse_by_lines)
+
+
+NESTING_PIECES = st.sampled_from([
+    "<p>", "</p>", "<li>", "<div>", "</div>", "<br>", "<img/>", "<b x='>'>", "</b>", "<!-- <a> -->",
+    "<a", ">", "text", "<q>", "</q>", "<P>", "</ P>", "< b>",
+])
+
+
+@PROPERTIES
+@given(st.lists(st.one_of(NESTING_PIECES, st.text(max_size=3)), max_size=30).map("".join),
+       st.integers(0, 12))
+def test_bounding_nesting_skips_the_walk_only_when_it_would_drop_nothing(html: str,
+                                                                      limit: int) -> None:
+    assert sanitize.bound_nesting(html, limit) == sanitize._drop_deep(html, limit)
+
+
+def test_a_file_is_inside_the_articles_as_when_both_paths_are_resolved(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "d").mkdir(parents=True)
+    (outside / "d" / "f.png").write_bytes(b"x")
+    real = tmp_path / "real"
+    (real / "img" / "sub").mkdir(parents=True)
+    (real / "img" / "a.png").write_bytes(b"x")
+    (real / "img" / "sub" / "b.png").write_bytes(b"x")
+    (real / "in-dir").symlink_to(real / "img")
+    (real / "in-dir-relative").symlink_to("img/sub")
+    (real / "out-dir").symlink_to(outside / "d")
+    (real / "img" / "in.png").symlink_to("a.png")
+    (real / "img" / "out.png").symlink_to(outside / "d" / "f.png")
+    (real / "img" / "up.png").symlink_to("../../outside/d/f.png")
+    (real / "img" / "loop.png").symlink_to("loop.png")
+    (tmp_path / "root-link").symlink_to(real)
+    paths = ["img/a.png", "img/sub/b.png", "in-dir/a.png", "in-dir/sub/b.png",
+             "in-dir-relative/b.png", "out-dir/f.png", "img/in.png", "img/out.png", "img/up.png",
+             "img/loop.png", "img/missing.png", "missing/a.png"]
+    for root in (real, tmp_path / "root-link"):
+        for path in paths:
+            assert assets.inside(root, path) == assets._inside(root / path, root), (root, path)
+    assert not assets.inside(real, "out-dir/f.png") and assets.inside(real, "in-dir/a.png")
