@@ -30,7 +30,14 @@ from digest.errors import ArticleError, OutputError, shown_path
 from digest.model import Article, SourceFile, article_path
 from digest.publish.output import Generation
 from digest.publish.reading import SUFFIXES, slug_problem
-from digest.publish.sanitize import clean_with_filter
+from digest.publish.sanitize import (
+    absolute_value,
+    absolutize,
+    clean_marked,
+    clean_with_filter,
+    fill_marked,
+    has_link_attribute,
+)
 
 PREFIX = "articles/"  # where articles' pages and the files beside them live in the output
 _PAGE_SUFFIXES = (".html", ".htm")
@@ -93,16 +100,57 @@ def _copy(gen: Generation, path: str, asset: SourceFile) -> None:
 def link_references(article: Article, articles_dir: Path, max_bytes: int) -> Article:
     """The article with its relative links checked (and moved with its page), its first
     image, and its enclosure (as read: a path relative to the article) as an output path."""
+    return _link_references(article, articles_dir, max_bytes, None)[0]
+
+
+def link_references_absolute(article: Article, articles_dir: Path, max_bytes: int,
+                             page_url: str) -> tuple[Article, str]:
+    """link_references, and the body it gives with links absolute for the page at page_url:
+    ``absolutize(result.body_html, page_url)``, from the same sanitizer pass when that is
+    sure to give the same."""
+    linked, content = _link_references(article, articles_dir, max_bytes, page_url)
+    return linked, absolutize(linked.body_html, page_url) if content is None else content
+
+
+def _link_references(article: Article, articles_dir: Path, max_bytes: int,
+                     page_url: str | None) -> tuple[Article, str | None]:
     body = article.body_html
     if "src=" not in body and "href=" not in body and not article.enclosure:
-        return article if not article.image else replace(article, image="")
+        return article if not article.image else replace(article, image=""), None
     refs = _References(article, articles_dir, max_bytes)
+    content = None
     if "src=" in body or "href=" in body:
-        body = clean_with_filter(body, refs.attribute)
+        marked = None if page_url is None else clean_marked(body, refs.attribute)
+        if marked is None:
+            refs = _References(article, articles_dir, max_bytes)  # as if never marked
+            body = clean_with_filter(body, refs.attribute)
+        else:
+            body, content = _fill(body, *marked, page_url or "")
     found = refs.target(article.enclosure, "enclosure") if article.enclosure else None
     return replace(article, body_html=body, image=refs.image,
                    enclosure=output_path(found) if found else "",
-                   warnings=(*article.warnings, *refs.warnings))
+                   warnings=(*article.warnings, *refs.warnings)), content
+
+
+def _fill(body: str, marked: str, values: list[tuple[str, str, str, str]],
+          page_url: str) -> tuple[str, str | None]:
+    """The body with the references' values, and (None when unsure) it with links absolute.
+
+    The marked pass is the sanitizer's pass over the body with the values left out. If
+    the values read give back the body, the body is a fixed point of the sanitizer, and
+    so is the new body (only link values differ, and they decide no element's place):
+    sanitizing it again with absolutize's filter changes just those values.
+    """
+    new_body = fill_marked(marked, [given for _, _, _, given in values])
+    if fill_marked(marked, [read for _, _, read, _ in values]) != body:
+        return new_body, None  # sanitizing it again may move elements: absolutize does it
+    if not has_link_attribute(new_body):
+        return new_body, new_body
+    absolute = [absolute_value(page_url, tag, attribute, given)
+                for tag, attribute, _, given in values]
+    if None in absolute:
+        return new_body, None  # a dropped attribute moves others: absolutize does it
+    return new_body, fill_marked(marked, [value or "" for value in absolute])
 
 
 class _References:

@@ -14,7 +14,6 @@ from digest.publish import assets, feeds
 from digest.publish.output import place
 from digest.publish.pages import article_page
 from digest.publish.reading import read_article, read_source
-from digest.publish.sanitize import absolutize
 from digest.publish.workers import Reader
 from digest.settings import Settings
 
@@ -47,6 +46,15 @@ def read_file(source: SourceFile, settings: Settings) -> Article:
     data = read_source(source, settings.max_article_bytes)
     article = read_article(source, data, settings.site_timezone, settings.max_article_bytes)
     return assets.link_references(article, settings.articles_dir, settings.max_asset_bytes)
+
+
+def read_with_content(source: SourceFile, settings: Settings) -> tuple[Article, str]:
+    """read_file, and the article's feed content: its body with links made absolute."""
+    data = read_source(source, settings.max_article_bytes)
+    article = read_article(source, data, settings.site_timezone, settings.max_article_bytes)
+    return assets.link_references_absolute(article, settings.articles_dir,
+                                           settings.max_asset_bytes,
+                                           settings.url(article_path(article.slug)))
 
 
 def feed_check(article: Article, record: StoredArticle, settings: Settings,
@@ -86,7 +94,7 @@ def read_one(reader: Reader, task: Task) -> Outcome:
     source, old = task
     job = reader.job
     try:
-        article = read_file(source, job.settings)
+        article, content = read_with_content(source, job.settings)
         record = remember(article, source, old, job.now)
         feed_check(article, record, job.settings, job.meta)
         if record.status != "published":
@@ -97,5 +105,4 @@ def read_one(reader: Reader, task: Task) -> Outcome:
         changed = place(job.new_root, job.previous_root, page, data, reader.made)
     except ArticleError as exc:
         return exc
-    content = absolutize(article.body_html, entry.url)
     return record, article.warnings, page, len(data) if changed else -1, content

@@ -5,15 +5,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from digest.errors import ArticleError
+from digest.model import SourceFile
 from digest.publish import assets, sanitize
 from digest.publish.formats import markdown
 from digest.publish.formats import text as plain
 from digest.publish.formats.fields import Fields
+from digest.publish.reading import read_article
 
 PROPERTIES = settings(max_examples=500, deadline=None)
 # Any code point, lone surrogates too, and often the ones at the edges of what XML allows.
@@ -165,3 +169,62 @@ def test_a_file_is_inside_the_articles_as_when_both_paths_are_resolved(tmp_path:
         for path in paths:
             assert assets.inside(root, path) == assets._inside(root / path, root), (root, path)
     assert not assets.inside(real, "out-dir/f.png") and assets.inside(real, "in-dir/a.png")
+
+
+@pytest.fixture(scope="module")
+def articles_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("articles")
+    (root / "img").mkdir()
+    (root / "sub").mkdir()
+    for name in ("img/a.png", "img/b c.png", "img/x&y.png", "sub/p.jpg", "ep.mp3"):
+        (root / name).write_bytes(b"x")
+    return root
+
+
+LINKS = st.sampled_from([
+    "img/a.png", "img/b%20c.png", "img/x&amp;y.png", "img/a.png?q=1&amp;r=&lt;2&gt;#f", "#top",
+    "../feed.atom", "/abs.png", "https://e.org/p.png?a=1&amp;b=2", "http://[x", "http://[::1",
+    "missing.png", "mailto:a@b", "javascript:x", "sub/p.jpg", "./img/a.png", "img/a.png&nbsp;",
+    "a&quot;b.png", "//cdn.e.org/x.png", " img/a.png ", "\ue000", "img/a.png?&quot;&lt;&#xa0;",
+    "", "img/../img/a.png", "../../x.png",
+])
+HTML_PIECES = st.one_of(
+    LINKS.map(lambda u: f'<a href="{u}">l</a>'), LINKS.map(lambda u: f'<img src="{u}" alt="A">'),
+    LINKS.map(lambda u: f"<p><img src='{u}' srcset='{u} 2x' alt='B'></p>"),
+    LINKS.map(lambda u: f"[t]({u}) "), LINKS.map(lambda u: f"\n\n![P]({u})\n\n"),
+    st.sampled_from([
+        "<h1><div><h2>x</h2></div></h1>", "<p>a<p>b", "<b><i>x</b></i>", "<table><tr><td>a",
+        "<ul><li><div><li>x</div></ul>", "<a href=x><a href=y>n</a></a>", " src=", " href=",
+        "<code>src=\"x\"</code>", "\n\n", "text ", "&#x1;", "<blockquote><h3>q<h4>r", "</p>",
+        "<form><p>f</form>", "é", "\ue000", "<script>x</script>",
+    ]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(HTML_PIECES, max_size=12).map("".join),
+       st.sampled_from(["", "slug: moved/deep/p\n", "slug: p\n", "slug: sub/q\n"]),
+       st.sampled_from(["", "enclosure: ep.mp3\n", "enclosure: nope.mp3\n"]),
+       st.sampled_from(["m.md", "sub/m.md"]))
+@example("<h1><div><h2><a href='img/a.png'>x</a></h2></div></h1>", "slug: moved/p\n", "", "m.md")
+@example('<a href="http://[x">l</a><a href="img/a.png" title="t">m</a>', "", "", "m.md")
+def test_one_pass_for_the_links_gives_what_two_passes_give(
+        articles_dir: Path, body: str, slug: str, enclosure: str, key: str) -> None:
+    data = f"---\ndate: 2024-01-02\ntitle: T\n{slug}{enclosure}---\n{body}\n".encode()
+    article = read_article(SourceFile(key, str(articles_dir / key), len(data), 0), data,
+                           ZoneInfo("UTC"), 1 << 20)
+    page_url = "https://e.org/news/articles/" + article.slug + ".html"
+    linked = assets.link_references(article, articles_dir, 1 << 20)
+    assert assets.link_references_absolute(article, articles_dir, 1 << 20, page_url) == \
+        (linked, sanitize.absolutize(linked.body_html, page_url))
+
+
+@PROPERTIES
+@given(st.text(alphabet=st.sampled_from('&<>"\'\u00a0\ue001 a=/?#;\x01\u2028é'), max_size=12))
+def test_attribute_values_are_escaped_as_the_sanitizer_escapes_them(value: str) -> None:
+    html = '<p><a href="x" title="t">l</a><img src="y" alt="z"></p>'
+    marked = sanitize.clean_marked(html, lambda tag, attribute, given: given)
+    assert marked is not None
+    assert sanitize.fill_marked(marked[0], [value] * len(marked[1])) == \
+        sanitize.clean_with_filter(html, lambda tag, attribute, given:
+                                   value if attribute in ("href", "src") else given)
