@@ -218,21 +218,32 @@ def read_source(source: SourceFile, max_bytes: int) -> bytes:
     except OSError as exc:
         raise ArticleError(source.key, f"cannot read ({exc.strerror})",
                            "check that the file exists and is readable") from exc
-    with open(fd, "rb") as handle:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):  # replaced since the scan
             raise not_a_regular_file(source.key, info.st_mode)
-        # Sized by the file, not the limit: reading into a buffer of the limit (1 MiB)
-        # costs more than the read. A short read is the end; else the file grew, read on.
-        want = min(max_bytes + 1, info.st_size + 1)
         try:
-            data = handle.read(want)
-            if len(data) < want:
-                return data
-            return data + handle.read(max_bytes + 1 - want)
+            return _read_to_end(fd, max_bytes + 1, info.st_size + 1)
         except OSError as exc:
             raise ArticleError(source.key, f"cannot read ({exc.strerror})",
                                "check that the file exists and is readable") from exc
+    finally:
+        os.close(fd)
+
+
+def _read_to_end(fd: int, limit: int, size: int) -> bytes:
+    """Up to `limit` bytes, to the end of the file, in reads of `size` (the file's size + 1,
+    so one read and the one that finds the end): a buffer of the limit (1 MiB) for a
+    small file costs more than reading it, and so does a buffered file object."""
+    chunks = []
+    total = 0
+    while total < limit:
+        chunk = os.read(fd, min(size, limit - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def headline(lead: str) -> str:
