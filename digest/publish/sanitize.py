@@ -113,7 +113,7 @@ def figures(html: str) -> str:
         return (f"<figure>{match['open'] or ''}{match['img']}{match['close'] or ''}"
                 f"<figcaption>{escape(caption, quote=False)}</figcaption></figure>")
 
-    return _STANDALONE_IMAGE.sub(figure, html)
+    return _STANDALONE_IMAGE.sub(figure, html) if "<img" in html else html
 
 
 def bound_nesting(html: str, limit: int = MAX_NESTING) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from digest import model
 from digest.errors import ArticleError
 from digest.model import SourceFile
 from digest.publish import assets, sanitize
@@ -228,3 +230,11 @@ def test_attribute_values_are_escaped_as_the_sanitizer_escapes_them(value: str) 
     assert sanitize.fill_marked(marked[0], [value] * len(marked[1])) == \
         sanitize.clean_with_filter(html, lambda tag, attribute, given:
                                    value if attribute in ("href", "src") else given)
+
+
+@PROPERTIES
+@given(st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=40))
+def test_entry_ids_are_the_uuid5_of_the_path_or_id(name: str) -> None:
+    assert model.uuid5(model.ID_NAMESPACE, name) == str(uuid.uuid5(model.ID_NAMESPACE, name))
+    assert model.entry_id(name, None) == \
+        "urn:uuid:" + str(uuid.uuid5(model.ID_NAMESPACE, "path:" + name))
