@@ -191,7 +191,8 @@ class _References:
             return None
         if path == ".." or path.startswith("../"):
             return None  # above the articles: the site's own files (../feed.atom), not checked
-        if slug_problem(path) is None and _small_file(f"{self.articles_dir}/{path}", self.max_bytes) \
+        if slug_problem(path) is None \
+                and _small_file(f"{self.articles_dir}/{path}", self.max_bytes) \
                 and inside(self.articles_dir, path):
             return path
         self.warnings.append(f"{what} {reference!r} names a missing file ({path}); it is not "
