@@ -32,7 +32,6 @@ from digest.publish.output import Generation
 from digest.publish.reading import SUFFIXES, slug_problem
 from digest.publish.sanitize import (
     absolute_value,
-    absolutize,
     clean_marked,
     clean_with_filter,
     fill_marked,
@@ -104,12 +103,11 @@ def link_references(article: Article, articles_dir: Path, max_bytes: int) -> Art
 
 
 def link_references_absolute(article: Article, articles_dir: Path, max_bytes: int,
-                             page_url: str) -> tuple[Article, str]:
-    """link_references, and the body it gives with links absolute for the page at page_url:
+                             page_url: str) -> tuple[Article, str | None]:
+    """link_references, and the body it gives with links absolute for the page at page_url,
     ``absolutize(result.body_html, page_url)``, from the same sanitizer pass when that is
-    sure to give the same."""
-    linked, content = _link_references(article, articles_dir, max_bytes, page_url)
-    return linked, absolutize(linked.body_html, page_url) if content is None else content
+    sure to give the same; else None (absolutize it when needed)."""
+    return _link_references(article, articles_dir, max_bytes, page_url)
 
 
 def _link_references(article: Article, articles_dir: Path, max_bytes: int,

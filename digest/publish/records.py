@@ -14,6 +14,7 @@ from digest.publish import assets, feeds
 from digest.publish.output import place
 from digest.publish.pages import article_page
 from digest.publish.reading import read_article, read_source
+from digest.publish.sanitize import absolutize
 from digest.publish.workers import Reader
 from digest.settings import Settings
 
@@ -48,8 +49,9 @@ def read_file(source: SourceFile, settings: Settings) -> Article:
     return assets.link_references(article, settings.articles_dir, settings.max_asset_bytes)
 
 
-def read_with_content(source: SourceFile, settings: Settings) -> tuple[Article, str]:
-    """read_file, and the article's feed content: its body with links made absolute."""
+def read_with_content(source: SourceFile, settings: Settings) -> tuple[Article, str | None]:
+    """read_file, and the article's feed content (its body with links made absolute) when
+    the same sanitizer pass gave it, else None: absolutize the body."""
     data = read_source(source, settings.max_article_bytes)
     article = read_article(source, data, settings.site_timezone, settings.max_article_bytes)
     return assets.link_references_absolute(article, settings.articles_dir,
@@ -105,4 +107,6 @@ def read_one(reader: Reader, task: Task) -> Outcome:
         changed = place(job.new_root, job.previous_root, page, data, reader.made)
     except ArticleError as exc:
         return exc
+    if content is None:
+        content = absolutize(article.body_html, entry.url)
     return record, article.warnings, page, len(data) if changed else -1, content
