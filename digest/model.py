@@ -200,8 +200,18 @@ def entry_id(key: str, explicit: str | None) -> str:
     if explicit:
         if ":" in explicit:
             return explicit  # already an IRI (tag:, urn:, https:)
-        return "urn:uuid:" + str(uuid.uuid5(ID_NAMESPACE, "id:" + explicit))
-    return "urn:uuid:" + str(uuid.uuid5(ID_NAMESPACE, "path:" + key))
+        return "urn:uuid:" + uuid5(ID_NAMESPACE, "id:" + explicit)
+    return "urn:uuid:" + uuid5(ID_NAMESPACE, "path:" + key)
+
+
+def uuid5(namespace: uuid.UUID, name: str) -> str:
+    """``str(uuid.uuid5(namespace, name))`` without making UUID objects (a third of the cost)."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name.encode("utf-8"),
+                                    usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @functools.lru_cache(maxsize=4096)  # a site has few tags, each on many articles

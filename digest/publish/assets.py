@@ -16,10 +16,12 @@ that leads to no publishable file is a warning naming the article and the path.
 
 from __future__ import annotations
 
+import errno
 import mimetypes
 import os
 import posixpath
 import shutil
+import stat
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -28,7 +30,13 @@ from digest.errors import ArticleError, OutputError, shown_path
 from digest.model import Article, SourceFile, article_path
 from digest.publish.output import Generation
 from digest.publish.reading import SUFFIXES, slug_problem
-from digest.publish.sanitize import clean_with_filter
+from digest.publish.sanitize import (
+    absolute_value,
+    clean_marked,
+    clean_with_filter,
+    fill_marked,
+    has_link_attribute,
+)
 
 PREFIX = "articles/"  # where articles' pages and the files beside them live in the output
 _PAGE_SUFFIXES = (".html", ".htm")
@@ -91,16 +99,56 @@ def _copy(gen: Generation, path: str, asset: SourceFile) -> None:
 def link_references(article: Article, articles_dir: Path, max_bytes: int) -> Article:
     """The article with its relative links checked (and moved with its page), its first
     image, and its enclosure (as read: a path relative to the article) as an output path."""
+    return _link_references(article, articles_dir, max_bytes, None)[0]
+
+
+def link_references_absolute(article: Article, articles_dir: Path, max_bytes: int,
+                             page_url: str) -> tuple[Article, str | None]:
+    """link_references, and the body it gives with links absolute for the page at page_url,
+    ``absolutize(result.body_html, page_url)``, from the same sanitizer pass when that is
+    sure to give the same; else None (absolutize it when needed)."""
+    return _link_references(article, articles_dir, max_bytes, page_url)
+
+
+def _link_references(article: Article, articles_dir: Path, max_bytes: int,
+                     page_url: str | None) -> tuple[Article, str | None]:
     body = article.body_html
     if "src=" not in body and "href=" not in body and not article.enclosure:
-        return article if not article.image else replace(article, image="")
+        return article if not article.image else replace(article, image=""), None
     refs = _References(article, articles_dir, max_bytes)
+    content = None
     if "src=" in body or "href=" in body:
-        body = clean_with_filter(body, refs.attribute)
+        marked = None if page_url is None else clean_marked(body, refs.attribute)
+        if marked is None:
+            refs = _References(article, articles_dir, max_bytes)  # as if never marked
+            body = clean_with_filter(body, refs.attribute)
+        else:
+            body, content = _fill(body, *marked, page_url or "")
     found = refs.target(article.enclosure, "enclosure") if article.enclosure else None
     return replace(article, body_html=body, image=refs.image,
                    enclosure=output_path(found) if found else "",
-                   warnings=(*article.warnings, *refs.warnings))
+                   warnings=(*article.warnings, *refs.warnings)), content
+
+
+def _fill(body: str, marked: str, values: list[tuple[str, str, str, str]],
+          page_url: str) -> tuple[str, str | None]:
+    """The body with the references' values, and (None when unsure) it with links absolute.
+
+    The marked pass is the sanitizer's pass over the body with the values left out. If
+    the values read give back the body, the body is a fixed point of the sanitizer, and
+    so is the new body (only link values differ, and they decide no element's place):
+    sanitizing it again with absolutize's filter changes just those values.
+    """
+    new_body = fill_marked(marked, [given for _, _, _, given in values])
+    if fill_marked(marked, [read for _, _, read, _ in values]) != body:
+        return new_body, None  # sanitizing it again may move elements: absolutize does it
+    if not has_link_attribute(new_body):
+        return new_body, new_body
+    absolute = [absolute_value(page_url, tag, attribute, given)
+                for tag, attribute, _, given in values]
+    if None in absolute:
+        return new_body, None  # a dropped attribute moves others: absolutize does it
+    return new_body, fill_marked(marked, [value or "" for value in absolute])
 
 
 class _References:
@@ -141,13 +189,38 @@ class _References:
             return None
         if path == ".." or path.startswith("../"):
             return None  # above the articles: the site's own files (../feed.atom), not checked
-        file = self.articles_dir / path
-        if slug_problem(path) is None and file.is_file() and \
-                file.stat().st_size <= self.max_bytes and _inside(file, self.articles_dir):
+        if slug_problem(path) is None \
+                and _small_file(f"{self.articles_dir}/{path}", self.max_bytes) \
+                and inside(self.articles_dir, path):
             return path
         self.warnings.append(f"{what} {reference!r} names a missing file ({path}); it is not "
                              "published")
         return None
+
+
+def _small_file(file: str, max_bytes: int) -> bool:
+    """``Path(file).is_file() and Path(file).stat().st_size <= max_bytes``, in one stat."""
+    try:
+        info = os.stat(file)
+    except ValueError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            return False  # what Path.is_file ignores; other errors are raised, as there
+        raise
+    return stat.S_ISREG(info.st_mode) and info.st_size <= max_bytes
+
+
+def inside(root: Path, path: str) -> bool:
+    """Whether root/path (path normalized, relative, not above root) resolves to a file
+    under root: at once when no part of path is a symbolic link (then it resolves to the
+    resolved root and path), else by resolving both."""
+    part = str(root)
+    for segment in path.split("/"):
+        part = f"{part}/{segment}"
+        if os.path.islink(part):
+            return _inside(root / path, root)
+    return True
 
 
 def _inside(file: Path, root: Path) -> bool:

@@ -24,7 +24,12 @@ from digest.model import Article, SourceFile, entry_id
 from digest.publish.formats import markdown as markdown_format
 from digest.publish.formats import text as text_format
 from digest.publish.formats.fields import Fields
-from digest.publish.sanitize import has_xml_illegal, strip_xml_illegal, xml_illegal
+from digest.publish.sanitize import (
+    has_xml_illegal,
+    strip_xml_illegal,
+    utf8_has_xml_illegal,
+    xml_illegal,
+)
 
 TEXT_SUFFIXES = (".txt",)
 MARKDOWN_SUFFIXES = (".md", ".markdown")
@@ -62,7 +67,7 @@ def read_article(source: SourceFile, data: bytes, zone: ZoneInfo, max_bytes: int
         raise ArticleError(source.key, f"invalid UTF-8 at byte {exc.start} (line {line})",
                            "re-save the file as UTF-8") from None
     warnings: list[str] = []
-    bad = xml_illegal(text) if has_xml_illegal(text) else []
+    bad = xml_illegal(text) if utf8_has_xml_illegal(data) else []  # data: valid UTF-8
     if bad:
         warnings.append(f"removed control characters XML forbids ({', '.join(bad)})")
         text = strip_xml_illegal(text)
@@ -213,15 +218,32 @@ def read_source(source: SourceFile, max_bytes: int) -> bytes:
     except OSError as exc:
         raise ArticleError(source.key, f"cannot read ({exc.strerror})",
                            "check that the file exists and is readable") from exc
-    with open(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):  # replaced since the scan
-            raise not_a_regular_file(source.key, mode)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):  # replaced since the scan
+            raise not_a_regular_file(source.key, info.st_mode)
         try:
-            return handle.read(max_bytes + 1)
+            return _read_to_end(fd, max_bytes + 1, info.st_size + 1)
         except OSError as exc:
             raise ArticleError(source.key, f"cannot read ({exc.strerror})",
                                "check that the file exists and is readable") from exc
+    finally:
+        os.close(fd)
+
+
+def _read_to_end(fd: int, limit: int, size: int) -> bytes:
+    """Up to `limit` bytes, to the end of the file, in reads of `size` (the file's size + 1,
+    so one read and the one that finds the end): a buffer of the limit (1 MiB) for a
+    small file costs more than reading it, and so does a buffered file object."""
+    chunks = []
+    total = 0
+    while total < limit:
+        chunk = os.read(fd, min(size, limit - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def headline(lead: str) -> str:
@@ -235,7 +257,8 @@ def headline(lead: str) -> str:
 def first_sentence(text: str) -> str:
     text = " ".join(text.split())
     for match in _SENTENCE_END.finditer(text):
-        word = text[: match.start()].rsplit(" ", 1)[-1].lower().strip("(\"'“‘")
+        word = text[text.rfind(" ", 0, match.start()) + 1: match.start()]  # the last word
+        word = word.lower().strip("(\"'“‘")
         if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()) or "." in word:
             continue
         return text[: match.end()]

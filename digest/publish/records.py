@@ -49,6 +49,16 @@ def read_file(source: SourceFile, settings: Settings) -> Article:
     return assets.link_references(article, settings.articles_dir, settings.max_asset_bytes)
 
 
+def read_with_content(source: SourceFile, settings: Settings) -> tuple[Article, str | None]:
+    """read_file, and the article's feed content (its body with links made absolute) when
+    the same sanitizer pass gave it, else None: absolutize the body."""
+    data = read_source(source, settings.max_article_bytes)
+    article = read_article(source, data, settings.site_timezone, settings.max_article_bytes)
+    return assets.link_references_absolute(article, settings.articles_dir,
+                                           settings.max_asset_bytes,
+                                           settings.url(article_path(article.slug)))
+
+
 def feed_check(article: Article, record: StoredArticle, settings: Settings,
                meta: feeds.FeedMeta) -> None:
     """Raise ArticleError if this article would break a feed (its body as read, links relative)."""
@@ -86,7 +96,7 @@ def read_one(reader: Reader, task: Task) -> Outcome:
     source, old = task
     job = reader.job
     try:
-        article = read_file(source, job.settings)
+        article, content = read_with_content(source, job.settings)
         record = remember(article, source, old, job.now)
         feed_check(article, record, job.settings, job.meta)
         if record.status != "published":
@@ -97,5 +107,6 @@ def read_one(reader: Reader, task: Task) -> Outcome:
         changed = place(job.new_root, job.previous_root, page, data, reader.made)
     except ArticleError as exc:
         return exc
-    content = absolutize(article.body_html, entry.url)
+    if content is None:
+        content = absolutize(article.body_html, entry.url)
     return record, article.warnings, page, len(data) if changed else -1, content

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from html import escape, unescape
@@ -48,12 +49,26 @@ def xml_illegal(text: str) -> list[str]:
 
 def has_xml_illegal(text: str) -> bool:
     """Whether text holds any character XML 1.0 forbids (cheaper than naming them)."""
-    return _XML_ILLEGAL.search(text) is not None
+    return utf8_has_xml_illegal(text.encode("utf-8", "surrogatepass"))
+
+
+# The bytes of the C0 controls XML forbids, and the UTF-8 forms of U+FFFE and U+FFFF;
+# a lone surrogate (surrogatepass) is 0xED then 0xA0-0xBF.
+_ILLEGAL_C0 = bytes(c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D))
+_SURROGATE = re.compile(rb"\xed[\xa0-\xbf]")
+
+
+def utf8_has_xml_illegal(data: bytes) -> bool:
+    """has_xml_illegal of UTF-8 bytes (lone surrogates encoded as by "surrogatepass"),
+    without decoding them: C-speed searches, several times faster than the regex."""
+    return (len(data.translate(None, _ILLEGAL_C0)) != len(data)
+            or (b"\xef" in data and (b"\xef\xbf\xbe" in data or b"\xef\xbf\xbf" in data))
+            or (b"\xed" in data and _SURROGATE.search(data) is not None))
 
 
 def strip_xml_illegal(text: str) -> str:
     """Text without the characters XML 1.0 forbids: the one cleaner for feed and page values."""
-    return _XML_ILLEGAL.sub("", text)
+    return _XML_ILLEGAL.sub("", text) if has_xml_illegal(text) else text  # the check is cheaper
 
 
 def sanitize(html: str) -> str:
@@ -98,7 +113,7 @@ def figures(html: str) -> str:
         return (f"<figure>{match['open'] or ''}{match['img']}{match['close'] or ''}"
                 f"<figcaption>{escape(caption, quote=False)}</figcaption></figure>")
 
-    return _STANDALONE_IMAGE.sub(figure, html)
+    return _STANDALONE_IMAGE.sub(figure, html) if "<img" in html else html
 
 
 def bound_nesting(html: str, limit: int = MAX_NESTING) -> str:
@@ -108,6 +123,12 @@ def bound_nesting(html: str, limit: int = MAX_NESTING) -> str:
     blockquotes took 12 s), so this runs first, in one linear pass over the tags.
     Documents within the limit come back unchanged.
     """
+    if html.count("<") <= limit:
+        return html  # a tag is dropped only under `limit` open ones, each begun by a '<'
+    return _drop_deep(html, limit)
+
+
+def _drop_deep(html: str, limit: int) -> str:
     open_names: list[tuple[str, bool]] = []  # (name, kept) of the elements still open
     counts: dict[str, int] = {}
     depth = 0  # kept elements open
@@ -158,20 +179,68 @@ def absolutize(html: str, page_url: str) -> str:
     markup, as in a code block, stays as it is. HTML with no link attribute at all
     (most article bodies) is returned as it is: sanitizing it again changes nothing.
     """
-    if " href=" not in html and " src=" not in html and " srcset=" not in html:
+    if not has_link_attribute(html):
         return html
+    return clean_with_filter(html, functools.partial(absolute_value, page_url))
 
-    def absolute(tag: str, attribute: str, value: str) -> str | None:
-        try:
-            if attribute in ("href", "src"):
-                return urljoin(page_url, value.strip())
-            if attribute == "srcset":
-                return ", ".join(_absolute_candidate(page_url, part) for part in value.split(","))
-        except ValueError:
-            return None  # not a URL at all (say "http://[x"): drop the link, keep the text
-        return value
 
-    return clean_with_filter(html, absolute)
+def has_link_attribute(html: str) -> bool:
+    """Whether absolutize has to sanitize this HTML again (no: it returns it as it is)."""
+    return " href=" in html or " src=" in html or " srcset=" in html
+
+
+def absolute_value(page_url: str, tag: str, attribute: str, value: str) -> str | None:
+    """absolutize's filter: an attribute's value with its links absolute (None drops it)."""
+    try:
+        if attribute in ("href", "src"):
+            return urljoin(page_url, value.strip())
+        if attribute == "srcset":
+            return ", ".join(_absolute_candidate(page_url, part) for part in value.split(","))
+    except ValueError:
+        return None  # not a URL at all (say "http://[x"): drop the link, keep the text
+    return value
+
+
+# One sanitizer pass, two results. The link attributes' values are left out of the HTML
+# (a private-use marker stands for each) and filled in afterwards, escaped as the
+# sanitizer's serializer (html5ever) escapes attribute values.
+_LINK_ATTRIBUTES = frozenset(("href", "src", "srcset"))
+_MARKER = re.compile("\ue000([0-9]+)\ue001")
+Marked = tuple[str, list[tuple[str, str, str, str]]]  # the HTML, (tag, attribute, read, given)
+
+
+def escape_attribute(value: str) -> str:
+    """An attribute value as the sanitizer writes it between double quotes."""
+    return (value.replace("&", "&amp;").replace("\u00a0", "&nbsp;").replace('"', "&quot;")
+            .replace("<", "&lt;").replace(">", "&gt;"))
+
+
+def clean_marked(html: str, attribute_filter: Callable[[str, str, str], str | None]
+                 ) -> Marked | None:
+    """clean_with_filter(html, attribute_filter) with a marker for each link attribute's
+    value, and each such attribute's tag, name, value read and value the filter gave,
+    in order; None when the HTML already holds the marker character (or, never seen,
+    a marked attribute was left out): then clean_with_filter it is."""
+    if "\ue000" in html:
+        return None
+    values: list[tuple[str, str, str, str]] = []
+
+    def mark(tag: str, attribute: str, value: str) -> str | None:
+        given = attribute_filter(tag, attribute, value)
+        if given is None or attribute not in _LINK_ATTRIBUTES:
+            return given
+        values.append((tag, attribute, value, given))
+        return f"\ue000{len(values) - 1}\ue001"
+
+    marked = clean_with_filter(html, mark)
+    if marked.count("\ue000") != len(values):
+        return None
+    return marked, values
+
+
+def fill_marked(marked: str, values: list[str]) -> str:
+    """The marked HTML with each marker replaced by its value."""
+    return _MARKER.sub(lambda match: escape_attribute(values[int(match[1])]), marked)
 
 
 def clean_with_filter(html: str, attribute_filter: Callable[[str, str, str], str | None]) -> str:

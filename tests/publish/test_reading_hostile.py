@@ -252,3 +252,29 @@ def test_a_file_replaced_by_a_fifo_after_the_scan_is_refused_without_blocking(
     with pytest.raises(ArticleError, match=r"^x\.md: is a FIFO \(named pipe\), not a regular file$"):
         read_source(SourceFile("x.md", str(fifo), 10, 0), 1000)
     assert time.monotonic() - start < 5
+
+
+def test_a_file_replaced_by_a_folder_after_the_scan_is_refused(tmp_path: Path) -> None:
+    """(Opening it as a file object raised IsADirectoryError before the check was reached.)"""
+    (tmp_path / "x.md").mkdir()
+    with pytest.raises(ArticleError, match=r"^x\.md: is a folder, not a regular file$"):
+        read_source(SourceFile("x.md", str(tmp_path / "x.md"), 10, 0), 1000)
+
+
+@pytest.mark.parametrize("size", [0, 1, 999, 1000, 1001, 5000])
+@pytest.mark.parametrize("seen", [0, 1, 0.5, 2])  # the size fstat gives, times the real one
+def test_an_article_is_read_to_its_end_or_one_byte_over_the_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, seen: float) -> None:
+    """Reads are sized by the file's size as fstat gives it; a file that grew since is
+    still read to its end (or one byte over the limit)."""
+    (tmp_path / "x.md").write_bytes(b"a" * size)
+    real_fstat = os.fstat
+
+    def fstat(fd: int) -> os.stat_result:
+        info = list(real_fstat(fd))
+        info[6] = int(info[6] * seen)  # st_size
+        return os.stat_result(info)
+
+    monkeypatch.setattr(os, "fstat", fstat)
+    data = read_source(SourceFile("x.md", str(tmp_path / "x.md"), size, 0), 1000)
+    assert data == b"a" * min(size, 1001)

@@ -18,6 +18,7 @@ from html import unescape
 
 import yaml
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from digest.errors import ArticleError
 from digest.publish.formats.fields import Fields
@@ -140,11 +141,20 @@ def parse(key: str, text: str) -> Fields:
         if token.type == "heading_open" and first_heading is None and i + 1 < len(tokens):
             first_heading = _plain(tokens[i + 1].content)
         if token.type == "paragraph_open" and not lead and i + 1 < len(tokens):
-            lead = _plain(_md.renderInline(tokens[i + 1].content))
+            lead = _plain(inline_html(tokens[i + 1], env))
     if not lead and not headers.get("summary") and not headers.get("title"):
         raise ArticleError(key, "has no text", "write at least one paragraph below the front matter")
     return Fields(headers={str(k).lower(): v for k, v in headers.items()}, lead=lead,
                   body_html=html, first_heading=first_heading)
+
+
+def inline_html(token: Token, env: dict[str, object]) -> str:
+    """``_md.renderInline(token.content)`` of a paragraph's inline token, from the children
+    the document's parse gave it: the same tokens, unless the document defines link
+    references (renderInline does not see them), and then it is parsed again as before."""
+    if "references" in env or token.children is None:
+        return str(_md.renderInline(token.content))
+    return str(_md.renderer.render([token], _md.options, {}))
 
 
 def _plain(html: str) -> str:

@@ -24,22 +24,27 @@ HEADER_KEYS = ("title", "date", "updated", "author", "tags", "id", "slug", "summ
 _HEADER = re.compile(r"^(" + "|".join(HEADER_KEYS) + r")(?:[ \t]+(.*))?$")
 _DATE_LINE = re.compile(r"^(\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:?\d{2})?)?)"
                         r"(?:[ \t]+(.*))?$")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
 HEADING_MAX = 80
 _CLOSING = tuple(".!?:;,…\"'”’)")
 
 
 def parse(key: str, text: str) -> Fields:
-    lines = text.lstrip().split("\n")
+    text = text.lstrip()
     headers: dict[str, object] = {}
     lead_start: str | None = None
-    index = 0
-    while index < len(lines):
-        line = lines[index].strip()
-        match = _HEADER.match(line)
+    index = 0  # header lines read
+    start = 0  # where line `index` starts in text
+    while start <= len(text):  # the lines one by one: only the first few are headers
+        end = text.find("\n", start)
+        if end < 0:
+            end = len(text)
+        match = _HEADER.match(text[start:end].strip())
         if not match:
             break
         name, value = match.group(1), (match.group(2) or "").strip()
         index += 1
+        start = end + 1
         if name == "date":
             date_match = _DATE_LINE.match(value)
             if not date_match:
@@ -57,7 +62,7 @@ def parse(key: str, text: str) -> Fields:
     if "date" not in headers:
         raise ArticleError(key, "no 'date YYYY-MM-DD' line before the text",
                            "start the file with 'date YYYY-MM-DD' and the lead paragraph")
-    rest = "\n".join(lines[index:])
+    rest = text[start:]
     if lead_start is not None:
         rest = lead_start + "\n" + rest
     blocks = _blocks(rest)
@@ -70,8 +75,8 @@ def parse(key: str, text: str) -> Fields:
 def _blocks(text: str) -> list[tuple[str, str]]:
     """Split into ('p' | 'heading', text) blocks at blank lines."""
     blocks: list[tuple[str, str]] = []
-    for chunk in re.split(r"\n[ \t]*\n", text.strip()):
-        chunk_lines = [line.strip() for line in chunk.split("\n") if line.strip()]
+    for chunk in _BLANK_LINE.split(text.strip()):
+        chunk_lines = [line for line in map(str.strip, chunk.split("\n")) if line]
         if not chunk_lines:
             continue
         joined = " ".join(chunk_lines)
