@@ -121,6 +121,9 @@ def confirm_url(settings: Settings, address: str, issued_at: datetime) -> str:
     return settings.url("confirm?token=" + make_token(secret, PURPOSE_CONFIRM, address, issued_at))
 
 
+TOPICS_FOR = 60.0  # seconds the offered topics are kept before the store is read again
+
+
 class Signup:
     """The sign-up service of one `digest serve` process; start() before use, stop() after."""
 
@@ -138,6 +141,7 @@ class Signup:
         self._addresses = RateLimiter(self.limits.per_address)
         self._overall = RateLimiter(self.limits.overall)
         self._jobs: queue.Queue[_Job | None] = queue.Queue(self.limits.queue_size)
+        self._topics: tuple[float, list[str]] | None = None  # (read at, topics)
         self._worker: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -221,8 +225,20 @@ class Signup:
             log.warning("welcome mail to %s not sent: mail queue full", address)
 
     def topics(self) -> list[str]:
-        """The topics offered: tag slugs of the published articles."""
-        return published_topics(self.store)
+        """The topics offered: tag slugs of the published articles.
+
+        Read from the store at most every TOPICS_FOR seconds: every GET of the
+        sign-up and manage pages asks, and reading the tags of every article
+        each time would let a stream of requests keep the store busy. A new
+        tag is offered within that time of its publish.
+        """
+        moment = self.monotonic()
+        cached = self._topics
+        if cached is not None and moment - cached[0] < TOPICS_FOR:
+            return cached[1]
+        found = published_topics(self.store)
+        self._topics = (moment, found)
+        return found
 
     def subscriber(self, token: str, now: datetime) -> tuple[str, Subscriber | None]:
         """The address of a manage link and its subscriber row; TokenError if invalid."""
