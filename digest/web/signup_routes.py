@@ -112,7 +112,7 @@ class SignupRoutes:
         try:
             token = await self._token(request)
         except _BodyTooLarge:
-            return self._page(413, Page("Request too large", ("The request was too large.",)))
+            return self._too_large()
         now = self.clock()
         title = self.settings.site_title
         try:
@@ -132,7 +132,7 @@ class SignupRoutes:
         try:
             token = await self._token(request)
         except _BodyTooLarge:
-            return self._page(413, Page("Request too large", ("The request was too large.",)))
+            return self._too_large()
         now = self.clock()
         title = self.settings.site_title
         try:
@@ -159,7 +159,7 @@ class SignupRoutes:
         try:
             body = await _body(request) if request.method == "POST" else b""
         except _BodyTooLarge:
-            return self._page(413, Page("Request too large", ("The request was too large.",)))
+            return self._too_large()
         now = self.clock()
         offered = await run_in_threadpool(self.signup.topics)
         try:
@@ -212,7 +212,7 @@ class SignupRoutes:
         try:
             body = await _body(request)
         except _BodyTooLarge:
-            return self._page(413, Page("Request too large", ("The request was too large.",)))
+            return self._too_large()
         try:
             fields = dict(parse_qsl(body.decode("utf-8", "replace"),
                                     max_num_fields=10 + len(offered)))
@@ -272,11 +272,12 @@ class SignupRoutes:
         lines = [f"This {what} link cannot be used: {exc.message}."]
         if what == "confirm":
             lines.append("To subscribe, use the form again; you will get a new link.")
-        elif what == "manage":
-            lines.append("Use the link of a more recent digest mail.")
-        else:
+        else:  # unsubscribe and manage links come with every digest mail
             lines.append("Use the link of a more recent digest mail.")
         return self._page(status, Page("Link not valid", tuple(lines)))
+
+    def _too_large(self) -> Response:
+        return self._page(413, Page("Request too large", ("The request was too large.",)))
 
     def _page(self, status: int, page: Page, extra: dict[str, str] | None = None) -> Response:
         text = render(self.env, PAGE_TEMPLATE, {"site": self.site, "page": page})
