@@ -10,7 +10,7 @@ deliveries in a row that cannot even reach the server stop the run with a
 MailError; an SMTPConfigError (login, TLS) stops it at once. Whatever stops
 a run, the deliveries not yet sent go back to the outbox untouched.
 
-A lost reply to the end of data (:class:`~digest.mailer.OutcomeUnknown`: no
+A lost reply to the end of data (:class:`~digest.mail.smtp.OutcomeUnknown`: no
 reply within the mailer's 10-minute wait, or the connection dropped after the
 final ".") is not a refusal: the server may have the message. The delivery is
 marked *unknown* and not retried by this run; a later run sends it once more

@@ -2,7 +2,7 @@
 
 This is the orchestration module of the mail stages: it combines the
 subscriber list, the outbox, rendering, message building and a
-:class:`~digest.mailer.Mailer`. The scheduler and `digest send` call
+:class:`~digest.mail.smtp.Mailer`. The scheduler and `digest send` call
 :func:`send_digest`. How a send goes: :mod:`digest.mail.workers` (SMTP
 connections, recording each delivery) and :mod:`digest.mail.run` (what each
 server reply does, retries, lost replies). What it would send, without
