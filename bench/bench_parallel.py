@@ -38,10 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_send import NOW, addresses, bench_settings, free_port, fresh_store
 
 from digest.mail.message import MessageFactory, OutgoingMessage, message_id, sender_domain
-from digest.mail.outbox import Edition, Outbox
-from digest.mail.send import personal, render_edition, send_digest
+from digest.mail.outbox import Outbox
+from digest.mail.personal import personal
+from digest.mail.send import send_digest
 from digest.mail.smtp import SMTPMailer
-from digest.model import EditionStatus
+from digest.mail.tailored import render_edition
+from digest.model import Edition, EditionStatus
 
 HERE = Path(__file__).resolve().parent
 

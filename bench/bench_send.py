@@ -46,11 +46,13 @@ from digest.mail.message import (
     message_id,
     sender_domain,
 )
-from digest.mail.outbox import Edition, Outbox
-from digest.mail.send import personal, render_edition, send_digest
+from digest.mail.outbox import Outbox
+from digest.mail.personal import personal
+from digest.mail.send import send_digest
 from digest.mail.smtp import SMTPMailer
 from digest.mail.subscribers import subscribe_many
-from digest.model import EditionStatus
+from digest.mail.tailored import render_edition
+from digest.model import Edition, EditionStatus
 from digest.settings import Settings, load_settings
 from digest.store.database import Store, StoredArticle, resolve_url
 

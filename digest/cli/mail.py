@@ -16,15 +16,9 @@ from digest.cli.support import Context, now, pass_ctx, stop_on_signals
 from digest.errors import SubscriberError
 from digest.mail.choices import CADENCES, cadence_from_text, topics_from_text
 from digest.mail.message import OutgoingMessage
-from digest.mail.outbox import edition_exists, problems
-from digest.mail.outbox import history as edition_history
-from digest.mail.send import (
-    SendReport,
-    check_send_settings,
-    send_digest,
-    test_message,
-)
-from digest.mail.send import dry_run as build_dry_run
+from digest.mail.previews import dry_run as build_dry_run
+from digest.mail.previews import test_message
+from digest.mail.send import SendReport, check_send_settings, send_digest
 from digest.mail.smtp import PermanentFailure, SMTPMailer, TemporaryFailure
 from digest.mail.subscriber_csv import import_rows, read_subscriber_file, write_csv
 from digest.mail.subscribers import (
@@ -41,6 +35,8 @@ from digest.mail.subscribers import (
 from digest.mail.welcome import send_welcome
 from digest.service.reports import delivery_counts
 from digest.store.database import Store
+from digest.store.edition_reports import edition_exists, problems
+from digest.store.edition_reports import history as edition_history
 from digest.words import plural
 
 NOTHING_TO_SEND = "no new articles since the last digest: nothing to send (--force sends anyway)"

@@ -10,7 +10,7 @@ import click
 
 from digest.cli.support import Context, now, pass_ctx
 from digest.errors import DigestError
-from digest.mail.send import preview_html
+from digest.mail.previews import preview_html
 from digest.publish.build import unpublished_changes
 
 

@@ -21,10 +21,10 @@ from datetime import datetime
 
 from digest.errors import ConfigError
 from digest.mail.dsn import Report, ReportError, parse_report
-from digest.mail.outbox import edition_recipients
 from digest.mail.verp import VerpError, parse_token, recipient_key
 from digest.settings import Settings
 from digest.store.database import Store
+from digest.store.edition_reports import edition_recipients
 from digest.store.returned import record_returned
 
 log = logging.getLogger("digest.mail")

@@ -2,7 +2,9 @@
 
 Editions carry what :func:`digest.mail.edition.select_articles` chooses; who
 gets which of them is :mod:`digest.store.audience` (topics, cadence); the
-bookkeeping (claims, leases, compare-and-set updates) is the store's.
+bookkeeping (claims, leases, compare-and-set updates) is the store's
+(:mod:`digest.store.claims`), and so are the reports on how editions went
+(:mod:`digest.store.edition_reports`).
 """
 
 from __future__ import annotations
@@ -10,42 +12,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from digest.mail.edition import select_articles
-from digest.model import Edition
 from digest.settings import Settings
 from digest.store import outbox as stored
 from digest.store.audience import Schedule
 from digest.store.database import Store
-from digest.store.outbox import (
-    DONE,
-    FAILED,
-    OPEN,
-    PENDING,
-    SENDING,
-    SENT,
-    SKIPPED,
-    STATUSES,
-    TO_DO,
-    UNCONFIRMED,
-    UNKNOWN,
-    Delivery,
-    EditionProgress,
-    EditionSummary,
-    Failure,
-    Problem,
-    Recorder,
-    edition_exists,
-    edition_recipients,
-    history,
-    new_owner,
-    owner_name,
-    problems,
-    progress,
-)
-
-__all__ = ["DONE", "FAILED", "OPEN", "PENDING", "SENDING", "SENT", "SKIPPED", "STATUSES", "TO_DO",
-           "UNCONFIRMED", "UNKNOWN", "Delivery", "Edition", "EditionProgress", "EditionSummary",
-           "Failure", "Outbox", "Problem", "Recorder", "edition_exists", "edition_recipients",
-           "history", "new_owner", "owner_name", "problems", "progress"]
 
 
 class Outbox(stored.Outbox):

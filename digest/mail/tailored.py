@@ -1,11 +1,12 @@
 """One message factory per article list: deliveries of one edition may carry different articles.
 
 A subscriber with topics, or a weekly one, gets a delivery whose article list
-(:attr:`digest.mail.outbox.Delivery.articles`) differs from the edition's own
+(:attr:`digest.store.claims.Delivery.articles`) differs from the edition's own
 (see :mod:`digest.store.audience`). Each distinct list is rendered once (subject,
 bodies) and kept, so a run renders as many times as there are distinct lists,
 not as many as recipients. The items come from the snapshots stored with
 their editions: a resumed edition renders exactly as before.
+:func:`render_edition` renders an edition's own list once, outside a send.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Mapping
 
 from digest.mail.message import MessageFactory
-from digest.mail.render import DigestContent, render_digest
+from digest.mail.render import DigestContent, RenderedDigest, render_digest
 from digest.model import DigestItem, Edition, EditionStatus
 from digest.settings import Settings
 from digest.store.audience import items_by_key
@@ -27,6 +28,12 @@ def has_web_copy(edition: Edition) -> bool:
     """Whether the edition's web copy (digests/<n>.html) exists: it is made before its first
     message goes out; the preview of the next edition (dry run, test send) has none."""
     return edition.status is not EditionStatus.PREVIEW
+
+
+def render_edition(settings: Settings, edition: Edition) -> RenderedDigest:
+    """The edition's own article list rendered (previews, test sends)."""
+    return render_digest(settings, DigestContent(edition.id, edition.created_at, edition.items,
+                                                 web_copy=has_web_copy(edition)))
 
 
 class Tailor:

@@ -17,8 +17,8 @@ from typing import Any
 from digest.addresses import normalize_address
 from digest.headers import set_mailbox, set_text
 from digest.mail.message import POLICY, OutgoingMessage, list_unsubscribe, sender_address, sender_domain
+from digest.mail.personal import manage_url, unsubscribe_url
 from digest.mail.render import inline_css, normal_newlines, one_line, plain_block
-from digest.mail.send import manage_url, unsubscribe_url
 from digest.mail.smtp import Mailer
 from digest.model import article_path
 from digest.settings import Settings

@@ -37,8 +37,8 @@ from digest.service.scheduler import Clock, Service
 from digest.settings import Settings
 from digest.store import nodes as node_rows
 from digest.store.database import Store
+from digest.store.edition_reports import claimable
 from digest.store.nodes import FOLLOWER, LEADER, LeaderLock, new_node_id
-from digest.store.outbox import claimable
 from digest.store.runs import STOPPED
 
 log = logging.getLogger("digest.schedule")

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from digest.cron import next_fire
-from digest.mail.outbox import EditionProgress, progress
 from digest.service.jobs import SEND, job_names
 from digest.service.scheduler import describe_job, schedule_of
 from digest.settings import Settings
 from digest.store import runs as job_runs
 from digest.store.database import Store
+from digest.store.edition_reports import EditionProgress, progress
 from digest.store.nodes import Node, list_nodes
 from digest.store.runs import scheduled_times
 

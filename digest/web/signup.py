@@ -35,8 +35,8 @@ from typing import Literal
 
 from digest.addresses import normalize_address
 from digest.errors import ConfigError, DigestError
+from digest.mail.confirmation import send_confirmation
 from digest.mail.message import sender_address
-from digest.mail.send import send_confirmation
 from digest.mail.smtp import Mailer
 from digest.mail.subscribers import (
     SUBSCRIBED,

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from digest.mail.outbox import problems
-from digest.mail.send import RetryPolicy, send_digest
+from digest.mail.run import RetryPolicy
+from digest.mail.send import send_digest
 from digest.mail.smtp import Mailer, SMTPMailer
 from digest.mail.subscribers import (
     get_subscriber,
@@ -22,6 +22,7 @@ from digest.mail.subscribers import (
     subscribe_many,
 )
 from digest.store.database import Store
+from digest.store.edition_reports import problems
 from tests.conftest import base_env, digest_cli, make_settings
 from tests.fixtures_mail import (
     NOW,

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from digest.cli.main import cli
-from digest.mail.outbox import history
 from digest.mail.subscribers import list_subscribers
 from digest.store.database import Store
+from digest.store.edition_reports import history
 from tests.fixtures_mail import (
     PASSWORD,
     TLS,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from digest.errors import ConfigError, MailError, SubscriberError
-from digest.mail.send import send_confirmation
+from digest.mail.confirmation import send_confirmation
 from digest.mail.smtp import MemoryMailer, SMTPMailer
 from tests.conftest import make_settings
 from tests.fixtures_mail import NOW, SMTPServer

@@ -22,12 +22,14 @@ from click.testing import CliRunner, Result
 import digest.store.database
 from digest.cli.main import cli
 from digest.errors import MailError
-from digest.mail.outbox import Outbox, history
-from digest.mail.send import RetryPolicy, SendReport, claim_lease, send_digest
+from digest.mail.outbox import Outbox
+from digest.mail.run import RetryPolicy
+from digest.mail.send import SendReport, claim_lease, send_digest
 from digest.mail.smtp import Mailer, SMTPMailer
 from digest.mail.subscribers import subscribe_many
 from digest.settings import Settings
 from digest.store.database import Store
+from digest.store.edition_reports import history
 from digest.store.migrations import MIGRATIONS
 from digest.store.schema import deliveries
 from tests.conftest import base_env, make_settings, wait_for

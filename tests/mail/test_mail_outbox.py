@@ -8,9 +8,10 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-from digest.mail.outbox import Outbox, history
+from digest.mail.outbox import Outbox
 from digest.mail.subscribers import subscribe_many, unsubscribe
 from digest.store.database import Store
+from digest.store.edition_reports import history
 from tests.fixtures_mail import NOW, add_articles, article, sample_articles
 
 
@@ -105,7 +106,7 @@ def test_claims_of_a_dead_local_process_are_taken_over_at_once(store: Store,
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)
     dead_pid = int(child.stdout)
-    from digest.mail.outbox import new_owner
+    from digest.store.owners import new_owner
 
     here = new_owner().rsplit("|", 2)[0]
     dead = Outbox(store, owner=f"{here}|{dead_pid}|dead")

@@ -12,11 +12,13 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from digest.mail.outbox import Outbox, Recorder, history
+from digest.mail.outbox import Outbox
 from digest.mail.send import send_digest
 from digest.mail.smtp import MemoryMailer, SMTPMailer, too_many_connections
 from digest.mail.subscribers import subscribe_many
 from digest.store.database import Store
+from digest.store.edition_reports import history
+from digest.store.recorder import Recorder
 from tests.conftest import make_settings
 from tests.fixtures_mail import NOW, Behaviour, SMTPServer, add_articles, sample_articles
 
@@ -60,7 +62,7 @@ def test_records_queued_together_share_one_commit(tmp_path: Path) -> None:
                                                   message_id=lambda uid, a: f"<{uid}.{a}>")
         assert edition is not None
         claimed = outbox.claim(edition.id, NOW, 30)
-        recorder = outbox.recorder()
+        recorder = Recorder(outbox)
         with store.writing():
             futures = [recorder.submit(d, NOW, 1) for d in claimed]
             time.sleep(0.05)

@@ -11,13 +11,16 @@ import pytest
 
 from digest.errors import ConfigError, MailError, SMTPConfigError, StoreError
 from digest.mail.message import OutgoingMessage
-from digest.mail.outbox import Delivery, Recorder, history
-from digest.mail.send import RetryPolicy, SendReport, claim_lease, send_digest
+from digest.mail.run import RetryPolicy
+from digest.mail.send import SendReport, claim_lease, send_digest
 from digest.mail.smtp import Mailer, Meanwhile, MemoryMailer, SMTPMailer
 from digest.mail.subscribers import subscribe_many, unsubscribe
 from digest.mail.tokens import verify_token
 from digest.settings import Settings
+from digest.store.claims import Delivery
 from digest.store.database import Store
+from digest.store.edition_reports import history
+from digest.store.recorder import Recorder
 from tests.conftest import make_settings
 from tests.fixtures_mail import NOW, TLS, Behaviour, SMTPServer, add_articles, free_port, sample_articles
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from digest.mail.send import SendReport, dry_run, send_digest
+from digest.mail.previews import dry_run
+from digest.mail.send import SendReport, send_digest
 from digest.mail.smtp import SMTPMailer
 from digest.mail.subscribers import Choices, subscribe_many
 from digest.model import Cadence

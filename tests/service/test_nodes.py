@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from digest.mail.outbox import history
 from digest.service.jobs import PUBLISH, SEND
 from digest.service.leader import Node
 from digest.service.scheduler import JobRunner
@@ -23,8 +22,8 @@ from digest.service.status import service_status
 from digest.store import nodes as node_rows
 from digest.store import runs as job_runs
 from digest.store.database import Store
+from digest.store.edition_reports import claimable, history
 from digest.store.nodes import LeaderLock
-from digest.store.outbox import claimable
 from digest.store.timestamps import iso
 from tests.conftest import make_settings, wait_for
 from tests.fixtures_mail import NOW, SMTPServer, add_articles, article

@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from digest.mail.outbox import history, progress
 from digest.mail.subscribers import subscribe_many
 from digest.service.jobs import SEND
 from digest.store import nodes as node_rows
 from digest.store import runs as job_runs
 from digest.store.database import Store
+from digest.store.edition_reports import history, progress
 from tests.conftest import base_env, copy_sample, digest_cli, write
 from tests.fixtures_mail import SMTPServer
 from tests.schedule_process import DigestRun

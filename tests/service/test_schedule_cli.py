@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from digest.mail.outbox import Outbox, history
+from digest.mail.outbox import Outbox
 from digest.mail.subscribers import subscribe_many
 from digest.service.jobs import SEND
 from digest.store import runs as job_runs
 from digest.store.database import Store
+from digest.store.edition_reports import history
 from tests.conftest import base_env, copy_sample, digest_cli, write
 from tests.fixtures_mail import NOW, Behaviour, SMTPServer, add_articles, sample_articles
 from tests.schedule_process import DigestRun

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from digest.mail.outbox import history
 from digest.store import runs as job_runs
 from digest.store.database import Store
+from digest.store.edition_reports import history
 from tests.conftest import base_env, digest_cli, write
 from tests.fixtures_mail import SMTPServer
 from tests.schedule_process import DigestRun, away_from_minute_end
