@@ -59,7 +59,6 @@ from datetime import datetime, timedelta
 
 from digest.addresses import normalize_address
 from digest.errors import ConfigError, MailError
-from digest.mail.edition import select_articles
 from digest.mail.message import (
     MessageFactory,
     OutgoingMessage,
@@ -79,14 +78,12 @@ from digest.mail.outbox import (
     schedule_of,
 )
 from digest.mail.render import (
-    MANAGE_SLOT,
-    RECIPIENT_SLOT,
-    UNSUBSCRIBE_SLOT,
     DigestContent,
     RenderedDigest,
     confirmation_subject,
     render_confirmation,
     render_digest,
+    sample_html,
 )
 from digest.mail.smtp import (
     END_OF_DATA_TIMEOUT,
@@ -95,12 +92,12 @@ from digest.mail.smtp import (
     PermanentFailure,
     TemporaryFailure,
 )
-from digest.mail.subscribers import SUBSCRIBED, list_subscribers, subscribe_many
+from digest.mail.subscribers import subscribe_many
 from digest.mail.tailored import Tailor, has_web_copy
 from digest.mail.tokens import PURPOSE_MANAGE, PURPOSE_UNSUBSCRIBE, make_token
-from digest.model import DigestItem, EditionStatus
+from digest.mail.upcoming import upcoming
+from digest.model import EditionStatus
 from digest.settings import Settings
-from digest.store.audience import open_plan, preview
 from digest.store.database import Store
 
 log = logging.getLogger("digest.mail")
@@ -284,26 +281,15 @@ def dry_run(settings: Settings, store: Store, now: datetime, force: bool = False
     """The messages `digest send` would send now, built but not sent or recorded; None when
     it would send nothing (no open edition and no new article, unless `force`)."""
     check_send_settings(settings)
-    edition = next_edition(settings, store, now)
-    unsaved: dict[str, DigestItem] = {}
-    if edition.status is EditionStatus.PREVIEW:
-        chosen, plan = preview(store, select_articles, store.load_articles().values(),
-                               edition.id, now, schedule_of(settings), force)
-        unsaved = {a.key: DigestItem.of(a) for a in chosen}
-        if not edition.items and not plan.deliveries and not force:
-            return None
-    else:
-        plan = open_plan(store, edition.id)
-    tailor = Tailor(settings, store, edition, unsaved)
-    names = {s.address: s.name for s in list_subscribers(store, SUBSCRIBED)}
-    known = {s.address for s in list_subscribers(store)}
-    carries = {p.recipient: p.articles for p in plan.deliveries}
-    carries.update({a: None for a in settings.digest_recipients if a not in known})
+    coming = upcoming(settings, store, next_edition(settings, store, now), now, force)
+    if coming is None:
+        return None
+    edition = coming.edition
     domain = sender_domain(settings)
-    return [tailor.factory(carries[address]).build(personal(
-                settings, edition, address, names.get(address),
+    return [coming.tailor.factory(coming.carries[address]).build(personal(
+                settings, edition, address, coming.names.get(address),
                 message_id(edition.uid, address, domain), now))
-            for address in sorted(carries)]
+            for address in sorted(coming.carries)]
 
 
 def test_message(settings: Settings, store: Store, address: str, now: datetime
@@ -320,10 +306,7 @@ def test_message(settings: Settings, store: Store, address: str, now: datetime
 def preview_html(settings: Settings, store: Store, now: datetime) -> str:
     """The HTML part of the next edition as a sample recipient would see it."""
     edition = next_edition(settings, store, now)
-    rendered = render_edition(settings, edition)
-    return (rendered.html.replace(RECIPIENT_SLOT, PREVIEW_ADDRESS)
-            .replace(UNSUBSCRIBE_SLOT, settings.url("unsubscribe?token=preview"))
-            .replace(MANAGE_SLOT, settings.url("manage?token=preview")))
+    return sample_html(settings, render_edition(settings, edition), PREVIEW_ADDRESS)
 
 
 def send_confirmation(settings: Settings, mailer: Mailer, address: str, confirm_url: str,
