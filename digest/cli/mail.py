@@ -15,6 +15,7 @@ from digest.addresses import file_name_part, normalize_address, split_named
 from digest.cli.support import Context, now, pass_ctx, stop_on_signals
 from digest.errors import SubscriberError
 from digest.mail.choices import CADENCES, cadence_from_text, topics_from_text
+from digest.mail.for_subscriber import describe, is_subscribed, subscriber_view, view_message
 from digest.mail.message import OutgoingMessage
 from digest.mail.previews import dry_run as build_dry_run
 from digest.mail.previews import test_message
@@ -49,10 +50,16 @@ NOTHING_TO_SEND = "no new articles since the last digest: nothing to send (--for
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               help="With --dry-run: write one .eml file per recipient into this folder.")
 @click.option("--to", "test_address", metavar="ADDRESS",
-              help="Send a test of the next edition to this address only; record nothing.")
+              help="Send a test of the next edition to this address only; record nothing. "
+                   "A subscriber gets what their own message will carry (their topics and "
+                   "cadence); any other address gets the whole edition.")
+@click.option("--as", "as_subscriber", metavar="SUBSCRIBER",
+              help="With --to: the test carries what SUBSCRIBER's message will carry (to "
+                   "check what a reader gets, in your own mailbox); its unsubscribe and "
+                   "manage links are ADDRESS's.")
 @pass_ctx
 def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
-         test_address: str | None) -> None:
+         test_address: str | None, as_subscriber: str | None) -> None:
     """Build (or resume) the digest edition and mail it to every subscriber.
 
     Each article goes out in exactly one edition, and reaches each subscriber
@@ -65,12 +72,19 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
     when the server's reply to some messages was lost after their data (the
     outcome is unknown: each is sent once more by a run 30 minutes later or
     more, with the same Message-ID; `digest history` counts them).
+
+    With --to, one test message and nothing recorded: when the address is a
+    subscriber (or with --as SUBSCRIBER), the message carries exactly what
+    theirs will; when their topics or cadence leave them nothing, nothing is
+    sent and the command says why.
     """
     settings = ctx.settings
     if out_dir is not None and not dry_run:
         raise click.UsageError("--out needs --dry-run")
     if dry_run and test_address:
         raise click.UsageError("use either --dry-run or --to")
+    if as_subscriber is not None and not test_address:
+        raise click.UsageError("--as needs --to ADDRESS (where the test goes)")
     if dry_run:
         with ctx.store() as store:
             messages = build_dry_run(settings, store, now(), force=force)
@@ -80,15 +94,7 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
         _show_dry_run(ctx, messages, out_dir)
         return
     if test_address:
-        address = normalize_address(test_address, "--to")
-        with ctx.store() as store:
-            message = test_message(settings, store, address, now())
-        mailer = SMTPMailer(settings)
-        try:
-            mailer.send(message)
-        finally:
-            mailer.close()
-        ctx.echo(f"sent a test of the next digest to {address} (nothing recorded)")
+        _send_test(ctx, test_address, as_subscriber)
         return
     # Imported here: the other mail commands (subscribers ...) never load the publisher.
     from digest.publish.web_copy import publish_digest_pages
@@ -107,6 +113,35 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
         sys.exit(exit_codes.UNKNOWN_OUTCOME)
     if not report.ok:
         sys.exit(exit_codes.PROBLEMS)
+
+
+def _send_test(ctx: Context, to: str, as_subscriber: str | None) -> None:
+    """One test message to `to`: a subscriber's own (theirs, or `as_subscriber`'s), else the
+    whole edition. Nothing recorded."""
+    settings = ctx.settings
+    address = normalize_address(to, "--to")
+    reader = normalize_address(as_subscriber, "--as") if as_subscriber is not None else None
+    check_send_settings(settings)
+    at = now()
+    with ctx.store() as store:
+        if reader is None and is_subscribed(store, address):
+            reader = address
+        if reader is None:
+            message = test_message(settings, store, address, at)
+            sent = "the next digest (the whole edition: not a subscriber)"
+        else:
+            view = subscriber_view(settings, store, reader, at)
+            if view.message is None:
+                ctx.echo(f"nothing sent: {view.why_not}")
+                return
+            message = view_message(settings, view, address, at)
+            sent = f"the next digest as {reader} gets it ({describe(view)})"
+    mailer = SMTPMailer(settings)
+    try:
+        mailer.send(message)
+    finally:
+        mailer.close()
+    ctx.echo(f"sent a test of {sent} to {address} (nothing recorded)")
 
 
 def _stopping(signum: int, again: bool) -> None:

@@ -11,17 +11,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from digest.mail.edition import select_articles
 from digest.mail.message import MessageFactory, OutgoingMessage, message_id, sender_domain
-from digest.mail.outbox import Outbox, schedule_of
+from digest.mail.outbox import Outbox
 from digest.mail.personal import personal
-from digest.mail.render import MANAGE_SLOT, RECIPIENT_SLOT, UNSUBSCRIBE_SLOT
+from digest.mail.render import sample_html
 from digest.mail.send import check_send_settings
-from digest.mail.subscribers import SUBSCRIBED, list_subscribers
-from digest.mail.tailored import Tailor, render_edition
-from digest.model import DigestItem, Edition, EditionStatus
+from digest.mail.tailored import render_edition
+from digest.mail.upcoming import upcoming
+from digest.model import Edition, EditionStatus
 from digest.settings import Settings
-from digest.store.audience import open_plan, preview
 from digest.store.database import Store
 
 PREVIEW_ADDRESS = "you@example.org"
@@ -43,26 +41,15 @@ def dry_run(settings: Settings, store: Store, now: datetime, force: bool = False
     """The messages `digest send` would send now, built but not sent or recorded; None when
     it would send nothing (no open edition and no new article, unless `force`)."""
     check_send_settings(settings)
-    edition = next_edition(settings, store, now)
-    unsaved: dict[str, DigestItem] = {}
-    if edition.status is EditionStatus.PREVIEW:
-        chosen, plan = preview(store, select_articles, store.load_articles().values(),
-                               edition.id, now, schedule_of(settings), force)
-        unsaved = {a.key: DigestItem.of(a) for a in chosen}
-        if not edition.items and not plan.deliveries and not force:
-            return None
-    else:
-        plan = open_plan(store, edition.id)
-    tailor = Tailor(settings, store, edition, unsaved)
-    names = {s.address: s.name for s in list_subscribers(store, SUBSCRIBED)}
-    known = {s.address for s in list_subscribers(store)}
-    carries = {p.recipient: p.articles for p in plan.deliveries}
-    carries.update({a: None for a in settings.digest_recipients if a not in known})
+    coming = upcoming(settings, store, next_edition(settings, store, now), now, force)
+    if coming is None:
+        return None
+    edition = coming.edition
     domain = sender_domain(settings)
-    return [tailor.factory(carries[address]).build(personal(
-                settings, edition, address, names.get(address),
+    return [coming.tailor.factory(coming.carries[address]).build(personal(
+                settings, edition, address, coming.names.get(address),
                 message_id(edition.uid, address, domain), now))
-            for address in sorted(carries)]
+            for address in sorted(coming.carries)]
 
 
 def test_message(settings: Settings, store: Store, address: str, now: datetime
@@ -79,7 +66,4 @@ def test_message(settings: Settings, store: Store, address: str, now: datetime
 def preview_html(settings: Settings, store: Store, now: datetime) -> str:
     """The HTML part of the next edition as a sample recipient would see it."""
     edition = next_edition(settings, store, now)
-    rendered = render_edition(settings, edition)
-    return (rendered.html.replace(RECIPIENT_SLOT, PREVIEW_ADDRESS)
-            .replace(UNSUBSCRIBE_SLOT, settings.url("unsubscribe?token=preview"))
-            .replace(MANAGE_SLOT, settings.url("manage?token=preview")))
+    return sample_html(settings, render_edition(settings, edition), PREVIEW_ADDRESS)

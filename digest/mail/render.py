@@ -147,6 +147,14 @@ def _absolute(settings: Settings, image: str) -> str | None:
     return image if "://" in image else settings.url(image)
 
 
+def sample_html(settings: Settings, rendered: RenderedDigest, address: str) -> str:
+    """The HTML body as a preview shows it: `address` as the recipient, links that sign
+    nothing (``token=preview``)."""
+    return (rendered.html.replace(RECIPIENT_SLOT, address)
+            .replace(UNSUBSCRIBE_SLOT, settings.url("unsubscribe?token=preview"))
+            .replace(MANAGE_SLOT, settings.url("manage?token=preview")))
+
+
 def render_confirmation(settings: Settings, address: str, confirm_url: str) -> str:
     """The text of the double opt-in mail (confirm.txt; variables in its header)."""
     env = environment(settings.templates_dir)

@@ -58,17 +58,25 @@ class Tailor:
                 return self._own
             found = self._by_list.get(articles)
             if found is None:
-                items = {**items_by_key(self.store, [k for k in articles
-                                                     if k not in self.unsaved]),
-                         **self.unsaved}
-                found = self._make(tuple(items[key] for key in articles if key in items))
+                found = self._make(self.items(articles))
                 if len(self._by_list) >= _KEEP:
                     self._by_list.pop(next(iter(self._by_list)))
                 self._by_list[articles] = found
             return found
 
+    def items(self, articles: tuple[str, ...] | None) -> tuple[DigestItem, ...]:
+        """The items of a message carrying `articles` (None: the edition's own), in order."""
+        if articles is None:
+            return self.edition.items
+        found = {**items_by_key(self.store, [k for k in articles if k not in self.unsaved]),
+                 **self.unsaved}
+        return tuple(found[key] for key in articles if key in found)
+
+    def content(self, items: tuple[DigestItem, ...]) -> DigestContent:
+        """What the templates render for a message of this edition carrying `items`."""
+        return DigestContent(self.edition.id, self.edition.created_at, items,
+                             web_copy=has_web_copy(self.edition))
+
     def _make(self, items: tuple[DigestItem, ...]) -> MessageFactory:
-        content = DigestContent(self.edition.id, self.edition.created_at, items,
-                                web_copy=has_web_copy(self.edition))
-        return MessageFactory(self.settings, render_digest(self.settings, content),
+        return MessageFactory(self.settings, render_digest(self.settings, self.content(items)),
                               self.edition.uid, self.edition.id)
