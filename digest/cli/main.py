@@ -53,7 +53,7 @@ COMMANDS: dict[str, Lazy] = {
                   "Serve OUTPUT_DIR over HTTP, with one-click unsubscribe and the sign-up form."),
     "status": Lazy("digest.cli.status:status",
                    "Show whether `digest run` runs, and each job's next run time and last result."),
-    "subscribers": Lazy("digest.cli.mail:subscribers",
+    "subscribers": Lazy("digest.cli.subscribers:subscribers",
                         "Manage the digest's subscribers (kept in the state store)."),
 }
 
