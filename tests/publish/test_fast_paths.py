@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from digest import model
+from digest import model, templates
 from digest.errors import ArticleError
 from digest.model import SourceFile
 from digest.publish import assets, feeds, sanitize
@@ -292,3 +292,16 @@ def test_the_feed_check_refuses_what_building_the_entry_refuses(
     item = feeds.FeedItem(entry, f["content"] if has_content else None)
     assert _refusal(lambda: feeds.check_item(FEED_META, item)) == \
         _refusal(lambda: feeds._build_entry(FEED_META, item))
+
+
+@PROPERTIES
+@given(st.datetimes(timezones=st.sampled_from([UTC, ZoneInfo("Europe/Paris"),
+                                               ZoneInfo("America/St_Johns")])),
+       st.datetimes(timezones=st.just(UTC)))
+def test_date_filters_give_what_the_date_methods_give(moment: datetime, other: datetime) -> None:
+    env = templates.environment(None)
+    by_filter = env.from_string('{{ m|isoformat }}|{{ m|strftime("%d %B %Y") }}|'
+                                '{{ o|day > m|day }}')
+    by_method = env.from_string('{{ m.isoformat() }}|{{ m.strftime("%d %B %Y") }}|'
+                                '{{ o.date() > m.date() }}')
+    assert by_filter.render(m=moment, o=other) == by_method.render(m=moment, o=other)
