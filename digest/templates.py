@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
+from datetime import date, datetime
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -61,7 +62,26 @@ def environment(templates_dir: Path | None) -> jinja2.Environment:
         # one, checking the template files' mtimes at every render would double its cost.
         auto_reload=False,
     )
+    env.filters.update(_DATE_FILTERS)
     return env
+
+
+def _isoformat(moment: date) -> str:
+    return moment.isoformat()
+
+
+def _strftime(moment: date, pattern: str) -> str:
+    return moment.strftime(pattern)
+
+
+def _day(moment: datetime) -> date:
+    return moment.date()
+
+
+# `{{ entry.published|isoformat }}` is `{{ entry.published.isoformat() }}`, and so on: a
+# filter is called directly, a method through Jinja's context.call, three times the cost,
+# which adds up in listings of thousands of entries.
+_DATE_FILTERS = {"isoformat": _isoformat, "strftime": _strftime, "day": _day}
 
 
 def render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:

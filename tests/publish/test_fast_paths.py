@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -12,10 +13,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from digest import model
+from digest import model, templates
 from digest.errors import ArticleError
 from digest.model import SourceFile
-from digest.publish import assets, sanitize
+from digest.publish import assets, feeds, sanitize
 from digest.publish.formats import markdown
 from digest.publish.formats import text as plain
 from digest.publish.formats.fields import Fields
@@ -242,3 +243,65 @@ def test_entry_ids_are_the_uuid5_of_the_path_or_id(name: str) -> None:
     assert model.uuid5(model.ID_NAMESPACE, name) == str(uuid.uuid5(model.ID_NAMESPACE, name))
     assert model.entry_id(name, None) == \
         "urn:uuid:" + str(uuid.uuid5(model.ID_NAMESPACE, "path:" + name))
+
+
+FEED_META = feeds.FeedMeta("urn:x", "T", "", "A", "en", "https://e.org/", "https://e.org/f.atom",
+                           "https://e.org/f.rss", "https://e.org/f.json")
+CLEAN_TEXT = st.text(st.characters(exclude_categories=("Cc", "Cs")), max_size=8)
+MOMENTS = st.sampled_from([datetime(2024, 1, 1, tzinfo=UTC),
+                           datetime(2024, 1, 1, tzinfo=ZoneInfo("Europe/Paris")),
+                           datetime(2024, 1, 1)])  # the last has no time zone: feedgen refuses it
+FEED_FIELDS = ("id", "title", "url", "author", "summary", "content", "tag", "enclosure_url",
+               "enclosure_type")
+# Characters at the edges of what XML allows, added to a field or two of an otherwise clean
+# item (so that most items could take the shortcut), or any code points.
+EDGES = st.sampled_from("\x00\x01\x08\t\n\x0b\x0c\r\x0e\x1f\x7f\x85\ud7ff\ud800\udfff\ue000"
+                        "\ufdd0\ufffd\ufffe\uffff\U00010000\U0010ffff")
+
+
+def _refusal(check: Callable[[], None]) -> str | None:
+    try:
+        check()
+    except ArticleError as exc:
+        return str(exc)
+    return None
+
+
+@PROPERTIES
+@given(fields=st.fixed_dictionaries({name: CLEAN_TEXT for name in FEED_FIELDS}),
+       spoils=st.lists(st.tuples(st.sampled_from(FEED_FIELDS),
+                                 EDGES | st.lists(CHARS, max_size=4).map("".join)), max_size=2),
+       tags=st.integers(0, 3), has_content=st.booleans(), has_enclosure=st.booleans(),
+       length=st.integers(0, 10**9), published=MOMENTS, updated=MOMENTS)
+@example(fields=dict.fromkeys(FEED_FIELDS, "x"), spoils=[], tags=1, has_content=True,
+         has_enclosure=True, length=1, published=datetime(2024, 1, 1, tzinfo=UTC),
+         updated=datetime(2024, 1, 1))
+@example(fields={**dict.fromkeys(FEED_FIELDS, ""), "id": "urn:1", "title": "T"}, spoils=[],
+         tags=1, has_content=True, has_enclosure=True, length=0,
+         published=datetime(2024, 1, 1), updated=datetime(2024, 1, 1, tzinfo=UTC))
+def test_the_feed_check_refuses_what_building_the_entry_refuses(
+        fields: dict[str, str], spoils: list[tuple[str, str]], tags: int, has_content: bool,
+        has_enclosure: bool, length: int, published: datetime, updated: datetime) -> None:
+    f = dict(fields)
+    for name, characters in spoils:
+        f[name] += characters
+    entry = model.Entry("a.md", f["id"], "a", f["url"], f["title"], published, updated,
+                        f["author"], (f["tag"],) * tags, f["summary"], enclosure=model.Enclosure(
+                            f["enclosure_url"], length, f["enclosure_type"]) if has_enclosure
+                        else None)
+    item = feeds.FeedItem(entry, f["content"] if has_content else None)
+    assert _refusal(lambda: feeds.check_item(FEED_META, item)) == \
+        _refusal(lambda: feeds._build_entry(FEED_META, item))
+
+
+@PROPERTIES
+@given(st.datetimes(timezones=st.sampled_from([UTC, ZoneInfo("Europe/Paris"),
+                                               ZoneInfo("America/St_Johns")])),
+       st.datetimes(timezones=st.just(UTC)))
+def test_date_filters_give_what_the_date_methods_give(moment: datetime, other: datetime) -> None:
+    env = templates.environment(None)
+    by_filter = env.from_string('{{ m|isoformat }}|{{ m|strftime("%d %B %Y") }}|'
+                                '{{ o|day > m|day }}')
+    by_method = env.from_string('{{ m.isoformat() }}|{{ m.strftime("%d %B %Y") }}|'
+                                '{{ o.date() > m.date() }}')
+    assert by_filter.render(m=moment, o=other) == by_method.render(m=moment, o=other)
