@@ -48,7 +48,8 @@ def upcoming(settings: Settings, store: Store, edition: Edition, now: datetime,
     and nothing new, unless `force`). Reads only.
 
     Addresses of DIGEST_RECIPIENTS not on the list yet (the send adds them first) get
-    the edition's own articles.
+    the articles of a new edition; an edition being sent has its deliveries fixed since
+    it was made, so it has no message for them.
     """
     unsaved: dict[str, DigestItem] = {}
     if edition.status is EditionStatus.PREVIEW:
@@ -63,6 +64,7 @@ def upcoming(settings: Settings, store: Store, edition: Edition, now: datetime,
     names = {s.address: s.name for s in everyone if s.status == SUBSCRIBED}
     known = {s.address for s in everyone}
     carries = {p.recipient: p.articles for p in plan.deliveries}
-    carries.update({a: None for a in settings.digest_recipients if a not in known})
+    if edition.status is EditionStatus.PREVIEW:
+        carries.update({a: None for a in settings.digest_recipients if a not in known})
     return Upcoming(edition, carries, frozenset(plan.due), names,
                     Tailor(settings, store, edition, unsaved))

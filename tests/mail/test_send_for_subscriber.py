@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from digest.mail.for_subscriber import subscriber_view, view_html, view_message
+from digest.mail.previews import dry_run
 from digest.mail.run import RetryPolicy
 from digest.mail.send import send_digest
 from digest.mail.smtp import SMTPMailer
@@ -301,5 +302,35 @@ def test_during_an_open_edition_the_view_is_the_delivery_left_to_do(
         assert resent.rcpt_to == PYTHON
         test = view_message(settings, waiting, PYTHON, later)
         assert carried_in(test.data) == carried(resent) == ["d00-py"]
+    finally:
+        store.close()
+
+
+def test_a_new_digest_recipient_gets_no_message_from_an_edition_being_sent(
+        tmp_path: Path, smtp_servers: Start) -> None:
+    """An address added to DIGEST_RECIPIENTS while an edition is half sent joins the list,
+    but the edition's deliveries were fixed when it was made: the dry run shows no message
+    for it, as the resumed send sends none."""
+    server = smtp_servers(behaviour=Behaviour(
+        rcpt_replies={PYTHON: ["451 4.3.0 try again later"]}))
+    env = {**server.env(), "SMTP_CONNECTIONS": "1",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'state.sqlite3'}"}
+    settings = make_settings(tmp_path, **env)
+    store = Store.open(settings.database_url, tmp_path)
+    try:
+        subscribe_many(store, [(EVERYTHING, None)], NOW, source="cli")
+        subscribe_many(store, [(PYTHON, None)], NOW, source="cli", choices=Choices(("python",)))
+        publish(store, 0, {})
+        report = send_digest(settings, store, lambda: SMTPMailer(settings), moment(0),
+                             retry=RetryPolicy(attempts=1), sleep=lambda _s: None)
+        assert report.deferred == 1 and not report.finished
+        later = moment(0) + timedelta(minutes=11)
+        newcomer = "new@example.org"
+        settings = make_settings(tmp_path, **env, DIGEST_RECIPIENTS=newcomer)
+        dry = dry_run(settings, store, later)
+        assert dry is not None and [m.recipient for m in dry] == [PYTHON]
+        before = len(server.received)
+        send_digest(settings, store, lambda: SMTPMailer(settings), later)
+        assert [r.rcpt_to for r in server.received[before:]] == [PYTHON]
     finally:
         store.close()
