@@ -13,7 +13,13 @@ import click
 from digest import exit_codes
 from digest.addresses import file_name_part, normalize_address
 from digest.cli.support import Context, now, pass_ctx, stop_on_signals
-from digest.mail.for_subscriber import describe, is_subscribed, subscriber_view, view_message
+from digest.mail.for_subscriber import (
+    NOTHING_NEW,
+    describe,
+    is_subscribed,
+    subscriber_view,
+    view_message,
+)
 from digest.mail.message import OutgoingMessage
 from digest.mail.previews import dry_run as build_dry_run
 from digest.mail.previews import test_message
@@ -24,11 +30,12 @@ from digest.store.edition_reports import edition_exists, problems
 from digest.store.edition_reports import history as edition_history
 from digest.words import plural
 
-NOTHING_TO_SEND = "no new articles since the last digest: nothing to send (--force sends anyway)"
+NOTHING_TO_SEND = f"{NOTHING_NEW}: nothing to send (--force sends anyway)"
 
 
 @click.command()
-@click.option("--force", is_flag=True, help="Send an edition even when no article is new.")
+@click.option("--force", is_flag=True,
+              help="Send an edition even when no article is new (with --to: a test of it).")
 @click.option("--dry-run", is_flag=True,
               help="Build the messages and show them; send nothing, record nothing.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -78,7 +85,7 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
         _show_dry_run(ctx, messages, out_dir)
         return
     if test_address:
-        _send_test(ctx, test_address, as_subscriber)
+        _send_test(ctx, test_address, as_subscriber, force)
         return
     # Imported here: the other mail commands (subscribers ...) never load the publisher.
     from digest.publish.web_copy import publish_digest_pages
@@ -99,9 +106,10 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
         sys.exit(exit_codes.PROBLEMS)
 
 
-def _send_test(ctx: Context, to: str, as_subscriber: str | None) -> None:
+def _send_test(ctx: Context, to: str, as_subscriber: str | None, force: bool) -> None:
     """One test message to `to`: a subscriber's own (theirs, or `as_subscriber`'s), else the
-    whole edition. Nothing recorded."""
+    whole edition; what `digest send` (with --force when `force`) would send. Nothing
+    recorded."""
     settings = ctx.settings
     address = normalize_address(to, "--to")
     reader = normalize_address(as_subscriber, "--as") if as_subscriber is not None else None
@@ -111,12 +119,17 @@ def _send_test(ctx: Context, to: str, as_subscriber: str | None) -> None:
         if reader is None and is_subscribed(store, address):
             reader = address
         if reader is None:
-            message = test_message(settings, store, address, at)
+            found = test_message(settings, store, address, at, force)
+            if found is None:
+                ctx.echo(f"nothing sent: {NOTHING_NEW} (--force sends a test anyway)")
+                return
+            message = found
             sent = "the next digest (the whole edition: not a subscriber)"
         else:
-            view = subscriber_view(settings, store, reader, at)
+            view = subscriber_view(settings, store, reader, at, force)
             if view.message is None:
-                ctx.echo(f"nothing sent: {view.why_not}")
+                hint = " (--force sends a test anyway)" if view.nothing_new else ""
+                ctx.echo(f"nothing sent: {view.why_not}{hint}")
                 return
             message = view_message(settings, view, address, at)
             sent = f"the next digest as {reader} gets it ({describe(view)})"
