@@ -54,12 +54,15 @@ def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool, welcome: bo
         topics: str | None, cadence: str | None) -> None:
     """Subscribe ADDRESSES ('name@example.org' or 'Name <name@example.org>').
 
-    With --topics or --cadence, also sets them on addresses already subscribed.
+    With --topics or --cadence, also sets it on addresses already subscribed; the one
+    not given stays as it was for them (new addresses get everything, every digest).
     """
     choices = None
     if topics is not None or cadence is not None:
+        given = frozenset(name for name, value in (("topics", topics), ("cadence", cadence))
+                          if value is not None)
         choices = Choices(topics_from_text(topics or "", "--topics"),
-                          cadence_from_text(cadence or "", "--cadence"))
+                          cadence_from_text(cadence or "", "--cadence"), given)
     entries = []
     for number, text in enumerate(addresses, start=1):
         name, address = split_named(text)
