@@ -157,7 +157,7 @@ def _show_dry_run(ctx: Context, messages: list[OutgoingMessage], out_dir: Path |
         for number, message in enumerate(messages, start=1):
             name = f"{number:05d}-{file_name_part(message.recipient)}.eml"
             (out_dir / name).write_bytes(message.data)
-        ctx.echo(f"wrote {len(messages)} messages to {out_dir}")
+        ctx.echo(f"wrote {plural(len(messages), 'message')} to {out_dir}")
         return
     click.echo(messages[0].data.decode("ascii").replace("\r\n", "\n"))
     recipients = ", ".join(m.recipient for m in messages)
@@ -172,21 +172,21 @@ def _summarise(ctx: Context, report: SendReport) -> None:
         return
     verb = "created" if report.created else "resumed"
     ctx.echo(f"edition {report.edition} ({verb}, {plural(report.articles, 'article')}, "
-             f"{report.recipients} recipients): {delivery_counts(report)}"
+             f"{plural(report.recipients, 'recipient')}): {delivery_counts(report)}"
              + (f", {report.unknown} unknown" if report.unknown else ""))
     for failure in report.failures:
         click.echo(f"  failed: {failure.recipient}: {failure.reply}", err=True)
     if report.bounced:
-        click.echo(f"  {report.bounced} addresses bounced: skipped from now on (`digest "
-                   "subscribers list --status bounced`; `digest subscribers reactivate "
-                   "ADDRESS` takes one back)", err=True)
+        click.echo(f"  {plural(report.bounced, 'address', 'addresses')} bounced: skipped from "
+                   "now on (`digest subscribers list --status bounced`; `digest subscribers "
+                   "reactivate ADDRESS` takes one back)", err=True)
     if report.unknown:
-        click.echo(f"  {report.unknown} messages got no reply after their data: the server "
-                   "may have them; each is sent once more (same Message-ID) by a `digest send` "
-                   "30 minutes later or more", err=True)
+        click.echo(f"  {plural(report.unknown, 'message')} got no reply after their data: the "
+                   "server may have them; each is sent once more (same Message-ID) by a "
+                   "`digest send` 30 minutes later or more", err=True)
     if report.remaining:
-        click.echo(f"  {report.remaining} deliveries still to do; `digest send` resumes them",
-                   err=True)
+        click.echo(f"  {plural(report.remaining, 'delivery', 'deliveries')} still to do; "
+                   "`digest send` resumes them", err=True)
 
 
 @click.command()

@@ -28,6 +28,7 @@ from digest.mail.subscribers import (
 )
 from digest.mail.welcome import send_welcome
 from digest.store.database import Store
+from digest.words import plural
 
 
 @click.group()
@@ -108,7 +109,7 @@ def list_command(ctx: Context, status: str | None) -> None:
         counts = count_by_status(store)
     for s in rows:
         name = f"  {s.name}" if s.name else ""
-        bounce = (f"\t{s.bounces} bounces: {s.last_bounce or ''}"
+        bounce = (f"\t{plural(s.bounces, 'bounce')}: {s.last_bounce or ''}"
                   if s.status == "bounced" else "")
         reads = "" if not s.topics and s.cadence == "every" else \
             f"\t{s.cadence}: {','.join(s.topics) or 'everything'}"
