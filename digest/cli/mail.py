@@ -13,7 +13,13 @@ import click
 from digest import exit_codes
 from digest.addresses import file_name_part, normalize_address
 from digest.cli.support import Context, now, pass_ctx, stop_on_signals
-from digest.mail.for_subscriber import describe, is_subscribed, subscriber_view, view_message
+from digest.mail.for_subscriber import (
+    NOTHING_NEW,
+    describe,
+    is_subscribed,
+    subscriber_view,
+    view_message,
+)
 from digest.mail.message import OutgoingMessage
 from digest.mail.previews import dry_run as build_dry_run
 from digest.mail.previews import test_message
@@ -24,11 +30,12 @@ from digest.store.edition_reports import edition_exists, problems
 from digest.store.edition_reports import history as edition_history
 from digest.words import plural
 
-NOTHING_TO_SEND = "no new articles since the last digest: nothing to send (--force sends anyway)"
+NOTHING_TO_SEND = f"{NOTHING_NEW}: nothing to send (--force sends anyway)"
 
 
 @click.command()
-@click.option("--force", is_flag=True, help="Send an edition even when no article is new.")
+@click.option("--force", is_flag=True,
+              help="Send an edition even when no article is new (with --to: a test of it).")
 @click.option("--dry-run", is_flag=True,
               help="Build the messages and show them; send nothing, record nothing.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
@@ -78,7 +85,7 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
         _show_dry_run(ctx, messages, out_dir)
         return
     if test_address:
-        _send_test(ctx, test_address, as_subscriber)
+        _send_test(ctx, test_address, as_subscriber, force)
         return
     # Imported here: the other mail commands (subscribers ...) never load the publisher.
     from digest.publish.web_copy import publish_digest_pages
@@ -99,9 +106,10 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
         sys.exit(exit_codes.PROBLEMS)
 
 
-def _send_test(ctx: Context, to: str, as_subscriber: str | None) -> None:
+def _send_test(ctx: Context, to: str, as_subscriber: str | None, force: bool) -> None:
     """One test message to `to`: a subscriber's own (theirs, or `as_subscriber`'s), else the
-    whole edition. Nothing recorded."""
+    whole edition; what `digest send` (with --force when `force`) would send. Nothing
+    recorded."""
     settings = ctx.settings
     address = normalize_address(to, "--to")
     reader = normalize_address(as_subscriber, "--as") if as_subscriber is not None else None
@@ -111,12 +119,17 @@ def _send_test(ctx: Context, to: str, as_subscriber: str | None) -> None:
         if reader is None and is_subscribed(store, address):
             reader = address
         if reader is None:
-            message = test_message(settings, store, address, at)
+            found = test_message(settings, store, address, at, force)
+            if found is None:
+                ctx.echo(f"nothing sent: {NOTHING_NEW} (--force sends a test anyway)")
+                return
+            message = found
             sent = "the next digest (the whole edition: not a subscriber)"
         else:
-            view = subscriber_view(settings, store, reader, at)
+            view = subscriber_view(settings, store, reader, at, force)
             if view.message is None:
-                ctx.echo(f"nothing sent: {view.why_not}")
+                hint = " (--force sends a test anyway)" if view.nothing_new else ""
+                ctx.echo(f"nothing sent: {view.why_not}{hint}")
                 return
             message = view_message(settings, view, address, at)
             sent = f"the next digest as {reader} gets it ({describe(view)})"
@@ -144,7 +157,7 @@ def _show_dry_run(ctx: Context, messages: list[OutgoingMessage], out_dir: Path |
         for number, message in enumerate(messages, start=1):
             name = f"{number:05d}-{file_name_part(message.recipient)}.eml"
             (out_dir / name).write_bytes(message.data)
-        ctx.echo(f"wrote {len(messages)} messages to {out_dir}")
+        ctx.echo(f"wrote {plural(len(messages), 'message')} to {out_dir}")
         return
     click.echo(messages[0].data.decode("ascii").replace("\r\n", "\n"))
     recipients = ", ".join(m.recipient for m in messages)
@@ -159,21 +172,21 @@ def _summarise(ctx: Context, report: SendReport) -> None:
         return
     verb = "created" if report.created else "resumed"
     ctx.echo(f"edition {report.edition} ({verb}, {plural(report.articles, 'article')}, "
-             f"{report.recipients} recipients): {delivery_counts(report)}"
+             f"{plural(report.recipients, 'recipient')}): {delivery_counts(report)}"
              + (f", {report.unknown} unknown" if report.unknown else ""))
     for failure in report.failures:
         click.echo(f"  failed: {failure.recipient}: {failure.reply}", err=True)
     if report.bounced:
-        click.echo(f"  {report.bounced} addresses bounced: skipped from now on (`digest "
-                   "subscribers list --status bounced`; `digest subscribers reactivate "
-                   "ADDRESS` takes one back)", err=True)
+        click.echo(f"  {plural(report.bounced, 'address', 'addresses')} bounced: skipped from "
+                   "now on (`digest subscribers list --status bounced`; `digest subscribers "
+                   "reactivate ADDRESS` takes one back)", err=True)
     if report.unknown:
-        click.echo(f"  {report.unknown} messages got no reply after their data: the server "
-                   "may have them; each is sent once more (same Message-ID) by a `digest send` "
-                   "30 minutes later or more", err=True)
+        click.echo(f"  {plural(report.unknown, 'message')} got no reply after their data: the "
+                   "server may have them; each is sent once more (same Message-ID) by a "
+                   "`digest send` 30 minutes later or more", err=True)
     if report.remaining:
-        click.echo(f"  {report.remaining} deliveries still to do; `digest send` resumes them",
-                   err=True)
+        click.echo(f"  {plural(report.remaining, 'delivery', 'deliveries')} still to do; "
+                   "`digest send` resumes them", err=True)
 
 
 @click.command()

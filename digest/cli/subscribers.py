@@ -28,6 +28,7 @@ from digest.mail.subscribers import (
 )
 from digest.mail.welcome import send_welcome
 from digest.store.database import Store
+from digest.words import plural
 
 
 @click.group()
@@ -54,12 +55,15 @@ def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool, welcome: bo
         topics: str | None, cadence: str | None) -> None:
     """Subscribe ADDRESSES ('name@example.org' or 'Name <name@example.org>').
 
-    With --topics or --cadence, also sets them on addresses already subscribed.
+    With --topics or --cadence, also sets it on addresses already subscribed; the one
+    not given stays as it was for them (new addresses get everything, every digest).
     """
     choices = None
     if topics is not None or cadence is not None:
+        given = frozenset(name for name, value in (("topics", topics), ("cadence", cadence))
+                          if value is not None)
         choices = Choices(topics_from_text(topics or "", "--topics"),
-                          cadence_from_text(cadence or "", "--cadence"))
+                          cadence_from_text(cadence or "", "--cadence"), given)
     entries = []
     for number, text in enumerate(addresses, start=1):
         name, address = split_named(text)
@@ -105,7 +109,7 @@ def list_command(ctx: Context, status: str | None) -> None:
         counts = count_by_status(store)
     for s in rows:
         name = f"  {s.name}" if s.name else ""
-        bounce = (f"\t{s.bounces} bounces: {s.last_bounce or ''}"
+        bounce = (f"\t{plural(s.bounces, 'bounce')}: {s.last_bounce or ''}"
                   if s.status == "bounced" else "")
         reads = "" if not s.topics and s.cadence == "every" else \
             f"\t{s.cadence}: {','.join(s.topics) or 'everything'}"

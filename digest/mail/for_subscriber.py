@@ -28,6 +28,8 @@ from digest.settings import Settings
 from digest.store.database import Store
 from digest.words import plural
 
+NOTHING_NEW = "no new articles since the last digest"
+
 
 @dataclass(frozen=True)
 class TheirMessage:
@@ -47,6 +49,7 @@ class SubscriberView:
     name: str | None
     message: TheirMessage | None
     why_not: str = ""  # without a message: why, and what `digest send` does for them instead
+    nothing_new: bool = False  # no message for anyone: no open edition and no new article
 
     @property
     def count(self) -> int:
@@ -59,9 +62,10 @@ def is_subscribed(store: Store, address: str) -> bool:
     return found is not None and found.status is SubscriberStatus.SUBSCRIBED
 
 
-def subscriber_view(settings: Settings, store: Store, address: str, now: datetime
-                    ) -> SubscriberView:
-    """What `digest send` would give `address` if it ran now; writes nothing.
+def subscriber_view(settings: Settings, store: Store, address: str, now: datetime,
+                    force: bool = False) -> SubscriberView:
+    """What `digest send` (with --force when `force`) would give `address` if it ran now;
+    writes nothing.
 
     Raises SubscriberError when the address is neither on the list nor in
     DIGEST_RECIPIENTS (which the send adds first).
@@ -74,11 +78,11 @@ def subscriber_view(settings: Settings, store: Store, address: str, now: datetim
     name = found.name if found else None
     if found is not None and found.status is not SubscriberStatus.SUBSCRIBED:
         return SubscriberView(address, name, None, _not_subscribed(found))
-    coming = upcoming(settings, store, next_edition(settings, store, now), now)
+    coming = upcoming(settings, store, next_edition(settings, store, now), now, force)
     if coming is None:
         return SubscriberView(address, name, None,
-                              "no new articles since the last digest: `digest send` would "
-                              f"send nothing now, to {address} or anyone")
+                              f"{NOTHING_NEW}: `digest send` would send nothing now, to "
+                              f"{address} or anyone", nothing_new=True)
     if address not in coming.carries:
         return SubscriberView(address, name, None,
                               _skipped(settings, coming, address, found, now))

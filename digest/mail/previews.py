@@ -52,11 +52,16 @@ def dry_run(settings: Settings, store: Store, now: datetime, force: bool = False
             for address in sorted(coming.carries)]
 
 
-def test_message(settings: Settings, store: Store, address: str, now: datetime
-                 ) -> OutgoingMessage:
-    """The next edition for one address, with a fresh Message-ID; nothing recorded."""
+def test_message(settings: Settings, store: Store, address: str, now: datetime,
+                 force: bool = False) -> OutgoingMessage | None:
+    """The next edition (the whole of it) for one address, with a fresh Message-ID; None
+    when `digest send` (with --force when `force`) would send nothing now. Nothing
+    recorded."""
     check_send_settings(settings)
-    edition = next_edition(settings, store, now)
+    coming = upcoming(settings, store, next_edition(settings, store, now), now, force)
+    if coming is None:
+        return None
+    edition = coming.edition
     factory = MessageFactory(settings, render_edition(settings, edition), edition.uid,
                              edition.id)
     msg_id = message_id(uuid.uuid4().hex[:16], address, sender_domain(settings))

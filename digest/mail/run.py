@@ -38,6 +38,7 @@ from digest.settings import Settings
 from digest.store.claims import PENDING, SENDING, Delivery
 from digest.store.outbox import Failure
 from digest.store.recorder import Recorder
+from digest.words import plural
 
 log = logging.getLogger("digest.mail")
 
@@ -272,7 +273,7 @@ class Run:
             self._lost_in_row += 1
             lost = self._lost_in_row
         if lost >= self.retry.max_lost_in_row and not self.halt.is_set():
-            raise MailError(f"giving up for now: {lost} messages in a row got no "
+            raise MailError(f"giving up for now: {plural(lost, 'message')} in a row got no "
                             f"reply after their data ({exc.reply})",
                             "the SMTP server seems to take messages without answering: check "
                             "it, then run `digest send` again (`digest history` counts the "
@@ -282,7 +283,7 @@ class Run:
         now = self.clock()
         total = delivery.attempts + attempts
         give_up = total >= self.retry.max_total_attempts
-        reply = f"gave up after {total} attempts: {exc.reply}"
+        reply = f"gave up after {plural(total, 'attempt')}: {exc.reply}"
         if exc.about_recipient:
             # A deferral of this recipient: BOUNCE_SOFT_DAYS of them without a success
             # in between make it bounced.

@@ -57,7 +57,7 @@ def publish_job(ctx: JobContext) -> JobResult:
         summary = f"{plural(report.published, 'article')}, nothing changed"
     else:
         summary = (f"{plural(report.published, 'article')}: {report.new} new, {report.updated} updated, "
-                   f"{report.removed} removed, {report.files_written} files written")
+                   f"{report.removed} removed, {plural(report.files_written, 'file')} written")
         for problem in report.problems:  # logged when they appear, not at every interval
             log.warning("publish: %s%s", problem.message,
                         f" (hint: {problem.hint})" if problem.hint else "",

@@ -248,11 +248,12 @@ class Claims:
             if not subscriber_rows.soft_bounce(conn, delivery.recipient, now, reply, limit):
                 return False
             days = limit.total_seconds() / 86400
+            spell = f"{days:g} day" + ("" if days == 1 else "s")
             conn.execute(deliveries.update()
                          .where(deliveries.c.edition_id == delivery.edition_id,
                                 deliveries.c.recipient == delivery.recipient)
                          .values(status=FAILED, claimed_until=None,
-                                 reply=f"deferred for {days:g} days or more: {reply}"))
+                                 reply=f"deferred for {spell} or more: {reply}"))
         return True
 
     def clear_soft_bounce(self, address: str) -> None:

@@ -47,9 +47,18 @@ class Choices:
 
     topics: tuple[str, ...] = ()
     cadence: Cadence = Cadence.EVERY
+    # The ones given: an address already on the list keeps the other (a new one gets its
+    # default). `subscribers add --cadence weekly` must not reset anyone's topics.
+    given: frozenset[str] = frozenset(("topics", "cadence"))
 
     def values(self) -> dict[str, str]:
+        """Both columns, for a new row."""
         return {"topics": ",".join(self.topics), "cadence": self.cadence.value}
+
+    def changes(self) -> dict[str, str]:
+        """The columns to set on a row already there: the given ones."""
+        return {column: value for column, value in self.values().items()
+                if column in self.given}
 
 
 @dataclass(frozen=True)
@@ -103,9 +112,10 @@ def subscribe_many(store: Store, wanted: dict[str, str | None], duplicates: Sequ
                          .values(status=SUBSCRIBED.value, updated_at=stamp,
                                  soft_bounce_since=None))
         for address in [*changed, *unchanged]:
-            if choices and address in choices:
+            update = choices[address].changes() if choices and address in choices else {}
+            if update:
                 conn.execute(subscribers.update().where(subscribers.c.address == address)
-                             .values(**choices[address].values()))
+                             .values(**update))
     return SubscribeReport(tuple(added), tuple(changed), tuple(unchanged), tuple(kept),
                            tuple(bounced))
 
@@ -159,7 +169,8 @@ def add_pending(store: Store, address: str, name: str | None, now: datetime,
                 created_at=stamp, updated_at=stamp, **chosen))
         else:
             conn.execute(subscribers.update().where(subscribers.c.address == address)
-                         .values(status=PENDING.value, updated_at=stamp, **chosen))
+                         .values(status=PENDING.value, updated_at=stamp,
+                                 **(choices or Choices()).changes()))
     return True
 
 
@@ -201,7 +212,7 @@ def set_choices(store: Store, address: str, choices: Choices) -> bool:
     """Save what a known address reads; False if the address is not on the list."""
     with store.transaction() as conn:
         return bool(conn.execute(subscribers.update().where(subscribers.c.address == address)
-                                 .values(**choices.values())).rowcount)
+                                 .values(**choices.changes())).rowcount)
 
 
 def forget(store: Store, address: str) -> bool:

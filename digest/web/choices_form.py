@@ -5,7 +5,8 @@ url-encoded body of at most MAX_BODY bytes (the caller's limit), at most
 MAX_FIELDS fields; ``topics`` values must be among the topics offered (tag
 slugs of published articles; others are dropped: a tag may have gone since
 the page was shown); ``cadence`` must be one of the cadences (missing:
-every). Any other field (``token``, ``email``) is ignored here.
+every for a new subscriber, unchanged for one on the list). Any other field
+(``token``, ``email``) is ignored here.
 """
 
 from __future__ import annotations
@@ -34,4 +35,8 @@ def choices_from_form(body: bytes, offered: Collection[str]) -> Choices:
     cadences = [value for name, value in fields if name == "cadence"]
     if len(cadences) > 1:
         raise SubscriberError("the form names more than one cadence", "choose one")
-    return Choices(tuple(topics), cadence_from_text(cadences[0] if cadences else "", "cadence"))
+    # Topics are checkboxes: none ticked is everything. A form without a cadence field
+    # (a template that offers topics only) leaves the cadence as it is.
+    given = frozenset(("topics", "cadence") if cadences else ("topics",))
+    return Choices(tuple(topics), cadence_from_text(cadences[0] if cadences else "", "cadence"),
+                   given)

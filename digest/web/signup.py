@@ -245,12 +245,15 @@ class Signup:
         address = self.check(PURPOSE_MANAGE, token, now)
         return address, get_subscriber(self.store, address)
 
-    def save_choices(self, token: str, choices: Choices, now: datetime) -> tuple[str, bool]:
-        """Save topics and cadence for the address of a manage link; (address, saved?)."""
+    def save_choices(self, token: str, choices: Choices, now: datetime
+                     ) -> tuple[str, Choices | None]:
+        """Save topics and cadence for the address of a manage link; (address, the choices
+        it has now, None when it is not on the list)."""
         address = self.check(PURPOSE_MANAGE, token, now)
         saved = set_choices(self.store, address, choices)
         log.info("choices of %s: %s", address, "saved" if saved else "not on the list")
-        return address, saved
+        found = get_subscriber(self.store, address) if saved else None
+        return address, Choices(found.topics, found.cadence) if found else None
 
     def unsubscribe(self, token: str, now: datetime) -> str:
         """Unsubscribe the address of an unsubscribe link; TokenError if invalid."""

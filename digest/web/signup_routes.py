@@ -173,11 +173,11 @@ class SignupRoutes:
                     return self._page(400, Page("Not understood", (exc.message + ".",)))
                 address, saved = await run_in_threadpool(self.signup.save_choices, token,
                                                          choices, now)
-                if not saved:
+                if saved is None:
                     return self._page(404, Page("Not on the list", (
                         f"{address} is not on the list of {self.settings.site_title}.",)))
                 return self._page(200, Page("Saved", (
-                    f"{address} gets {_described(choices)}.",)))
+                    f"{address} gets {_described(saved)}.",)))
             address, found = await run_in_threadpool(self.signup.subscriber, token, now)
         except TokenError as exc:
             return self._refused(exc, "manage")

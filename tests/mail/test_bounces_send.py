@@ -69,14 +69,14 @@ def test_cli_send_hard_bounce_history_list_and_reactivate(
     result = digest_cli("send", cwd=tmp_path, env=env)
     assert result.returncode == 3, result.stderr  # some deliveries failed
     assert f"failed: {DEAD}: 550 5.1.1 <dead@example.org>: user unknown" in result.stderr
-    assert "1 addresses bounced" in result.stderr
+    assert "1 address bounced" in result.stderr
     assert sorted(r.rcpt_to for r in server.received) == [BUSY, FINE]  # 451 retried, then OK
 
     result = digest_cli("subscribers", "list", "--status", "bounced", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
     [line] = result.stdout.splitlines()
     assert line.startswith(f"{DEAD}\tbounced\t")
-    assert line.endswith("1 bounces: 550 5.1.1 <dead@example.org>: user unknown")
+    assert line.endswith("1 bounce: 550 5.1.1 <dead@example.org>: user unknown")
 
     result = digest_cli("history", "1", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr

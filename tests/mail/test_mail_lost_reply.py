@@ -250,7 +250,7 @@ def test_cli_send_exit_status_and_history_show_unknown(
     result = invoke("send")
     assert result.exit_code == 4
     assert "2 recipients): 1 sent, 0 failed, 0 skipped, 0 deferred, 1 unknown" in result.stdout
-    assert "1 messages got no reply after their data" in result.stderr
+    assert "1 message got no reply after their data" in result.stderr
     table = invoke("history").stdout.splitlines()
     assert table[0].split()[-2:] == ["pending", "unknown"]
     assert table[1].split()[3:] == ["sending", "3", "2", "1", "0", "0", "0", "1"]

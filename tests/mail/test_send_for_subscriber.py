@@ -226,6 +226,45 @@ def test_a_reader_left_nothing_is_told_why_and_not_mailed(
     assert code == 0 and "no new articles since the last digest" in err
 
 
+def test_send_to_with_nothing_new_sends_nothing_unless_forced_as_the_send_does(
+        tmp_path: Path, project: tuple[dict[str, str], SMTPServer]) -> None:
+    env, server = project
+    setup_list(env, tmp_path, *PY_ARTICLES)
+    assert cli(env, tmp_path, "send")[0] == 0  # edition 1 to Ann and Bob
+    served = len(server.received)
+
+    # Nothing new: no test, for a subscriber or any other address, and the way to send one.
+    for address in (ANN, OPERATOR):
+        code, out, err = cli(env, tmp_path, "send", "--to", address)
+        assert code == 0, err
+        assert out.startswith("nothing sent: no new articles since the last digest")
+        assert out.rstrip().endswith("(--force sends a test anyway)")
+    code, out, err = cli(env, tmp_path, "send", "--to", OPERATOR, "--as", ANN)
+    assert code == 0 and out.startswith("nothing sent: no new articles"), err
+    assert len(server.received) == served
+
+    # --force: the test is what a forced send gives, an edition with no article.
+    code, out, err = cli(env, tmp_path, "send", "--to", ANN, "--force")
+    assert code == 0, err
+    assert out == (f"sent a test of the next digest as {ANN} gets it (edition 2, the whole "
+                   f"edition: 0 articles) to {ANN} (nothing recorded)\n")
+    code, out, err = cli(env, tmp_path, "send", "--to", OPERATOR, "--force")
+    assert code == 0 and "the whole edition: not a subscriber" in out, err
+    tests = server.received[served:]
+    assert [t.rcpt_to for t in tests] == [ANN, OPERATOR]
+    assert [carried(t) for t in tests] == [[], []]
+
+    # Nothing recorded: the real send still has nothing to send; forced, it sends what the
+    # tests showed.
+    code, out, err = cli(env, tmp_path, "send")
+    assert code == 0 and "nothing to send" in out, err
+    assert cli(env, tmp_path, "send", "--force")[0] == 0
+    forced = {r.rcpt_to: r for r in server.received[served + len(tests):]}
+    assert sorted(forced) == [ANN, BOB]
+    assert forced[ANN].parsed()["Subject"] == tests[0].parsed()["Subject"]
+    assert carried(forced[ANN]) == []
+
+
 def test_each_day_the_view_of_each_reader_is_what_the_send_gives_them(
         tmp_path: Path, store: Store, database_url: str, smtp_servers: Start) -> None:
     """Two weeks of daily digests (topics, weekly, days with nothing for some): before each

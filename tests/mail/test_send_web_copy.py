@@ -29,7 +29,7 @@ def test_send_stops_before_any_message_when_the_page_cannot_be_written_then_resu
 
     result = digest_cli("send", cwd=tmp_path, env=env)  # OUTPUT_DIR fixed: public/
     assert result.returncode == 0, result.stderr
-    assert "edition 1 (resumed, 2 articles, 1 recipients): 1 sent" in result.stdout
+    assert "edition 1 (resumed, 2 articles, 1 recipient): 1 sent" in result.stdout
     assert [m.rcpt_to for m in server.received] == ["ann@example.org"]
     page = (tmp_path / "public" / "digests" / "1.html").read_text(encoding="utf-8")
     assert "Headline number 0" in page and "Headline number 1" in page

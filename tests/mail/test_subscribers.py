@@ -21,6 +21,7 @@ from digest.mail.subscribers import (
     unsubscribe,
 )
 from digest.store.database import Store
+from tests.conftest import base_env, digest_cli
 from tests.fixtures_mail import NOW
 
 LATER = NOW + timedelta(hours=1)
@@ -152,3 +153,29 @@ def test_unreadable_file(tmp_path: Path) -> None:
     path.write_bytes("jörg@example.org\n".encode("latin-1"))
     with pytest.raises(SubscriberError, match="UTF-8"):
         read_address_file(path)
+
+
+def test_cli_add_changes_only_the_choice_given(tmp_path: Path, database_url: str) -> None:
+    """`subscribers add --cadence` on someone on the list keeps their topics, and `--topics`
+    their cadence; a new address gets the default of the one not given."""
+    env = {**base_env(tmp_path), "DATABASE_URL": database_url}
+
+    def add(*args: str) -> None:
+        done = digest_cli("subscribers", "add", *args, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+
+    def listed() -> dict[str, tuple[tuple[str, ...], str]]:
+        store = Store.open(database_url, tmp_path)
+        try:
+            return {s.address: (s.topics, str(s.cadence)) for s in list_subscribers(store)}
+        finally:
+            store.close()
+
+    add("ann@example.org", "--topics", "Python, Plain Text")
+    add("ann@example.org", "--cadence", "weekly")
+    assert listed()["ann@example.org"] == (("plain-text", "python"), "weekly")
+    add("ann@example.org", "bob@example.org", "--topics", "meta")
+    assert listed() == {"ann@example.org": (("meta",), "weekly"),
+                        "bob@example.org": (("meta",), "every")}
+    add("bob@example.org", "--cadence", "weekly", "--topics", "")
+    assert listed()["bob@example.org"] == ((), "weekly")  # both given: both set

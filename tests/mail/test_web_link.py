@@ -86,6 +86,6 @@ def test_only_real_sends_link_the_web_copy(tmp_path: Path,
     assert "digests/2.html" not in text + html
 
     # The next edition is a preview again: its page does not exist, nor a link to it.
-    cli("send", "--to", "tester@example.org")
+    cli("send", "--to", "tester@example.org", "--force")  # nothing new: only forced
     assert_no_web_link(*bodies(server.received[2].parsed()))
     assert not (out / "digests" / "2.html").exists()

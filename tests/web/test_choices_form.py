@@ -41,8 +41,13 @@ def test_what_the_page_posts_is_read_back(chosen: list[str], strangers: list[str
     if cadence is not None:
         fields.append(("cadence", cadence.value))
     found = choices_from_form(urlencode(fields).encode(), OFFERED)
-    assert found == Choices(tuple(sorted(set(chosen) | (set(strangers) & set(OFFERED)))),
-                            cadence or Cadence.EVERY)
+    topics = tuple(sorted(set(chosen) | (set(strangers) & set(OFFERED))))
+    assert (found.topics, found.cadence) == (topics, cadence or Cadence.EVERY)
+    # What a subscriber on the list gets set: the topics always (no box ticked is
+    # everything), the cadence only when the form has the field.
+    assert found.changes() == ({"topics": ",".join(topics)}
+                               | ({"cadence": cadence.value} if cadence else {}))
+    assert found.values() == Choices(topics, cadence or Cadence.EVERY).values()
 
 
 @pytest.mark.parametrize(("body", "message"), [

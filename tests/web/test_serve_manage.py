@@ -74,6 +74,11 @@ def test_manage_page_shows_and_saves_the_choices(project: Project, smtp: SMTPSer
         assert 'value="meta" checked' in again.text
         assert 'value="reference">' in again.text
         assert 'value="weekly" checked' in again.text
+        # A form without the cadence field (a template offering topics only) keeps it.
+        kept = client.post(link, content="topics=reference", headers=FORM)
+        assert kept.status_code == 200, kept.text
+        assert "the articles on reference, once a week" in kept.text
+        assert listed(project, ANN).endswith("weekly: reference")
         # A topic no article has is dropped; no topic is everything.
         assert client.post(link, content="topics=nope&cadence=every",
                            headers=FORM).status_code == 200
