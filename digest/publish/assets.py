@@ -127,6 +127,7 @@ def _link_references(article: Article, articles_dir: Path, max_bytes: int,
     found = refs.target(article.enclosure, "enclosure") if article.enclosure else None
     return replace(article, body_html=body, image=refs.image,
                    enclosure=output_path(found) if found else "",
+                   references=tuple(sorted(refs.found)),
                    warnings=(*article.warnings, *refs.warnings)), content
 
 
@@ -160,6 +161,7 @@ class _References:
         self.max_bytes = max_bytes
         self.image = ""
         self.warnings: list[str] = []
+        self.found: set[str] = set()  # paths under ARTICLES_DIR of the files named
 
     def attribute(self, tag: str, attribute: str, value: str) -> str | None:
         if attribute not in ("src", "href"):
@@ -192,6 +194,7 @@ class _References:
         if slug_problem(path) is None \
                 and _small_file(f"{self.articles_dir}/{path}", self.max_bytes) \
                 and inside(self.articles_dir, path):
+            self.found.add(path)
             return path
         self.warnings.append(f"{what} {reference!r} names a missing file ({path}); it is not "
                              "published")
