@@ -65,12 +65,28 @@ def publish(gen: Generation, assets: tuple[SourceFile, ...]) -> list[ArticleErro
     for asset in sorted(assets):
         path = output_path(asset.key)
         if os.path.lexists(f"{gen.path}/{path}"):
-            problems.append(ArticleError(asset.key, f"would be published at {path}, where an "
-                                         "article's page is; not published",
-                                         "rename the file or the article"))
+            problems.append(_clash(asset.key, path))
         elif not (_unchanged(gen.previous, path, asset) and gen.keep(path)):
             _copy(gen, path, asset)
     return problems
+
+
+def clashes(assets: tuple[SourceFile, ...], pages: set[str]) -> list[ArticleError]:
+    """What :func:`publish` refuses, known without writing: the files whose output path is
+    one of these article pages (output paths) or a folder of one."""
+    taken = set(pages)
+    for page in pages:
+        folder = posixpath.dirname(page)
+        while folder not in ("", "articles") and folder not in taken:
+            taken.add(folder)
+            folder = posixpath.dirname(folder)
+    return [_clash(asset.key, output_path(asset.key)) for asset in sorted(assets)
+            if output_path(asset.key) in taken]
+
+
+def _clash(key: str, path: str) -> ArticleError:
+    return ArticleError(key, f"would be published at {path}, where an article's page is; "
+                        "not published", "rename the file or the article")
 
 
 def _unchanged(previous: Path | None, path: str, asset: SourceFile) -> bool:

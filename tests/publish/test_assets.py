@@ -228,3 +228,23 @@ def test_a_link_warning_is_reported_by_every_publish_until_it_is_fixed(site: Pat
     assert fixed.problems == ()
     assert 'src="pics/nothing.png"' in (settings.output_dir / "articles/gone.html").read_text()
     assert (settings.output_dir / "articles/pics/nothing.png").read_bytes() == png()
+
+
+def test_a_file_at_an_article_page_path_is_refused_by_check_as_by_publish(site: Path) -> None:
+    md(site, "hello.md", "title: Hello\n", "Text.")
+    write(site / "articles/hello.html", "<p>an old export</p>")
+    md(site, "notes/first.md", "title: First\n", "Text.")
+    write(site / "articles/notes/first.html", "<p>another</p>")
+    md(site, "draft.md", "title: Draft\ndraft: true\n", "Text.")
+    write(site / "articles/draft.html", "<p>shown while the article is a draft</p>")
+    md(site, "b.md", "title: B\nslug: media/b\n", "Text.")
+    write(site / "articles/media", "a file where the page's folder is")
+    expected = [("hello.html", "articles/hello.html"), ("media", "articles/media"),
+                ("notes/first.html", "articles/notes/first.html")]
+    checked = check(make_settings(site, **ENV), NOW).problems
+    assert [(p.path, p.reason.split()[4].rstrip(",")) for p in checked] == expected
+    published, settings = run(site)
+    assert [(p.path, p.reason.split()[4].rstrip(",")) for p in published.problems] == expected
+    assert "<p>" not in (settings.output_dir / "articles/hello.html").read_text()[:20]
+    result = digest_cli("check", cwd=site, env=ENV)
+    assert result.returncode == 3 and "hello.html" in result.stderr, result.stderr
