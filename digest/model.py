@@ -110,6 +110,8 @@ class Article:
     warnings: tuple[str, ...] = ()
     image: str = ""  # the first image: an output path ("articles/a/b.png") or an absolute URL
     enclosure: str = ""  # output path of the audio or video file it names (front matter)
+    # Paths under ARTICLES_DIR of the published files its links and enclosure name.
+    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,10 @@ class StoredArticle:
     status: str  # an ArticleStatus value
     image: str = ""  # as Article.image
     enclosure: str = ""  # as Article.enclosure
+    references: tuple[str, ...] = ()  # as Article.references: a publish re-reads the
+    # article when one of them is gone, so its page, image and warnings follow
+    warnings: tuple[str, ...] = ()  # what reading it warned of; a publish re-reads an
+    # article with warnings, so they are reported until fixed
 
 
 @dataclass(frozen=True)

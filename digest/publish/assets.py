@@ -65,12 +65,28 @@ def publish(gen: Generation, assets: tuple[SourceFile, ...]) -> list[ArticleErro
     for asset in sorted(assets):
         path = output_path(asset.key)
         if os.path.lexists(f"{gen.path}/{path}"):
-            problems.append(ArticleError(asset.key, f"would be published at {path}, where an "
-                                         "article's page is; not published",
-                                         "rename the file or the article"))
+            problems.append(_clash(asset.key, path))
         elif not (_unchanged(gen.previous, path, asset) and gen.keep(path)):
             _copy(gen, path, asset)
     return problems
+
+
+def clashes(assets: tuple[SourceFile, ...], pages: set[str]) -> list[ArticleError]:
+    """What :func:`publish` refuses, known without writing: the files whose output path is
+    one of these article pages (output paths) or a folder of one."""
+    taken = set(pages)
+    for page in pages:
+        folder = posixpath.dirname(page)
+        while folder not in ("", "articles") and folder not in taken:
+            taken.add(folder)
+            folder = posixpath.dirname(folder)
+    return [_clash(asset.key, output_path(asset.key)) for asset in sorted(assets)
+            if output_path(asset.key) in taken]
+
+
+def _clash(key: str, path: str) -> ArticleError:
+    return ArticleError(key, f"would be published at {path}, where an article's page is; "
+                        "not published", "rename the file or the article")
 
 
 def _unchanged(previous: Path | None, path: str, asset: SourceFile) -> bool:
@@ -127,6 +143,7 @@ def _link_references(article: Article, articles_dir: Path, max_bytes: int,
     found = refs.target(article.enclosure, "enclosure") if article.enclosure else None
     return replace(article, body_html=body, image=refs.image,
                    enclosure=output_path(found) if found else "",
+                   references=tuple(sorted(refs.found)),
                    warnings=(*article.warnings, *refs.warnings)), content
 
 
@@ -160,6 +177,7 @@ class _References:
         self.max_bytes = max_bytes
         self.image = ""
         self.warnings: list[str] = []
+        self.found: set[str] = set()  # paths under ARTICLES_DIR of the files named
 
     def attribute(self, tag: str, attribute: str, value: str) -> str | None:
         if attribute not in ("src", "href"):
@@ -192,6 +210,7 @@ class _References:
         if slug_problem(path) is None \
                 and _small_file(f"{self.articles_dir}/{path}", self.max_bytes) \
                 and inside(self.articles_dir, path):
+            self.found.add(path)
             return path
         self.warnings.append(f"{what} {reference!r} names a missing file ({path}); it is not "
                              "published")

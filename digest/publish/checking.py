@@ -8,8 +8,8 @@ import jinja2
 
 from digest import templates
 from digest.errors import ArticleError
-from digest.model import Article
-from digest.publish import digests, identity
+from digest.model import Article, article_path
+from digest.publish import assets, digests, identity
 from digest.publish import scan as scanning
 from digest.publish.feeds import feed_id, feed_meta
 from digest.publish.records import feed_check, read_file, remember, status_of
@@ -47,6 +47,9 @@ def check(settings: Settings, now: datetime, progress: Progress | None = None) -
     kept = [a for a in read if a.key in unique]
     problems.extend(duplicates)
     statuses = [status_of(a, now) for a in kept]
+    problems.extend(assets.clashes(found.assets, {
+        article_path(a.slug) for a, status in zip(kept, statuses, strict=True)
+        if status == "published"}))
     return CheckReport(
         articles=len(found.files), published=statuses.count("published"),
         drafts=statuses.count("draft"), scheduled=statuses.count("scheduled"),

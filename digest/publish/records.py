@@ -87,7 +87,7 @@ def remember(article: Article, source: SourceFile, old: StoredArticle | None,
         last_changed=last_changed, published=article.published, updated=updated,
         title=article.title, author=article.author or "", tags=article.tags,
         summary=article.summary, status=status_of(article, now), image=article.image,
-        enclosure=article.enclosure,
+        enclosure=article.enclosure, references=article.references, warnings=article.warnings,
     )
 
 

@@ -248,7 +248,16 @@ def _article_to_row(a: StoredArticle) -> dict[str, Any]:
         "published": iso(a.published), "updated": iso(a.updated), "title": a.title,
         "author": a.author, "tags": json.dumps(list(a.tags), ensure_ascii=False),
         "summary": a.summary, "status": a.status, "image": a.image, "enclosure": a.enclosure,
+        "refs": _json_list(a.references), "warnings": _json_list(a.warnings),
     }
+
+
+def _json_list(items: tuple[str, ...]) -> str:
+    return json.dumps(list(items), ensure_ascii=False) if items else "[]"
+
+
+def _from_json_list(text: str) -> tuple[str, ...]:
+    return () if text == "[]" else tuple(json.loads(text))
 
 
 def _article_from_row(row: Any) -> StoredArticle:
@@ -259,7 +268,8 @@ def _article_from_row(row: Any) -> StoredArticle:
         published=from_iso(row["published"]), updated=from_iso(row["updated"]),
         title=row["title"], author=row["author"], tags=tuple(json.loads(row["tags"])),
         summary=row["summary"], status=row["status"], image=row["image"],
-        enclosure=row["enclosure"],
+        enclosure=row["enclosure"], references=_from_json_list(row["refs"]),
+        warnings=_from_json_list(row["warnings"]),
     )
 
 

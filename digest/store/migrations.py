@@ -182,4 +182,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY (job, fire_time)
         )""",
     )),
+    Migration("0009_article_checks", (
+        # What reading each article found, as JSON lists: the paths under ARTICLES_DIR
+        # of the files its links name (a publish reads it again when one is gone) and
+        # its warnings (a publish reads it again while it has any, to report them).
+        "ALTER TABLE articles ADD COLUMN refs TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE articles ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]'",
+    )),
 )

@@ -47,6 +47,8 @@ articles = sa.Table(
     sa.Column("status", sa.Text, nullable=False),  # ArticleStatus
     sa.Column("image", sa.Text, nullable=False, server_default=""),  # 0005
     sa.Column("enclosure", sa.Text, nullable=False, server_default=""),  # 0005
+    sa.Column("refs", sa.Text, nullable=False, server_default="[]"),  # 0009
+    sa.Column("warnings", sa.Text, nullable=False, server_default="[]"),  # 0009
 )
 
 # -- 0002_mail ------------------------------------------------------------------------

@@ -183,3 +183,68 @@ def test_a_missing_enclosure_is_a_warning(site: Path) -> None:
     md(site, "show.md", "title: Episode\nenclosure: nowhere.mp3\n", "Listen.")
     problems = check(make_settings(site, **ENV), NOW).problems
     assert [(p.path, "nowhere.mp3" in p.reason) for p in problems] == [("show.md", True)]
+
+
+def test_a_file_removed_under_an_unchanged_article_is_reported_and_leaves_its_page(
+        site: Path) -> None:
+    illustrated(site)
+    write(site / "articles/audio/episode.mp3", MP3)
+    md(site, "show.md", "title: Episode\nenclosure: audio/episode.mp3\n", "Listen.")
+    report, settings = run(site)
+    assert not report.problems, report.problems
+    out = settings.output_dir
+    image = SITE_URL + "articles/posts/img/dark.png"
+    assert f'content="{image}"' in (out / "articles/posts/hello.html").read_text()
+
+    (site / "articles/posts/img/dark.png").unlink()  # the articles stay as they were
+    (site / "articles/audio/episode.mp3").unlink()
+    report, _ = run(site)
+    problems = [(p.path, p.reason) for p in report.problems]
+    assert any(path == "posts/hello.md" and "posts/img/dark.png" in reason
+               for path, reason in problems), problems
+    assert any(path == "show.md" and "audio/episode.mp3" in reason
+               for path, reason in problems), problems
+    assert image not in (out / "articles/posts/hello.html").read_text()  # no og:image to nothing
+    for name in ("feed.atom", "feed.rss"):  # no enclosure that leads nowhere
+        entries = {e.title: e for e in parse(out / name).entries}
+        assert entries["Episode"].enclosures == []
+
+
+def test_a_link_warning_is_reported_by_every_publish_until_it_is_fixed(site: Path) -> None:
+    md(site, "gone.md", "title: Gone\n", "![x](pics/nothing.png)")
+    md(site, "other.md", "title: Other\n", "Text.")
+    first, settings = run(site)
+    assert [p.path for p in first.problems] == ["gone.md"]
+
+    md(site, "other.md", "title: Other\n", "Text, edited.")  # gone.md is unchanged
+    again, _ = run(site)
+    assert [(p.path, "pics/nothing.png" in p.reason) for p in again.problems] == [("gone.md", True)]
+    unchanged, _ = run(site)
+    assert unchanged.nothing_changed
+    assert [str(p) for p in unchanged.problems] == [str(p) for p in again.problems]
+
+    write(site / "articles/pics/nothing.png", png())  # fixed by adding the file
+    fixed, _ = run(site)
+    assert fixed.problems == ()
+    assert 'src="pics/nothing.png"' in (settings.output_dir / "articles/gone.html").read_text()
+    assert (settings.output_dir / "articles/pics/nothing.png").read_bytes() == png()
+
+
+def test_a_file_at_an_article_page_path_is_refused_by_check_as_by_publish(site: Path) -> None:
+    md(site, "hello.md", "title: Hello\n", "Text.")
+    write(site / "articles/hello.html", "<p>an old export</p>")
+    md(site, "notes/first.md", "title: First\n", "Text.")
+    write(site / "articles/notes/first.html", "<p>another</p>")
+    md(site, "draft.md", "title: Draft\ndraft: true\n", "Text.")
+    write(site / "articles/draft.html", "<p>shown while the article is a draft</p>")
+    md(site, "b.md", "title: B\nslug: media/b\n", "Text.")
+    write(site / "articles/media", "a file where the page's folder is")
+    expected = [("hello.html", "articles/hello.html"), ("media", "articles/media"),
+                ("notes/first.html", "articles/notes/first.html")]
+    checked = check(make_settings(site, **ENV), NOW).problems
+    assert [(p.path, p.reason.split()[4].rstrip(",")) for p in checked] == expected
+    published, settings = run(site)
+    assert [(p.path, p.reason.split()[4].rstrip(",")) for p in published.problems] == expected
+    assert "<p>" not in (settings.output_dir / "articles/hello.html").read_text()[:20]
+    result = digest_cli("check", cwd=site, env=ENV)
+    assert result.returncode == 3 and "hello.html" in result.stderr, result.stderr

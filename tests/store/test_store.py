@@ -103,7 +103,7 @@ def _hold(store: Store, order: list[str]) -> None:
 
 def test_media_migration_keeps_existing_articles_and_stores_image_and_enclosure(
         tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    before = tuple(m for m in MIGRATIONS if m.name != "0005_i11_article_media")
+    before = tuple(m for m in MIGRATIONS if m.name < "0005_i11_article_media")
     with monkeypatch.context() as patch:
         patch.setattr(digest.store.database, "MIGRATIONS", before)
         old = Store.open(database_url, tmp_path)
@@ -124,5 +124,33 @@ def test_media_migration_keeps_existing_articles_and_stores_image_and_enclosure(
                                [])
         again = upgraded.load_articles()["b"]
         assert (again.image, again.enclosure) == ("articles/b.png", "articles/b.mp3")
+    finally:
+        upgraded.close()
+
+
+def test_checks_migration_keeps_existing_articles_and_stores_references_and_warnings(
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = tuple(m for m in MIGRATIONS if m.name < "0009_article_checks")
+    with monkeypatch.context() as patch:
+        patch.setattr(digest.store.database, "MIGRATIONS", before)
+        old = Store.open(database_url, tmp_path)
+        try:
+            with old.transaction() as conn:
+                conn.exec_driver_sql(
+                    "INSERT INTO articles VALUES ('a.md', 'urn:x', 'a', 1, 2, 'h', "
+                    "'2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00', "
+                    "'2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00', 'T', '', '[]', "
+                    "'S', 'published', 'articles/a.png', '')")
+        finally:
+            old.close()
+    upgraded = Store.open(database_url, tmp_path)
+    try:
+        loaded = upgraded.load_articles()["a.md"]
+        assert (loaded.image, loaded.references, loaded.warnings) == ("articles/a.png", (), ())
+        warning = "<img src> 'ü.png' names a missing file (ü.png); it is not published"
+        upgraded.save_articles([record("b", references=("img/b.png", "b.mp3"),
+                                       warnings=(warning,))], [])
+        again = upgraded.load_articles()["b"]
+        assert (again.references, again.warnings) == (("img/b.png", "b.mp3"), (warning,))
     finally:
         upgraded.close()
