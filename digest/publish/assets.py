@@ -140,7 +140,7 @@ def _link_references(article: Article, articles_dir: Path, max_bytes: int,
             body = clean_with_filter(body, refs.attribute)
         else:
             body, content = _fill(body, *marked, page_url or "")
-    found = refs.target(article.enclosure, "enclosure") if article.enclosure else None
+    found = refs.enclosure(article.enclosure) if article.enclosure else None
     return replace(article, body_html=body, image=refs.image,
                    enclosure=output_path(found) if found else "",
                    references=tuple(sorted(refs.found)),
@@ -198,6 +198,16 @@ class _References:
         return moved + (f"?{parts.query}" if parts.query else "") + \
             (f"#{parts.fragment}" if parts.fragment else "")
 
+    def enclosure(self, reference: str) -> str | None:
+        """The path under ARTICLES_DIR of the enclosure file, else None with a warning."""
+        parts = urlsplit(reference.strip())
+        if parts.scheme or parts.netloc:
+            self.warnings.append(
+                f"enclosure {reference!r} is a web address, not a file beside the article "
+                "(its length and type are read from the file); it is left out of the feeds")
+            return None
+        return self.target(reference, "enclosure")
+
     def target(self, reference: str, what: str) -> str | None:
         """The path under ARTICLES_DIR of a published file the reference names, else None
         (with a warning when it names none). Links to other articles' files or pages, and
@@ -212,9 +222,28 @@ class _References:
                 and inside(self.articles_dir, path):
             self.found.add(path)
             return path
-        self.warnings.append(f"{what} {reference!r} names a missing file ({path}); it is not "
-                             "published")
+        self.warnings.append(f"{what} {reference!r} {self._why_not(path)}")
         return None
+
+    def _why_not(self, path: str) -> str:
+        """Why the file at `path` (under ARTICLES_DIR) is not published, for the warning:
+        missing, or there and refused (the scan names the file with its own problem)."""
+        file = f"{self.articles_dir}/{path}"
+        try:
+            info = os.stat(file)
+        except (OSError, ValueError):
+            return f"names a missing file ({path}); it is not published"
+        if not stat.S_ISREG(info.st_mode):
+            return f"names {path}, which is not a file; it is not published"
+        problem = slug_problem(path)
+        if problem is not None:
+            return (f"names {path}, a file whose name {problem}; it is not published "
+                    "(rename the file and the link)")
+        if info.st_size > self.max_bytes:
+            return (f"names {path}, a file of {info.st_size:,} bytes, over MAX_ASSET_BYTES "
+                    f"({self.max_bytes:,}); it is not published")
+        return (f"names {path}, which leads outside ARTICLES_DIR (a symbolic link); it is "
+                "not published")
 
 
 def _small_file(file: str, max_bytes: int) -> bool:

@@ -185,6 +185,30 @@ def test_a_missing_enclosure_is_a_warning(site: Path) -> None:
     assert [(p.path, "nowhere.mp3" in p.reason) for p in problems] == [("show.md", True)]
 
 
+def test_a_reference_warning_says_why_the_file_is_not_published(site: Path,
+                                                                tmp_path: Path) -> None:
+    """A link to a file that is there but refused says so (the writer would look for a
+    missing file in vain); a web address as enclosure says it is one."""
+    write(site / "articles/my pic.png", png())  # a name that breaks the URL rules
+    write(site / "articles/big.png", png() + bytes(2000))  # over MAX_ASSET_BYTES below
+    (site / "articles/folder.png").mkdir()
+    outside = write(tmp_path / "elsewhere.png", png())
+    (site / "articles/away.png").symlink_to(outside)
+    md(site, "refs.md", "title: Refs\nenclosure: https://cdn.example/show.mp3\n",
+       "![a](my%20pic.png) ![b](big.png) ![c](folder.png) ![d](away.png) ![e](gone.png)")
+    settings = make_settings(site, **ENV, MAX_ASSET_BYTES="1000")
+    warned = {p.reason.split("'")[1]: p.reason for p in check(settings, NOW).problems
+              if p.path == "refs.md"}
+    assert "a file whose name can't be used in a URL" in warned["my%20pic.png"]
+    assert "over MAX_ASSET_BYTES (1,000)" in warned["big.png"]
+    assert "which is not a file" in warned["folder.png"]
+    assert "leads outside ARTICLES_DIR" in warned["away.png"]
+    assert "names a missing file (gone.png)" in warned["gone.png"]
+    assert "is a web address, not a file beside the article" in \
+        warned["https://cdn.example/show.mp3"]
+    assert len(warned) == 6, warned
+
+
 def test_a_file_removed_under_an_unchanged_article_is_reported_and_leaves_its_page(
         site: Path) -> None:
     illustrated(site)
