@@ -193,17 +193,33 @@ def _url(name: str, value: str, base: Path) -> str:
     return url
 
 
+_URL_PASSWORD = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*://)?[^:@/]*):(.*)@", re.DOTALL)
+
+
+def shown_database_url(value: str) -> str:
+    """A DATABASE_URL as it may appear in a message: any password replaced by ***.
+
+    Works on text no parser accepts, too (a bad port, no scheme): everything between
+    the user name's colon and the last '@' is the password, as it may itself hold '@'.
+    """
+    return _URL_PASSWORD.sub(r"\1:***@", value.strip(), count=1)
+
+
 def _database_url(name: str, value: str, base: Path) -> str:
-    """sqlite:/// or postgresql:// (checked here, without importing SQLAlchemy)."""
+    """sqlite:/// or postgresql:// (checked here, without importing SQLAlchemy).
+
+    The value is shown in messages with its password masked (:func:`shown_database_url`).
+    """
     text = value.strip()
+    shown = shown_database_url(text)
     match = _DATABASE.match(text)
     hint = (f"set {name}=sqlite:///digest.sqlite3 or "
             f"{name}=postgresql://user@host:5432/dbname (the only supported databases)")
     if not match:
-        raise ConfigError(f"{name}={value!r} is not a database URL", hint)
+        raise ConfigError(f"{name}={shown!r} is not a database URL", hint)
     backend, driver = match.group(1).lower(), (match.group(2) or "").lower()
     if backend not in _DRIVERS or driver not in _DRIVERS[backend]:
-        raise ConfigError(f"{name}={value!r}: {match.group(0)[:-3]} is not supported", hint)
+        raise ConfigError(f"{name}={shown!r}: {match.group(0)[:-3]} is not supported", hint)
     return text
 
 
