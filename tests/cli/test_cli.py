@@ -104,6 +104,31 @@ def test_password_in_database_url_is_not_printed(site: Path) -> None:
     assert "hunter2secret" not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize(("line", "name"), [
+    ("SITE_TITLE=", "SITE_TITLE"),  # was a feedgen ValueError traceback from publish
+    ('SITE_TITLE="   "', "SITE_TITLE"),
+    ("SMTP_HOST=", "SMTP_HOST"),  # was 'cannot connect to :25', called temporary
+    ("SERVE_HOST=", "SERVE_HOST"),  # `digest serve` listened on every interface
+])
+def test_empty_setting_that_needs_a_value_is_refused(site: Path, line: str, name: str) -> None:
+    copy_sample(site)
+    write(site / ".env", line + "\n")
+    result = digest_cli("publish", cwd=site)
+    assert result.returncode == 2, result.stderr
+    assert f"error: {name} is empty" in result.stderr
+    assert "or remove the line for the default" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (site / "public").exists()
+
+
+def test_serve_refuses_an_empty_host(site: Path) -> None:
+    # (it listened on every interface, until stopped)
+    result = digest_cli("serve", "--host", "", "--port", "0", cwd=site, timeout=20,
+                        env={"SECRET_KEY": "test-secret-key-0123456789"})
+    assert result.returncode == 2
+    assert "Invalid value for '--host': empty" in result.stderr
+
+
 def test_progress_bar_on_large_folders(site: Path) -> None:
     for n in range(600):
         write(site / "articles" / f"a{n:04d}.txt", f"date 2024-01-01 Article {n}. Body.\n")
