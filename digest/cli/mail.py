@@ -12,7 +12,7 @@ import click
 
 from digest import exit_codes
 from digest.addresses import file_name_part, normalize_address
-from digest.cli.support import Context, now, pass_ctx, stop_on_signals
+from digest.cli.support import Context, now, pass_ctx, stop_on_signals, writing
 from digest.mail.for_subscriber import (
     NOTHING_NEW,
     describe,
@@ -153,10 +153,11 @@ def _show_dry_run(ctx: Context, messages: list[OutgoingMessage], out_dir: Path |
         ctx.echo("no recipients: nothing would be sent")
         return
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for number, message in enumerate(messages, start=1):
-            name = f"{number:05d}-{file_name_part(message.recipient)}.eml"
-            (out_dir / name).write_bytes(message.data)
+        with writing("--out", out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for number, message in enumerate(messages, start=1):
+                name = f"{number:05d}-{file_name_part(message.recipient)}.eml"
+                (out_dir / name).write_bytes(message.data)
         ctx.echo(f"wrote {plural(len(messages), 'message')} to {out_dir}")
         return
     click.echo(messages[0].data.decode("ascii").replace("\r\n", "\n"))

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from digest.errors import ConfigError
+from digest.errors import ConfigError, OutputError, shown_path
 from digest.logs import FORMATS, setup_logging
 
 if TYPE_CHECKING:
@@ -95,6 +95,17 @@ def read_settings(env_file: Path | None) -> Settings:
         values.update({k: v for k, v in loaded.items() if v is not None})
     values.update(os.environ)
     return load_settings(values, Path.cwd())
+
+
+@contextmanager
+def writing(option: str, path: Path) -> Iterator[None]:
+    """Writing the file or folder an option names: an OSError becomes an OutputError naming
+    the option and the path (no traceback for a missing or read-only folder)."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"{option} {shown_path(path)}: cannot write ({exc.strerror or exc})",
+                          "check that its folder exists and that you may write there") from exc
 
 
 def now() -> datetime:
