@@ -192,7 +192,8 @@ def _summarise(ctx: Context, report: SendReport) -> None:
 
 @click.command()
 @click.argument("edition", type=click.IntRange(min=1), required=False)
-@click.option("--limit", default=20, show_default=True, help="How many editions to show.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many editions to show (not with EDITION).")
 @pass_ctx
 def history(ctx: Context, edition: int | None, limit: int) -> None:
     """List past digest editions with their delivery counts.
@@ -203,6 +204,10 @@ def history(ctx: Context, edition: int | None, limit: int) -> None:
     complaint that arrived later names, one per line, with the reply.
     """
     if edition is not None:
+        source = click.get_current_context().get_parameter_source("limit")
+        if source is not None and source != click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("use either EDITION (its problem deliveries, all of them) or "
+                                   "--limit (how many editions to list)")
         _edition_problems(ctx, edition)
         return
     with ctx.store() as store:

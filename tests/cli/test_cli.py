@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from digest.settings import ENV_NAMES
-from tests.conftest import REPO, copy_sample, digest_cli, write
+from tests.conftest import REPO, base_env, copy_sample, digest_cli, write
 
 
 def test_publish_sample_articles_like_the_readme(tmp_path: Path) -> None:
@@ -127,6 +127,25 @@ def test_serve_refuses_an_empty_host(site: Path) -> None:
                         env={"SECRET_KEY": "test-secret-key-0123456789"})
     assert result.returncode == 2
     assert "Invalid value for '--host': empty" in result.stderr
+
+
+def test_history_limit_is_at_least_one_and_not_with_an_edition(site: Path) -> None:
+    env = base_env(site)
+    copy_sample(site)
+    assert digest_cli("publish", cwd=site, env=env).returncode == 0
+    sent = digest_cli("send", cwd=site, env=env)  # no subscribers: an edition, no mail
+    assert sent.returncode == 0, sent.stderr
+    assert "edition 1" in sent.stdout
+    for limit in ("0", "-1"):  # 0 said "no editions yet"; -1 listed all of them
+        result = digest_cli("history", "--limit", limit, cwd=site, env=env)
+        assert result.returncode == 2
+        assert f"Invalid value for '--limit': {limit} is not in the range x>=1" in result.stderr
+        assert result.stdout == ""
+    both = digest_cli("history", "1", "--limit", "5", cwd=site, env=env)  # --limit was ignored
+    assert both.returncode == 2
+    assert "use either EDITION" in both.stderr and "or --limit" in both.stderr
+    assert digest_cli("history", "--limit", "1", cwd=site, env=env).returncode == 0
+    assert digest_cli("history", "1", cwd=site, env=env).returncode == 0
 
 
 def test_progress_bar_on_large_folders(site: Path) -> None:
