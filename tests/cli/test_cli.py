@@ -148,6 +148,21 @@ def test_history_limit_is_at_least_one_and_not_with_an_edition(site: Path) -> No
     assert digest_cli("history", "1", cwd=site, env=env).returncode == 0
 
 
+def test_misspelt_setting_in_dotenv_is_named_not_silently_ignored(site: Path) -> None:
+    copy_sample(site)
+    write(site / ".env", "SMTP_PASWORD=hunter2secret\nsite_title=Mine\n"
+                         "POSTGRES_PASSWORD=for-another-program\nSITE_TITLE=Ours\n")
+    result = digest_cli("publish", cwd=site)
+    assert result.returncode == 0, result.stderr
+    assert ("warning: .env: SMTP_PASWORD is not a setting and is ignored; did you mean "
+            "SMTP_PASSWORD?") in result.stderr
+    assert "warning: .env: site_title is not a setting and is ignored; did you mean " \
+           "SITE_TITLE?" in result.stderr
+    assert "POSTGRES_PASSWORD" not in result.stderr  # far from every setting: not ours
+    assert "hunter2secret" not in result.stderr + result.stdout
+    assert result.stderr.count("warning:") == 2
+
+
 def test_progress_bar_on_large_folders(site: Path) -> None:
     for n in range(600):
         write(site / "articles" / f"a{n:04d}.txt", f"date 2024-01-01 Article {n}. Body.\n")
