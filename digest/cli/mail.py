@@ -162,9 +162,9 @@ def _show_dry_run(ctx: Context, messages: list[OutgoingMessage], out_dir: Path |
         return
     click.echo(messages[0].data.decode("ascii").replace("\r\n", "\n"))
     recipients = ", ".join(m.recipient for m in messages)
-    click.echo(f"would send {plural(len(messages), 'message')}, to: {recipients}", err=True)
+    ctx.note(f"would send {plural(len(messages), 'message')}, to: {recipients}")
     if len(messages) > 1:
-        click.echo("(only the first is shown; use --out DIR to write them all)", err=True)
+        ctx.note("(only the first is shown; use --out DIR to write them all)")
 
 
 def _summarise(ctx: Context, report: SendReport) -> None:
@@ -235,8 +235,8 @@ def _edition_problems(ctx: Context, edition: int) -> None:
         shown = "deferred" if p.status == "pending" else str(p.status)
         click.echo(f"{p.recipient}\t{shown}\t{p.attempts}\t{p.updated_at:%Y-%m-%d %H:%M}\t"
                    f"{p.reply}")
-    click.echo(f"edition {edition}: {len(rows)} failed, deferred, unknown or reported "
-               "deliveries", err=True)
+    ctx.note(f"edition {edition}: {len(rows)} failed, deferred, unknown or reported "
+             "deliveries")
 
 
 class _ProgressBar:

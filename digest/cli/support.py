@@ -64,6 +64,11 @@ class Context:
         if not self.quiet:
             click.echo(message)
 
+    def note(self, message: str) -> None:
+        """A remark on stderr beside a command's data on stdout (a count); none with -q."""
+        if not self.quiet:
+            click.echo(message, err=True)
+
     @property
     def log_level(self) -> int:
         """The level of the long-running commands' logs: --debug, --quiet, else INFO."""

@@ -163,6 +163,26 @@ def test_misspelt_setting_in_dotenv_is_named_not_silently_ignored(site: Path) ->
     assert result.stderr.count("warning:") == 2
 
 
+def test_quiet_leaves_only_the_data(site: Path) -> None:
+    """-q ('print only errors') silenced the counts on stdout but not those on stderr."""
+    env = base_env(site)
+    copy_sample(site)
+    assert digest_cli("publish", cwd=site, env=env).returncode == 0
+    assert digest_cli("send", cwd=site, env=env).returncode == 0  # edition 1, to nobody
+    assert digest_cli("subscribers", "add", "ann@example.org", cwd=site, env=env).returncode == 0
+    for command in (["subscribers", "list"], ["subscribers", "export"], ["history", "1"],
+                    ["send", "--dry-run", "--force"]):
+        loud = digest_cli(*command, cwd=site, env=env)
+        quiet = digest_cli("-q", *command, cwd=site, env=env)
+        assert loud.returncode == quiet.returncode == 0, quiet.stderr
+        assert loud.stderr != ""
+        assert quiet.stderr == "", command
+        if command[0] == "send":  # the message itself; its Message-ID is new each time
+            assert quiet.stdout.startswith("From: Example News") and loud.stdout
+        else:
+            assert quiet.stdout == loud.stdout
+
+
 def test_progress_bar_on_large_folders(site: Path) -> None:
     for n in range(600):
         write(site / "articles" / f"a{n:04d}.txt", f"date 2024-01-01 Article {n}. Body.\n")
