@@ -155,6 +155,22 @@ def _bounded_text(name: str, value: str, base: Path) -> str:
     return text
 
 
+def _required_text(hint: str) -> Callable[[str, str, Path], str]:
+    """Text that must not be empty (an empty SITE_TITLE broke the feeds, an empty SMTP_HOST
+    failed as a 'temporary' connection error, an empty SERVE_HOST listened on every
+    interface); `hint` says what to set, the default is named after it."""
+
+    def parse(name: str, value: str, base: Path) -> str:
+        text = _bounded_text(name, value, base)
+        if not text:
+            default = next(spec.default for spec in SPECS if spec.env == name)
+            raise ConfigError(f"{name} is empty",
+                              f"{hint}; or remove the line for the default, {default}")
+        return text
+
+    return parse
+
+
 def _url(name: str, value: str, base: Path) -> str:
     """An absolute http(s) URL in ASCII: IDNA host, percent-encoded path."""
     example = f"set {name} to the public address of the site, e.g. {name}=https://example.org/news/"
@@ -193,17 +209,33 @@ def _url(name: str, value: str, base: Path) -> str:
     return url
 
 
+_URL_PASSWORD = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*://)?[^:@/]*):(.*)@", re.DOTALL)
+
+
+def shown_database_url(value: str) -> str:
+    """A DATABASE_URL as it may appear in a message: any password replaced by ***.
+
+    Works on text no parser accepts, too (a bad port, no scheme): everything between
+    the user name's colon and the last '@' is the password, as it may itself hold '@'.
+    """
+    return _URL_PASSWORD.sub(r"\1:***@", value.strip(), count=1)
+
+
 def _database_url(name: str, value: str, base: Path) -> str:
-    """sqlite:/// or postgresql:// (checked here, without importing SQLAlchemy)."""
+    """sqlite:/// or postgresql:// (checked here, without importing SQLAlchemy).
+
+    The value is shown in messages with its password masked (:func:`shown_database_url`).
+    """
     text = value.strip()
+    shown = shown_database_url(text)
     match = _DATABASE.match(text)
     hint = (f"set {name}=sqlite:///digest.sqlite3 or "
             f"{name}=postgresql://user@host:5432/dbname (the only supported databases)")
     if not match:
-        raise ConfigError(f"{name}={value!r} is not a database URL", hint)
+        raise ConfigError(f"{name}={shown!r} is not a database URL", hint)
     backend, driver = match.group(1).lower(), (match.group(2) or "").lower()
     if backend not in _DRIVERS or driver not in _DRIVERS[backend]:
-        raise ConfigError(f"{name}={value!r}: {match.group(0)[:-3]} is not supported", hint)
+        raise ConfigError(f"{name}={shown!r}: {match.group(0)[:-3]} is not supported", hint)
     return text
 
 
@@ -437,7 +469,7 @@ SPECS: tuple[Spec, ...] = (
          "public URL the site is served from; every absolute link is built from it (a "
          "non-ASCII host or path is encoded; at most 300 characters)", _url),
     Spec("SITE_TITLE", "site_title", "digest", "title of the site, feeds and digest",
-         _bounded_text),
+         _required_text("set SITE_TITLE to the name of the site, e.g. SITE_TITLE=Example News")),
     Spec("SITE_SUBTITLE", "site_subtitle", "New articles", "subtitle of the feeds", _text),
     Spec("SITE_AUTHOR", "site_author", "digest", "default author of articles and feeds", _text),
     Spec("SITE_LANGUAGE", "site_language", "en", "language code of the site and feeds", _text),
@@ -458,7 +490,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("MAX_ARTICLE_BYTES", "max_article_bytes", "1048576",
          "larger article files are refused (64 to 1073741824)",
          _int_parser(64, 1 << 30)),
-    Spec("SMTP_HOST", "smtp_host", "localhost", "SMTP server for the digest", _text),
+    Spec("SMTP_HOST", "smtp_host", "localhost", "SMTP server for the digest",
+         _required_text("set SMTP_HOST to the name of the SMTP server, e.g. "
+                        "SMTP_HOST=smtp.example.org")),
     Spec("SMTP_PORT", "smtp_port", "",
          "SMTP port (default: 587 for starttls, 465 for ssl, 25 for none)", _optional_port),
     Spec("SMTP_SECURITY", "smtp_security", "starttls",
@@ -508,7 +542,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("LEADER_LEASE", "leader_lease", "30s",
          "with PostgreSQL, several `digest run` nodes elect one scheduler leader; another "
          "takes over within this once it dies (3s to 1h)", _duration_parser(3.0, 3600.0)),
-    Spec("SERVE_HOST", "serve_host", "127.0.0.1", "address `digest serve` listens on", _text),
+    Spec("SERVE_HOST", "serve_host", "127.0.0.1", "address `digest serve` listens on",
+         _required_text("set SERVE_HOST=127.0.0.1 (this machine only) or SERVE_HOST=0.0.0.0 "
+                        "(every interface)")),
     Spec("SERVE_PORT", "serve_port", "8080", "port `digest serve` listens on",
          _int_parser(1, 65535)),
     Spec("SUBSCRIBE_FORM", "subscribe_form", "off",

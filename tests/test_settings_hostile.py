@@ -22,7 +22,7 @@ from digest.cli.main import cli
 from digest.errors import ConfigError
 from digest.headers import POLICY, list_id_value, set_text
 from digest.mail.render import one_line
-from digest.settings import SPECS, load_settings
+from digest.settings import SPECS, load_settings, shown_database_url
 from digest.store.database import Store
 from tests.conftest import base_env, digest_cli
 from tests.fixtures_mail import Received, SMTPServer, add_articles, clean_environ, sample_articles
@@ -130,6 +130,36 @@ def test_bad_setting_in_a_real_process(tmp_path: Path, name: str, value: str) ->
     assert result.returncode == 2
     assert f"error: {name}" in result.stderr
     assert "Traceback" not in result.stderr and "ModuleNotFoundError" not in result.stderr
+
+
+@pytest.mark.parametrize("value", [
+    "postgres://bob:Hunter2pw@db.example.org/news",  # the scheme many hosts hand out
+    "postgresql+asyncpg://bob:Hunter2pw@db.example.org/news",
+    "mysql://bob:Hunter2pw@db.example.org/news",
+    "bob:Hunter2pw@db.example.org/news",  # no scheme at all
+    "postgresql://bob:Hunter2pw@db.example.org:abc/news",  # a port that is not a number
+    "postgresql://bob:Hunter2pw@[::1/news",  # an unclosed IPv6 bracket
+    "postgresql://bob:Hunter2pw@@db.example.org:x/news",  # an '@' in the password
+])
+def test_bad_database_url_never_shows_its_password(tmp_path: Path, value: str) -> None:
+    """A DATABASE_URL refused at start is named with its password masked, exit 2, and no
+    traceback (a port that is not a number was a ValueError traceback from SQLAlchemy)."""
+    (tmp_path / "articles").mkdir()
+    for command in ("status", "publish"):
+        result = digest_cli(command, cwd=tmp_path, env={"DATABASE_URL": value})
+        assert result.returncode == 2, result.stderr
+        assert "error: DATABASE_URL=" in result.stderr and "bob:***@" in result.stderr
+        assert "hint: set DATABASE_URL=" in result.stderr
+        assert "Hunter2pw" not in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@given(st.sampled_from(["postgresql", "postgres", "mysql", "postgresql+psycopg"]),
+       st.from_regex(r"\A[^:@/]{0,10}\Z"), st.text(min_size=1, max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_shown_database_url_masks_any_password(scheme: str, user: str, password: str) -> None:
+    shown = shown_database_url(f"{scheme}://{user}:{password}@db.example.org:5432/news")
+    assert shown == f"{scheme}://{user}:***@db.example.org:5432/news"
 
 
 @pytest.mark.parametrize(("name", "value", "expected"), [

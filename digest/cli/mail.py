@@ -12,7 +12,7 @@ import click
 
 from digest import exit_codes
 from digest.addresses import file_name_part, normalize_address
-from digest.cli.support import Context, now, pass_ctx, stop_on_signals
+from digest.cli.support import Context, now, pass_ctx, stop_on_signals, writing
 from digest.mail.for_subscriber import (
     NOTHING_NEW,
     describe,
@@ -153,17 +153,18 @@ def _show_dry_run(ctx: Context, messages: list[OutgoingMessage], out_dir: Path |
         ctx.echo("no recipients: nothing would be sent")
         return
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for number, message in enumerate(messages, start=1):
-            name = f"{number:05d}-{file_name_part(message.recipient)}.eml"
-            (out_dir / name).write_bytes(message.data)
+        with writing("--out", out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for number, message in enumerate(messages, start=1):
+                name = f"{number:05d}-{file_name_part(message.recipient)}.eml"
+                (out_dir / name).write_bytes(message.data)
         ctx.echo(f"wrote {plural(len(messages), 'message')} to {out_dir}")
         return
     click.echo(messages[0].data.decode("ascii").replace("\r\n", "\n"))
     recipients = ", ".join(m.recipient for m in messages)
-    click.echo(f"would send {plural(len(messages), 'message')}, to: {recipients}", err=True)
+    ctx.note(f"would send {plural(len(messages), 'message')}, to: {recipients}")
     if len(messages) > 1:
-        click.echo("(only the first is shown; use --out DIR to write them all)", err=True)
+        ctx.note("(only the first is shown; use --out DIR to write them all)")
 
 
 def _summarise(ctx: Context, report: SendReport) -> None:
@@ -191,7 +192,8 @@ def _summarise(ctx: Context, report: SendReport) -> None:
 
 @click.command()
 @click.argument("edition", type=click.IntRange(min=1), required=False)
-@click.option("--limit", default=20, show_default=True, help="How many editions to show.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="How many editions to show (not with EDITION).")
 @pass_ctx
 def history(ctx: Context, edition: int | None, limit: int) -> None:
     """List past digest editions with their delivery counts.
@@ -202,6 +204,10 @@ def history(ctx: Context, edition: int | None, limit: int) -> None:
     complaint that arrived later names, one per line, with the reply.
     """
     if edition is not None:
+        source = click.get_current_context().get_parameter_source("limit")
+        if source is not None and source != click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("use either EDITION (its problem deliveries, all of them) or "
+                                   "--limit (how many editions to list)")
         _edition_problems(ctx, edition)
         return
     with ctx.store() as store:
@@ -229,8 +235,8 @@ def _edition_problems(ctx: Context, edition: int) -> None:
         shown = "deferred" if p.status == "pending" else str(p.status)
         click.echo(f"{p.recipient}\t{shown}\t{p.attempts}\t{p.updated_at:%Y-%m-%d %H:%M}\t"
                    f"{p.reply}")
-    click.echo(f"edition {edition}: {len(rows)} failed, deferred, unknown or reported "
-               "deliveries", err=True)
+    ctx.note(f"edition {edition}: {len(rows)} failed, deferred, unknown or reported "
+             "deliveries")
 
 
 class _ProgressBar:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from digest.addresses import normalize_address
-from digest.cli.support import Context, now, pass_ctx
+from digest.cli.support import Context, now, pass_ctx, writing
 from digest.errors import DigestError
 from digest.mail.for_subscriber import subscriber_view, view_html
 from digest.mail.previews import preview_html
@@ -50,7 +50,8 @@ def preview(ctx: Context, out_file: Path | None, open_browser: bool,
             stale = False
     if out_file is not None:
         path = out_file
-        path.write_text(html, encoding="utf-8")
+        with writing("--out", path):
+            path.write_text(html, encoding="utf-8")
     else:  # a new private file (mode 0600): never one shared by every site and user
         handle, name = tempfile.mkstemp(prefix="digest-preview-", suffix=".html")
         path = Path(name)

@@ -27,9 +27,13 @@ def serve(ctx: Context, host: str | None, port: int | None, log_format: str) -> 
     SUBSCRIBE_FORM=on, /subscribe and /confirm (double opt-in). Needs
     SECRET_KEY. Runs until Ctrl-C or SIGTERM; logs one line per request.
     """
+    if host is not None and not host.strip():
+        raise click.BadParameter("empty; give an address, e.g. --host 127.0.0.1 (this machine "
+                                 "only) or --host 0.0.0.0 (every interface)",
+                                 param_hint="'--host'")
     settings = ctx.settings
     if host is not None:
-        settings = dataclasses.replace(settings, serve_host=host)
+        settings = dataclasses.replace(settings, serve_host=host.strip())
     if port is not None:
         settings = dataclasses.replace(settings, serve_port=port)
     check_signup_settings(settings)

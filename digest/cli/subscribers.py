@@ -9,7 +9,7 @@ import click
 
 from digest import exit_codes
 from digest.addresses import normalize_address, split_named
-from digest.cli.support import Context, now, pass_ctx
+from digest.cli.support import Context, now, pass_ctx, writing
 from digest.errors import SubscriberError
 from digest.mail.choices import CADENCES, cadence_from_text, topics_from_text
 from digest.mail.send import check_send_settings
@@ -115,7 +115,7 @@ def list_command(ctx: Context, status: str | None) -> None:
             f"\t{s.cadence}: {','.join(s.topics) or 'everything'}"
         click.echo(f"{s.address}\t{s.status}\t{s.updated_at:%Y-%m-%d}{name}{bounce}{reads}")
     summary = ", ".join(f"{counts[k]} {k}" for k in STATUSES)
-    click.echo(f"{len(rows)} shown ({summary})", err=True)
+    ctx.note(f"{len(rows)} shown ({summary})")
 
 
 @subscribers.command("reactivate")
@@ -176,9 +176,10 @@ def export_command(ctx: Context, status: str | None, out_file: Path | None) -> N
     if out_file is None:
         count = write_csv(rows, sys.stdout)
     else:
-        with out_file.open("w", encoding="utf-8", newline="") as out:
+        with writing("--out", out_file), out_file.open("w", encoding="utf-8",
+                                                      newline="") as out:
             count = write_csv(rows, out)
-    click.echo(f"{count} exported", err=True)
+    ctx.note(f"{count} exported")
 
 
 def _send_welcomes(ctx: Context, store: Store, report: SubscribeReport) -> None:

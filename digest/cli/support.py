@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from digest.errors import ConfigError
+from digest.errors import ConfigError, OutputError, shown_path
 from digest.logs import FORMATS, setup_logging
 
 if TYPE_CHECKING:
@@ -64,6 +64,11 @@ class Context:
         if not self.quiet:
             click.echo(message)
 
+    def note(self, message: str) -> None:
+        """A remark on stderr beside a command's data on stdout (a count); none with -q."""
+        if not self.quiet:
+            click.echo(message, err=True)
+
     @property
     def log_level(self) -> int:
         """The level of the long-running commands' logs: --debug, --quiet, else INFO."""
@@ -93,8 +98,37 @@ def read_settings(env_file: Path | None) -> Settings:
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read ({exc})", "save it as UTF-8 text") from exc
         values.update({k: v for k, v in loaded.items() if v is not None})
+        _warn_misspelt(env_file or Path(".env"), loaded)
     values.update(os.environ)
     return load_settings(values, Path.cwd())
+
+
+def _warn_misspelt(path: Path, names: Iterable[str]) -> None:
+    """A line of `.env` whose name is close to a setting's but none (SMTP_PASWORD, smtp_host)
+    would be silently ignored: say so on stderr, naming the line's name, never its value.
+    Names far from every setting (another program's, in a shared file) pass in silence."""
+    from difflib import get_close_matches
+
+    from digest.settings import ENV_NAMES
+
+    for name in names:
+        if name in ENV_NAMES:
+            continue
+        close = get_close_matches(name.upper(), sorted(ENV_NAMES), n=1, cutoff=0.8)
+        if close:
+            click.echo(f"warning: {shown_path(path)}: {shown_path(name)} is not a setting and "
+                       f"is ignored; did you mean {close[0]}?", err=True)
+
+
+@contextmanager
+def writing(option: str, path: Path) -> Iterator[None]:
+    """Writing the file or folder an option names: an OSError becomes an OutputError naming
+    the option and the path (no traceback for a missing or read-only folder)."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"{option} {shown_path(path)}: cannot write ({exc.strerror or exc})",
+                          "check that its folder exists and that you may write there") from exc
 
 
 def now() -> datetime:

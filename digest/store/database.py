@@ -21,8 +21,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from digest.errors import StoreError
+from digest.errors import ConfigError, StoreError
 from digest.model import StoredArticle
+from digest.settings import shown_database_url
 from digest.store.migrations import MIGRATIONS
 from digest.store.schema import articles, meta, schema_migrations
 from digest.store.timestamps import from_iso, iso, utcnow
@@ -47,10 +48,12 @@ def resolve_url(database_url: str, base_dir: Path) -> str:
     """Make a relative SQLite file path absolute against base_dir."""
     try:
         url = make_url(database_url)
-    except ArgumentError:
-        raise StoreError(f"DATABASE_URL={database_url!r} is not a database URL",
-                         "use sqlite:///digest.sqlite3 or postgresql://user@host:5432/dbname"
-                         ) from None
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise ConfigError(f"DATABASE_URL={shown_database_url(database_url)!r} is not a valid "
+                          "database URL (check the host and the port, a number)",
+                          "set DATABASE_URL=sqlite:///digest.sqlite3 or "
+                          "DATABASE_URL=postgresql://user:password@host:5432/dbname "
+                          "(percent-encode special characters in the password)") from None
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         path = Path(url.database)
         if not path.is_absolute():

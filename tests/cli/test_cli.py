@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from digest.settings import ENV_NAMES
-from tests.conftest import REPO, copy_sample, digest_cli, write
+from tests.conftest import REPO, base_env, copy_sample, digest_cli, write
 
 
 def test_publish_sample_articles_like_the_readme(tmp_path: Path) -> None:
@@ -102,6 +102,85 @@ def test_password_in_database_url_is_not_printed(site: Path) -> None:
                         env={"DATABASE_URL": "postgresql://user:hunter2secret@127.0.0.1:1/x"})
     assert result.returncode == 1
     assert "hunter2secret" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(("line", "name"), [
+    ("SITE_TITLE=", "SITE_TITLE"),  # was a feedgen ValueError traceback from publish
+    ('SITE_TITLE="   "', "SITE_TITLE"),
+    ("SMTP_HOST=", "SMTP_HOST"),  # was 'cannot connect to :25', called temporary
+    ("SERVE_HOST=", "SERVE_HOST"),  # `digest serve` listened on every interface
+])
+def test_empty_setting_that_needs_a_value_is_refused(site: Path, line: str, name: str) -> None:
+    copy_sample(site)
+    write(site / ".env", line + "\n")
+    result = digest_cli("publish", cwd=site)
+    assert result.returncode == 2, result.stderr
+    assert f"error: {name} is empty" in result.stderr
+    assert "or remove the line for the default" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (site / "public").exists()
+
+
+def test_serve_refuses_an_empty_host(site: Path) -> None:
+    # (it listened on every interface, until stopped)
+    result = digest_cli("serve", "--host", "", "--port", "0", cwd=site, timeout=20,
+                        env={"SECRET_KEY": "test-secret-key-0123456789"})
+    assert result.returncode == 2
+    assert "Invalid value for '--host': empty" in result.stderr
+
+
+def test_history_limit_is_at_least_one_and_not_with_an_edition(site: Path) -> None:
+    env = base_env(site)
+    copy_sample(site)
+    assert digest_cli("publish", cwd=site, env=env).returncode == 0
+    sent = digest_cli("send", cwd=site, env=env)  # no subscribers: an edition, no mail
+    assert sent.returncode == 0, sent.stderr
+    assert "edition 1" in sent.stdout
+    for limit in ("0", "-1"):  # 0 said "no editions yet"; -1 listed all of them
+        result = digest_cli("history", "--limit", limit, cwd=site, env=env)
+        assert result.returncode == 2
+        assert f"Invalid value for '--limit': {limit} is not in the range x>=1" in result.stderr
+        assert result.stdout == ""
+    both = digest_cli("history", "1", "--limit", "5", cwd=site, env=env)  # --limit was ignored
+    assert both.returncode == 2
+    assert "use either EDITION" in both.stderr and "or --limit" in both.stderr
+    assert digest_cli("history", "--limit", "1", cwd=site, env=env).returncode == 0
+    assert digest_cli("history", "1", cwd=site, env=env).returncode == 0
+
+
+def test_misspelt_setting_in_dotenv_is_named_not_silently_ignored(site: Path) -> None:
+    copy_sample(site)
+    write(site / ".env", "SMTP_PASWORD=hunter2secret\nsite_title=Mine\n"
+                         "POSTGRES_PASSWORD=for-another-program\nSITE_TITLE=Ours\n")
+    result = digest_cli("publish", cwd=site)
+    assert result.returncode == 0, result.stderr
+    assert ("warning: .env: SMTP_PASWORD is not a setting and is ignored; did you mean "
+            "SMTP_PASSWORD?") in result.stderr
+    assert "warning: .env: site_title is not a setting and is ignored; did you mean " \
+           "SITE_TITLE?" in result.stderr
+    assert "POSTGRES_PASSWORD" not in result.stderr  # far from every setting: not ours
+    assert "hunter2secret" not in result.stderr + result.stdout
+    assert result.stderr.count("warning:") == 2
+
+
+def test_quiet_leaves_only_the_data(site: Path) -> None:
+    """-q ('print only errors') silenced the counts on stdout but not those on stderr."""
+    env = base_env(site)
+    copy_sample(site)
+    assert digest_cli("publish", cwd=site, env=env).returncode == 0
+    assert digest_cli("send", cwd=site, env=env).returncode == 0  # edition 1, to nobody
+    assert digest_cli("subscribers", "add", "ann@example.org", cwd=site, env=env).returncode == 0
+    for command in (["subscribers", "list"], ["subscribers", "export"], ["history", "1"],
+                    ["send", "--dry-run", "--force"]):
+        loud = digest_cli(*command, cwd=site, env=env)
+        quiet = digest_cli("-q", *command, cwd=site, env=env)
+        assert loud.returncode == quiet.returncode == 0, quiet.stderr
+        assert loud.stderr != ""
+        assert quiet.stderr == "", command
+        if command[0] == "send":  # the message itself; its Message-ID is new each time
+            assert quiet.stdout.startswith("From: Example News") and loud.stdout
+        else:
+            assert quiet.stdout == loud.stdout
 
 
 def test_progress_bar_on_large_folders(site: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 import digest.store.database
-from digest.errors import StoreError
+from digest.errors import ConfigError, StoreError
 from digest.store.database import Store, StoredArticle, resolve_url
 from digest.store.migrations import MIGRATIONS
 from tests.conftest import wait_for
@@ -63,7 +63,7 @@ def test_relative_sqlite_path_is_resolved_against_the_project(tmp_path: Path) ->
 
 
 def test_bad_url_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="not a database URL"):
+    with pytest.raises(ConfigError, match="DATABASE_URL='nonsense' is not a valid database URL"):
         Store.open("nonsense", tmp_path)
 
 
