@@ -236,7 +236,21 @@ def _database_url(name: str, value: str, base: Path) -> str:
     backend, driver = match.group(1).lower(), (match.group(2) or "").lower()
     if backend not in _DRIVERS or driver not in _DRIVERS[backend]:
         raise ConfigError(f"{name}={shown!r}: {match.group(0)[:-3]} is not supported", hint)
+    if backend == "sqlite" and _in_memory(text[match.end():]):
+        raise ConfigError(f"{name}={shown!r} is a database in memory: what digest records "
+                          "(subscribers, editions, what was published) would be gone when "
+                          "the command ends",
+                          f"set {name}=sqlite:///digest.sqlite3 (a file in this folder)")
     return text
+
+
+def _in_memory(rest: str) -> bool:
+    """Whether the part of a SQLite URL after '://' names no file (SQLAlchemy then opens a
+    database in memory): empty, '/', ':memory:', a 'file::memory:' URI, 'mode=memory'."""
+    path, _, query = rest.partition("?")
+    database = path[1:] if path.startswith("/") else path
+    return (database in ("", ":memory:") or database.startswith("file::memory:")
+            or "mode=memory" in query)
 
 
 def _int_parser(minimum: int, maximum: int) -> Callable[[str, str, Path], int]:

@@ -154,6 +154,28 @@ def test_bad_database_url_never_shows_its_password(tmp_path: Path, value: str) -
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("value", [
+    "sqlite://", "sqlite:///", "sqlite:///:memory:", "SQLite+pysqlite://",
+    "sqlite:///file::memory:?cache=shared", "sqlite:///digest.sqlite3?mode=memory",
+])
+def test_a_database_in_memory_is_refused(tmp_path: Path, value: str) -> None:
+    """Each command is a new process: a SQLite database in memory would forget every
+    subscriber and edition when the command ends. Refused by name, exit 2."""
+    (tmp_path / "articles").mkdir()
+    result = digest_cli("subscribers", "add", "ann@example.org", cwd=tmp_path,
+                        env={"DATABASE_URL": value})
+    assert result.returncode == 2, result.stderr
+    assert f"error: DATABASE_URL={value!r} is a database in memory" in result.stderr
+    assert "hint: set DATABASE_URL=sqlite:///digest.sqlite3" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_sqlite_file_is_still_accepted(tmp_path: Path) -> None:
+    for value in ("sqlite:///state.sqlite3", f"sqlite:///{tmp_path / 'memory.sqlite3'}",
+                  "sqlite:///:memory:.db"):
+        assert load_settings({"DATABASE_URL": value}, tmp_path).database_url
+
+
 @given(st.sampled_from(["postgresql", "postgres", "mysql", "postgresql+psycopg"]),
        st.from_regex(r"\A[^:@/]{0,10}\Z"), st.text(min_size=1, max_size=30))
 @settings(max_examples=200, deadline=None)
