@@ -35,6 +35,9 @@ def import_command(ctx: Context, files: tuple[Path, ...]) -> None:
     bounce token (BOUNCE_ADDRESS) change a subscriber.
     """
     check_bounce_settings(ctx.settings)
+    if (not files or Path("-") in files) and sys.stdin.isatty():
+        raise click.UsageError("no message to read: give FILES, or pipe a message in "
+                               "(digest bounces import < message.eml)")
     with ctx.store() as store:
         summary = import_messages(ctx.settings, store, _messages(files), now())
     _report(ctx, summary)

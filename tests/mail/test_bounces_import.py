@@ -8,6 +8,7 @@ Gmail use; @@VERP@@ and @@RCPT@@ are filled with what the test send used.
 from __future__ import annotations
 
 import imaplib
+import os
 import ssl
 import subprocess
 import sys
@@ -141,6 +142,24 @@ def test_bounces_import_needs_bounce_address(tmp_path: Path) -> None:
     result = digest_cli("bounces", "import", cwd=tmp_path, env=base_env(tmp_path))
     assert result.returncode == 2
     assert "BOUNCE_ADDRESS" in result.stderr
+
+
+def test_bounces_import_at_a_terminal_says_what_it_reads_instead_of_waiting(
+        tmp_path: Path) -> None:
+    """No FILES and standard input a terminal: the command would wait for a message with
+    no prompt; it says what to give it (exit 2), and reads nothing."""
+    env = {**base_env(tmp_path), "BOUNCE_ADDRESS": BOUNCES}
+    leader, follower = os.openpty()
+    try:
+        for args in ((), ("-",)):
+            result = subprocess.run([sys.executable, "-m", "digest", "bounces", "import", *args],
+                                    cwd=tmp_path, stdin=follower, env=cli_env(env),
+                                    capture_output=True, timeout=60, check=False)
+            assert result.returncode == 2, result.stderr
+            assert b"no message to read: give FILES, or pipe a message in" in result.stderr
+    finally:
+        os.close(leader)
+        os.close(follower)
 
 
 @pytest.mark.parametrize(("name", "kind", "status"), [
