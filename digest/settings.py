@@ -163,9 +163,7 @@ def _required_text(hint: str) -> Callable[[str, str, Path], str]:
     def parse(name: str, value: str, base: Path) -> str:
         text = _bounded_text(name, value, base)
         if not text:
-            default = next(spec.default for spec in SPECS if spec.env == name)
-            raise ConfigError(f"{name} is empty",
-                              f"{hint}; or remove the line for the default, {default}")
+            raise ConfigError(f"{name} is empty", hint)  # load_settings names the default
         return text
 
     return parse
@@ -605,7 +603,16 @@ def load_settings(values: Mapping[str, str], base_dir: Path) -> Settings:
     parsed: dict[str, Any] = {"base_dir": base_dir}
     for spec in SPECS:
         raw = values.get(spec.env)
-        parsed[spec.field] = spec.parse(spec.env, spec.default if raw is None else raw, base_dir)
+        try:
+            parsed[spec.field] = spec.parse(spec.env, spec.default if raw is None else raw,
+                                            base_dir)
+        except ConfigError as exc:
+            if raw is None or raw.strip() or not spec.default:
+                raise
+            # An empty line (`FEED_MAX_ITEMS=`) is a value, not the default: say how to get it.
+            hint = f"{exc.hint}; " if exc.hint else ""
+            raise ConfigError(exc.message, f"{hint}or remove the line for the default, "
+                                           f"{spec.default}") from None
     return Settings(**parsed)
 
 

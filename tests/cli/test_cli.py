@@ -121,6 +121,21 @@ def test_empty_setting_that_needs_a_value_is_refused(site: Path, line: str, name
     assert not (site / "public").exists()
 
 
+@pytest.mark.parametrize(("line", "default"), [
+    ("FEED_MAX_ITEMS=", "50"), ("PUBLISH_INTERVAL=", "5m"), ("SMTP_SECURITY=", "starttls"),
+])
+def test_an_empty_line_says_how_to_get_the_default(site: Path, line: str, default: str) -> None:
+    """`NAME=` is an empty value, not the default: the error says to remove the line."""
+    copy_sample(site)
+    write(site / ".env", line + "\n")
+    result = digest_cli("publish", cwd=site)
+    assert result.returncode == 2, result.stderr
+    name = line.rstrip("=")
+    assert f"error: {name}=" in result.stderr or f"error: {name} " in result.stderr
+    assert f"or remove the line for the default, {default}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_serve_refuses_an_empty_host(site: Path) -> None:
     # (it listened on every interface, until stopped)
     result = digest_cli("serve", "--host", "", "--port", "0", cwd=site, timeout=20,
