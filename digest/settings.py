@@ -132,6 +132,19 @@ def _text(name: str, value: str, base: Path) -> str:
     return value.strip()
 
 
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+
+
+def _language(name: str, value: str, base: Path) -> str:
+    """A language tag (BCP 47: en, pt-BR, zh-Hant): the pages' lang and the feeds' language.
+    A locale's underscore (en_US) is read as the hyphen it stands for."""
+    tag = value.strip().replace("_", "-")
+    if not _LANGUAGE_TAG.fullmatch(tag):
+        raise ConfigError(f"{name}={value!r} is not a language tag",
+                          f"set {name} to a language code, e.g. {name}=en or {name}=pt-BR")
+    return tag
+
+
 def _optional_text(name: str, value: str, base: Path) -> str | None:
     return value.strip() or None
 
@@ -484,7 +497,8 @@ SPECS: tuple[Spec, ...] = (
          _required_text("set SITE_TITLE to the name of the site, e.g. SITE_TITLE=Example News")),
     Spec("SITE_SUBTITLE", "site_subtitle", "New articles", "subtitle of the feeds", _text),
     Spec("SITE_AUTHOR", "site_author", "digest", "default author of articles and feeds", _text),
-    Spec("SITE_LANGUAGE", "site_language", "en", "language code of the site and feeds", _text),
+    Spec("SITE_LANGUAGE", "site_language", "en",
+         "language code of the site and feeds (en, pt-BR)", _language),
     Spec("SITE_TIMEZONE", "site_timezone", "UTC",
          "time zone of article dates written without one (IANA name)", _zone),
     Spec("FEED_ID", "feed_id", "",

@@ -5,6 +5,7 @@ handled the way they are used (envelope, headers, links), checked over real SMTP
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -152,6 +153,34 @@ def test_bad_database_url_never_shows_its_password(tmp_path: Path, value: str) -
         assert "hint: set DATABASE_URL=" in result.stderr
         assert "Hunter2pw" not in result.stdout + result.stderr
         assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("value", "tag"), [
+    ("en", "en"), (" pt-BR ", "pt-BR"), ("en_US", "en-US"), ("zh-Hant-TW", "zh-Hant-TW"),
+])
+def test_site_language_takes_tags_and_locales(tmp_path: Path, value: str, tag: str) -> None:
+    assert load_settings({"SITE_LANGUAGE": value}, tmp_path).site_language == tag
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=20))
+def test_site_language_is_a_tag_or_refused_by_name(value: str) -> None:
+    """Whatever is written, the pages' lang="..." and the feeds' language get a tag
+    (letters, digits, hyphens) or the command stops naming SITE_LANGUAGE."""
+    try:
+        tag = load_settings({"SITE_LANGUAGE": value}, Path("/tmp")).site_language
+    except ConfigError as exc:
+        assert exc.message.startswith("SITE_LANGUAGE=")
+        return
+    assert re.fullmatch(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*", tag)
+
+
+def test_a_language_that_is_no_tag_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "articles").mkdir()
+    result = digest_cli("publish", cwd=tmp_path, env={"SITE_LANGUAGE": 'en us"><script>'})
+    assert result.returncode == 2, result.stderr
+    assert "error: SITE_LANGUAGE='en us\"><script>' is not a language tag" in result.stderr
+    assert "hint: set SITE_LANGUAGE to a language code" in result.stderr
 
 
 @pytest.mark.parametrize("value", [
