@@ -11,6 +11,7 @@ Two formats, chosen by extension:
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import re
@@ -50,11 +51,23 @@ SLUG_SEGMENT_MAX = 100  # characters between two slashes
 YEAR_MIN, YEAR_MAX = 1900, 9000  # dates outside break time zone and mail date arithmetic
 
 
+def _utf16_as_utf8(key: str, data: bytes) -> bytes:
+    """A file saved as UTF-16 with its byte order mark (Windows editors' "Unicode"), as
+    UTF-8: read like any other article."""
+    try:
+        return data.decode("utf-16").encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArticleError(key, f"invalid UTF-16 at byte {exc.start}",
+                           "re-save the file as UTF-8") from None
+
+
 def read_article(source: SourceFile, data: bytes, zone: ZoneInfo, max_bytes: int) -> Article:
     """Parse the bytes of one article file. Raises ArticleError on any problem."""
     if len(data) > max_bytes:
         raise ArticleError(source.key, f"file is {len(data):,} bytes, over the limit of "
                            f"{max_bytes:,}", "split the article or raise MAX_ARTICLE_BYTES")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        data = _utf16_as_utf8(source.key, data)
     if not data.strip():
         raise ArticleError(source.key, "file is empty", "write the article or delete the file")
     if b"\x00" in data:

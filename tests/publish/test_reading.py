@@ -113,11 +113,22 @@ def test_draft_flag() -> None:
     assert read("z.md", "---\ntitle: T\ndate: 2024-05-01\ndraft: true\n---\nText\n").draft
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_with_its_byte_order_mark_reads_as_utf8(encoding: str) -> None:
+    """Windows editors save "Unicode" as UTF-16 with a byte order mark: the same article."""
+    text = "---\ntitle: Café ☕\ndate: 2024-05-01\n---\nBody text.\n"
+    mark = "\ufeff" if encoding != "utf-16" else ""  # "utf-16" writes its own
+    article = read("cafe.md", (mark + text).encode(encoding))
+    same = read("cafe.md", text.encode("utf-8"))
+    assert (article.title, article.body_html) == ("Café ☕", same.body_html)
+
+
 @pytest.mark.parametrize(("data", "reason"), [
     (b"", "empty"),
     (b"   \n\n", "empty"),
     (b"date 2024-01-01 ok\x00\x01binary", "binary"),
     (b"date 2024-01-01 caf\xe9 au lait", "invalid UTF-8"),
+    ("date 2024-01-01 odd".encode("utf-16") + b"\x00", "invalid UTF-16"),  # a byte short
     (b"Just some text without a date.\n", "no 'date"),
     (b"date 2024-02-30 Impossible day.\n", "not a real date"),
     (b"date yesterday Something.\n", "does not start with a date"),
