@@ -268,3 +268,15 @@ def test_text_part_never_breaks_a_web_address_in_a_summary(tmp_path: Path) -> No
     assert hyphens in lines and long_word in lines  # each whole, alone on its line
     words = [line for line in lines if "Tuesday" in line or "anyone" in line]
     assert len(words) == 2 and all(len(line) <= 72 for line in words)  # words still wrap
+
+
+@pytest.mark.parametrize("name", [
+    "Smith, John (Head of Marketing, Northwind Traders International Holdings Limited)",
+    "=?utf-8?b?SGk=?=", "Ann =?utf-8?q?B=C3=B6b?= Smith"])
+def test_a_subscriber_name_is_one_recipient_shown_as_written(tmp_path: Path, name: str) -> None:
+    # Folding split the first name's quotes: To read as "Smith" and "John <...>";
+    # the others showed as "Hi" and "Ann Böb Smith".
+    _, parsed = build(settings_for(tmp_path), personal("ann@example.org", name))
+    (to,) = parsed["To"].addresses
+    assert (to.display_name, to.addr_spec) == (name, "ann@example.org")
+    assert not parsed["To"].defects
