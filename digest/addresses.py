@@ -107,6 +107,10 @@ def parse_mailbox(text: str, where: str = "address") -> Mailbox:
         raise SubscriberError(f"{where}: {text!r}: the display name has < > or a stray quote",
                               'put the name in double quotes, e.g. "Acme News" <news@acme.org>')
     name = " ".join(name.split())
+    if "=?" in name:  # sent as these very characters: readers would see "=?utf-8?q?...?="
+        raise SubscriberError(f"{where}: {text!r}: the display name is RFC 2047-encoded "
+                              "(=?...?=)", 'write it as plain text, e.g. "Café News" '
+                              "<news@example.org>: digest encodes it")
     if len(name) > NAME_MAX or not plain(name):
         raise SubscriberError(f"{where}: the display name is too long (at most {NAME_MAX} "
                               "characters, no word over 60)", "use a shorter name")

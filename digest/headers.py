@@ -82,24 +82,46 @@ def set_mailbox(message: EmailMessage, name: str, display_name: str, address: st
 def mailbox_value(name: str, display_name: str, address: str) -> str:
     """The folded value of a one-mailbox header (without 'Name: ' and the final CRLF).
 
-    A display name the email package cannot fold within the limits (a word
-    too long for a line, an encoded word over 75 characters), or that does
-    not parse back to itself, is left out.
+    Every display name is checked by parsing the header back. The email
+    package's folding is tried first; when it breaks the name (in Python 3.11
+    it drops the quotes of a quoted name it splits across lines, so
+    "Smith, John (Head of ... Limited)" became the two addresses "Smith" and
+    "John <...>"), an ASCII name is written as one quoted string followed by
+    the address on the next line. A name with "=?" in it (text that mail
+    clients decode as an encoded word: "=?utf-8?b?SGk=?=" showed as "Hi") is
+    written as encoded words of itself. A name that still does not read back,
+    or that has a word too long for a line, is left out.
     """
-    for shown in ((display_name, "") if plain(display_name) else ("",)):
-        mailbox = Address(shown, addr_spec=address)
-        folded = POLICY.header_factory(name, str(mailbox)).fold(policy=POLICY)
-        value = str(folded)[len(name) + 1:].strip(" ").removesuffix("\r\n")
-        if not shown or (fits(value) and (("=?" not in value and shown.isascii())
-                                          or reads_back(name, value, mailbox))):
-            break
-    return value
+    if display_name and plain(display_name):
+        mailbox = Address(display_name, addr_spec=address)
+        for value in _mailbox_forms(name, mailbox):
+            if fits(value) and reads_back(name, value, mailbox):
+                return value
+    return _folded(name, Address("", addr_spec=address))
+
+
+def _mailbox_forms(name: str, mailbox: Address) -> list[str]:
+    if "=?" in mailbox.display_name:
+        return [f"{encoded_words(mailbox.display_name)}\r\n <{mailbox.addr_spec}>"]
+    forms = [_folded(name, mailbox)]
+    if mailbox.display_name.isascii():
+        quoted = mailbox.display_name.replace("\\", "\\\\").replace('"', '\\"')
+        forms.append(f'"{quoted}"\r\n <{mailbox.addr_spec}>')
+    return forms
+
+
+def _folded(name: str, mailbox: Address) -> str:
+    folded = POLICY.header_factory(name, str(mailbox)).fold(policy=POLICY)
+    return str(folded)[len(name) + 1:].strip(" ").removesuffix("\r\n")
 
 
 def reads_back(name: str, value: str, mailbox: Address) -> bool:
     """The folded header parses back to exactly this one mailbox, without defects."""
     message = message_from_bytes(f"{name}: {value}\r\n\r\n".encode(), policy=email_policy.default)
-    header = message[name]
+    try:
+        header = message[name]
+    except (AttributeError, IndexError, ValueError):  # the email package fails on some groups
+        return False
     found: tuple[Address, ...] = getattr(header, "addresses", ())
     return (len(found) == 1 and not header.defects and found[0].addr_spec == mailbox.addr_spec
             and found[0].display_name == mailbox.display_name)

@@ -70,7 +70,7 @@ BAD = [
     ("DIGEST_FROM", "News <bad>", "not an email address"),
     ("DIGEST_FROM", "A <b> <news@example.org>", "display name"),
     ("DIGEST_FROM", "x" * 70 + " <news@example.org>", "too long"),
-    ("DIGEST_FROM", "=?utf-8?q?Bank?= <news@example.org>", "does not read back"),
+    ("DIGEST_FROM", "=?utf-8?q?Bank?= <news@example.org>", "RFC 2047-encoded"),
     ("DIGEST_RECIPIENTS", "ann@example.org, bob@", "'bob@' is not an email address"),
     ("DIGEST_RECIPIENTS", "x@xn--zz.org", "not an email address"),
     ("UNSUBSCRIBE_MAILTO", "nope", "not an email address"),

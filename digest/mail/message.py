@@ -164,7 +164,7 @@ class MessageFactory:
         name = one_line(personal.name) if personal.name else None
         if not name:
             to = f"To: {personal.address}\r\n"
-        elif _SAFE_NAME.match(name) and len(name) + len(personal.address) < 60:
+        elif _SAFE_NAME.match(name) and "=?" not in name and len(name) + len(personal.address) < 60:
             to = f"To: {name} <{personal.address}>\r\n"
         else:
             to = f"To: {mailbox_value('To', name, personal.address)}\r\n"

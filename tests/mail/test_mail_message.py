@@ -253,3 +253,30 @@ def test_one_article_is_one_new_article_in_the_subject_and_body(tmp_path: Path) 
     assert "1 new articles" not in rendered.text + rendered.html
     custom = settings_for(tmp_path, DIGEST_SUBJECT="{count} for {site}: {articles}")
     assert render_digest(custom, content(2)).subject == "2 for Example News: 2 new articles"
+
+
+def test_text_part_never_breaks_a_web_address_in_a_summary(tmp_path: Path) -> None:
+    hyphens = "https://example.org/2026/12/the-council-approves-the-new-zoning-plan-for-main-street"
+    long_word = "https://example.org/files/" + "a" * 100
+    summary = f"The council voted on Tuesday; details at {hyphens} and the minutes at " \
+              f"{long_word} for anyone who wants to read them, well-known or not."
+    digest = DigestContent(1, NOW, (DigestItem("vote", "Vote", summary, "", NOW),))
+    _, parsed = build(settings_for(tmp_path), digest=digest)
+    text = parsed.get_body(("plain",))
+    assert text is not None
+    lines = text.get_content().splitlines()
+    assert hyphens in lines and long_word in lines  # each whole, alone on its line
+    words = [line for line in lines if "Tuesday" in line or "anyone" in line]
+    assert len(words) == 2 and all(len(line) <= 72 for line in words)  # words still wrap
+
+
+@pytest.mark.parametrize("name", [
+    "Smith, John (Head of Marketing, Northwind Traders International Holdings Limited)",
+    "=?utf-8?b?SGk=?=", "Ann =?utf-8?q?B=C3=B6b?= Smith"])
+def test_a_subscriber_name_is_one_recipient_shown_as_written(tmp_path: Path, name: str) -> None:
+    # Folding split the first name's quotes: To read as "Smith" and "John <...>";
+    # the others showed as "Hi" and "Ann Böb Smith".
+    _, parsed = build(settings_for(tmp_path), personal("ann@example.org", name))
+    (to,) = parsed["To"].addresses
+    assert (to.display_name, to.addr_spec) == (name, "ann@example.org")
+    assert not parsed["To"].defects
