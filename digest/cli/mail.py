@@ -23,6 +23,7 @@ from digest.mail.for_subscriber import (
 from digest.mail.message import OutgoingMessage
 from digest.mail.previews import dry_run as build_dry_run
 from digest.mail.previews import test_message
+from digest.mail.reach import base_url_warnings
 from digest.mail.send import SendReport, check_send_settings, send_digest
 from digest.mail.smtp import SMTPMailer
 from digest.service.reports import delivery_counts
@@ -72,6 +73,8 @@ def send(ctx: Context, force: bool, dry_run: bool, out_dir: Path | None,
     settings = ctx.settings
     if out_dir is not None and not dry_run:
         raise click.UsageError("--out needs --dry-run")
+    for warning in base_url_warnings(settings.base_url):
+        ctx.note(f"warning: {warning}")
     if dry_run and test_address:
         raise click.UsageError("use either --dry-run or --to")
     if as_subscriber is not None and not test_address:

@@ -12,6 +12,7 @@ import click
 from digest import exit_codes
 from digest.cli.support import Context, log_format_option, now, pass_ctx, stop_on_signals
 from digest.errors import DigestError
+from digest.mail.reach import base_url_warnings
 from digest.mail.smtp import SMTPMailer
 from digest.service import lock as service_lock
 from digest.service.leader import Node, shared
@@ -49,6 +50,9 @@ def run(ctx: Context, once: bool, log_format: str, with_server: bool) -> None:
         raise click.UsageError("use either --once or --serve")
     level = ctx.setup_logging(log_format)
     settings = ctx.settings
+    if settings.digest_from:  # it will mail readers: say now if their links cannot work
+        for warning in base_url_warnings(settings.base_url):
+            log.warning("%s", warning)
     if with_server:
         check_signup_settings(settings)  # before the lock: a missing SECRET_KEY stops at once
         logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))
