@@ -28,7 +28,7 @@ def test_publish_sample_articles_like_the_readme(tmp_path: Path) -> None:
 
 def test_problems_exit_3_with_one_line_each_and_no_traceback(site: Path) -> None:
     copy_sample(site)
-    write(site / "articles" / "broken.txt", b"\xff\xfe")
+    write(site / "articles" / "broken.txt", b"\xc3\x28 not UTF-8")
     result = digest_cli("publish", cwd=site)
     assert result.returncode == 3
     assert "problem: broken.txt: invalid UTF-8" in result.stderr
