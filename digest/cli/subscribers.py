@@ -74,6 +74,11 @@ def add(ctx: Context, addresses: tuple[str, ...], resubscribe: bool, welcome: bo
         report = subscribe_many(store, entries, now(), source="cli", resubscribe=resubscribe,
                                 choices=choices)
         _report_subscribe(ctx, report)
+        changed = (set(report.unchanged) | set(report.subscribed)) - set(report.added)
+        if choices is not None and changed:
+            what = " and ".join(name for name in ("topics", "cadence") if name in choices.given)
+            ctx.echo(f"{what} set for {plural(len(changed), 'address', 'addresses')} "
+                     "already on the list")
         if welcome:
             _send_welcomes(ctx, store, report)
 

@@ -172,7 +172,9 @@ def test_cli_add_changes_only_the_choice_given(tmp_path: Path, database_url: str
             store.close()
 
     add("ann@example.org", "--topics", "Python, Plain Text")
-    add("ann@example.org", "--cadence", "weekly")
+    said = digest_cli("subscribers", "add", "ann@example.org", "--cadence", "weekly",
+                      cwd=tmp_path, env=env)
+    assert "cadence set for 1 address already on the list" in said.stdout
     assert listed()["ann@example.org"] == (("plain-text", "python"), "weekly")
     add("ann@example.org", "bob@example.org", "--topics", "meta")
     assert listed() == {"ann@example.org": (("meta",), "weekly"),
