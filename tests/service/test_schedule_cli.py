@@ -203,3 +203,32 @@ def test_status_shows_each_open_editions_progress_and_who_holds_claims(
                      "1 unknown, 0 failed, 0 skipped")
     assert lines[at + 1:] == ["  1 being sent by pid 111 on mail-1",
                               "  2 being sent by pid 222 on mail-2"]
+
+
+def test_sighup_reloads_the_settings_of_env_in_the_same_process(
+        site: Path, runs: Callable[..., DigestRun]) -> None:
+    """SIGHUP used to kill `digest run` at once, without a line in the log (exit 129)."""
+    env = env_for(site, "sqlite:///state.sqlite3")
+    del env["PUBLISH_INTERVAL"]  # from .env, which SIGHUP reads anew
+    dotenv = site / ".env"
+    write(dotenv, "PUBLISH_INTERVAL=1h\n")
+    run = runs(site, env)
+    run.wait_for_log("digest run started")
+    assert "publish: every 1h" in run.output()
+
+    write(dotenv, "PUBLISH_INTERVAL=soon\n")  # an error: it keeps running as it was
+    run.process.send_signal(signal.SIGHUP)
+    run.wait_for_log("SIGHUP: not reloading, the settings have an error: PUBLISH_INTERVAL")
+    assert run.process.poll() is None
+
+    write(dotenv, "PUBLISH_INTERVAL=2h\n")
+    run.process.send_signal(signal.SIGHUP)
+    run.wait_for_log("publish: every 2h")
+    run.wait_for(lambda: run.output().count("digest run started") == 2, "the second start")
+    status = digest_cli("status", cwd=site, env=env)
+    assert f"service: running (pid {run.pid} " in status.stdout  # the same process
+    assert "every 2h" in status.stdout
+    assert run.stop() == 0
+    output = run.output()
+    assert "SIGHUP: reloading" in output and "Traceback" not in output
+    assert output.count("digest run stopped") == 2
