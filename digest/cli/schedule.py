@@ -22,7 +22,9 @@ from digest.cli.support import (
 from digest.errors import DigestError
 from digest.mail.smtp import SMTPMailer
 from digest.service import lock as service_lock
+from digest.service.jobs import DEFAULT_JOBS, SEND
 from digest.service.leader import Node, shared
+from digest.service.resume import Resumer
 from digest.service.scheduler import Service, run_once
 from digest.settings import Settings
 from digest.store import runs as job_runs
@@ -82,9 +84,12 @@ def run(ctx: Context, once: bool, log_format: str, with_server: bool) -> None:
             values = set(outcomes.values())
             sys.exit(exit_codes.FAILED if job_runs.FAILED in values
                      else exit_codes.PROBLEMS if job_runs.PROBLEMS in values else exit_codes.OK)
-        service = Service(settings, store, now, stop=stop, lock=lock)
+        resumer = Resumer(settings, store, now, stop, lambda: SMTPMailer(settings))
+        jobs = dict(DEFAULT_JOBS, **{SEND: resumer.one_at_a_time(DEFAULT_JOBS[SEND])})
+        service = Service(settings, store, now, jobs=jobs, stop=stop, lock=lock)
         web = _WebThread(settings, store, stop) if with_server else None
         service.start()
+        resumer.start()
         log.info("digest run started (pid %d); stop it with SIGTERM or Ctrl-C", os.getpid())
         try:
             service.wait()
@@ -92,6 +97,7 @@ def run(ctx: Context, once: bool, log_format: str, with_server: bool) -> None:
         finally:
             stop.set()
             service.shutdown()
+            resumer.join()
             if web is not None:
                 web.join()
         log.info("digest run stopped")

@@ -232,3 +232,46 @@ def test_sighup_reloads_the_settings_of_env_in_the_same_process(
     output = run.output()
     assert "SIGHUP: reloading" in output and "Traceback" not in output
     assert output.count("digest run stopped") == 2
+
+
+def test_an_open_edition_is_resumed_without_waiting_for_the_next_scheduled_send(
+        site: Path, smtp_servers: Callable[..., SMTPServer],
+        runs: Callable[..., DigestRun]) -> None:
+    """A send cut short (SIGTERM here; the relay down does the same once its deferrals run
+    out) used to wait for the next DIGEST_SCHEDULE time: for a daily digest, a day late."""
+    server = smtp_servers(behaviour=Behaviour(delay=0.3))
+    recipients = [f"reader{n:02d}@example.org" for n in range(12)]
+    due = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    env = env_for(site, "sqlite:///state.sqlite3", **server.env(),
+                  DIGEST_RECIPIENTS=",".join(recipients), SMTP_CONNECTIONS="1",
+                  DIGEST_SCHEDULE=f"{due.minute} {due.hour} * * *")
+    copy_sample(site)
+    assert digest_cli("publish", cwd=site, env=env).returncode == 0
+    store = Store.open(env["DATABASE_URL"], site)
+    try:  # the service was last running before `due`: it catches up at start
+        job_runs.cover(store, SEND, due - timedelta(minutes=1))
+    finally:
+        store.close()
+    first = runs(site, env)
+    first.wait_for(lambda: len(server.received) >= 2, "two messages", 30)
+    assert first.stop() == 0
+    assert len(server.received) < len(recipients)
+    store = Store.open(env["DATABASE_URL"], site)
+    try:  # as after a scheduled send that ended with deliveries deferred (the relay down)
+        job_runs.cover(store, SEND, datetime.now(UTC))
+    finally:
+        store.close()
+
+    again = runs(site, env)  # no catch-up: the next scheduled send is tomorrow's
+    again.wait_for(lambda: len(server.received) == len(recipients), "the rest of the edition",
+                   30)
+    again.wait_for_log("resume-send: edition 1 ")
+    assert again.stop() == 0
+    assert "sending it now" not in again.output()
+    assert sorted(m.rcpt_to for m in server.received) == recipients  # each exactly once
+    store = Store.open(env["DATABASE_URL"], site)
+    try:
+        (edition,) = history(store)
+        assert (edition.status, edition.sent, edition.pending) == ("done", 12, 0)
+    finally:
+        store.close()
