@@ -275,3 +275,22 @@ def test_an_open_edition_is_resumed_without_waiting_for_the_next_scheduled_send(
         assert (edition.status, edition.sent, edition.pending) == ("done", 12, 0)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("victim", ["state.sqlite3", "state.sqlite3.run-lock"])
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_deleted_or_replaced_sqlite_store_or_lock_file_stops_run(
+        site: Path, runs: Callable[..., DigestRun], victim: str, how: str) -> None:
+    """`digest run` went on with its state in an unlinked file (`digest status` showed an empty
+    store, the next start began anew) or with a lock a second `digest run` no longer saw."""
+    env = env_for(site, "sqlite:///state.sqlite3", PUBLISH_INTERVAL="1s")
+    run = runs(site, env)
+    run.wait_for_log("publish: ")
+    path = site / victim
+    path.unlink()
+    if how == "replaced":
+        path.write_bytes(b"")
+    assert run.process.wait(30) == 1
+    output = run.output()
+    assert f"{path} was {how}" in output and "stopping the service" in output
+    assert "Traceback" not in output
