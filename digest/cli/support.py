@@ -202,6 +202,8 @@ class Reload:
         self._stop = stop
         self._log = logger
         self.asked = False
+        # A terminal that hangs up also sends SIGHUP: then stop, never restart detached.
+        self._terminals = tuple(fd for fd in (0, 1, 2) if os.isatty(fd))
 
     @contextmanager
     def on_hangup(self) -> Iterator[None]:
@@ -211,6 +213,11 @@ class Reload:
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         if self._stop.is_set():
             self._log.warning("SIGHUP: already stopping; not reloading")
+            return
+        if self._terminals and not any(os.isatty(fd) for fd in self._terminals):
+            self._log.info("SIGHUP: the terminal hung up; stopping as for SIGTERM (%s)",
+                           self._stopping)
+            self._stop.set()
             return
         try:
             read_settings(self._ctx.env_file)

@@ -7,7 +7,9 @@ it with httpx, while mail goes to an aiosmtpd server.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
 import re
 import shutil
 import signal
@@ -218,3 +220,30 @@ def test_sighup_restarts_serve_with_the_settings_of_env(tmp_path: Path) -> None:
     assert process.returncode == 0, text
     assert "SIGHUP: reloading" in text and "Traceback" not in text
     assert f"serving {tmp_path / 'public'} on http://127.0.0.1:{moved}/" in text
+
+
+def test_a_terminal_that_hangs_up_stops_serve_for_good(tmp_path: Path) -> None:
+    """SIGHUP also comes from a closing terminal: then `digest serve` ends, not restarts."""
+    port = free_port()
+    env = project_env(tmp_path, port, None)
+    full_env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+    full_env.update(env, PYTHONPATH=str(REPO))
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: `digest serve` on the terminal's other side
+        os.chdir(tmp_path)
+        os.execve(sys.executable, [sys.executable, "-m", "digest", "serve"], full_env)  # noqa: S606
+    try:
+        def up() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 404
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, "the server", timeout=30)
+        os.close(terminal)  # the terminal hangs up
+        wait_for(lambda: os.waitpid(pid, os.WNOHANG)[0] == pid, "serve to end", timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert not up()
