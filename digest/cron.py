@@ -143,6 +143,10 @@ def parse_schedule(expression: str, timezone: tzinfo) -> Schedule:
         raise
     except ValueError as exc:
         raise CronError(str(exc)) from None
+    # APScheduler takes a day no month of the expression has ('31 2', '30 2', '31 4,6')
+    # and never fires: the digest would silently never go out. (A leap day does fire.)
+    if trigger.get_next_fire_time(None, datetime(2000, 1, 1, tzinfo=timezone)) is None:
+        raise CronError(f"it never fires: no month in '{month}' has a day '{day}'")
     return Schedule(" ".join(fields), timezone, trigger)
 
 

@@ -6,16 +6,26 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 
 import click
 
 from digest import exit_codes
-from digest.cli.support import Context, log_format_option, now, pass_ctx, stop_on_signals
+from digest.cli.support import (
+    Context,
+    Reload,
+    log_format_option,
+    now,
+    pass_ctx,
+    stop_on_signals,
+)
 from digest.errors import DigestError
 from digest.mail.reach import base_url_warnings
 from digest.mail.smtp import SMTPMailer
 from digest.service import lock as service_lock
+from digest.service.jobs import DEFAULT_JOBS, SEND
 from digest.service.leader import Node, shared
+from digest.service.resume import Resumer
 from digest.service.scheduler import Service, run_once
 from digest.settings import Settings
 from digest.store import runs as job_runs
@@ -41,7 +51,9 @@ def run(ctx: Context, once: bool, log_format: str, with_server: bool) -> None:
     Runs in the foreground (use systemd or similar to keep it running; see
     docs/digest.service). SIGTERM or Ctrl-C stops it gracefully: a publish in
     progress finishes, a send stops between messages and the next run resumes
-    it; exit code 0. On SQLite only one `digest run` may use a state store at
+    it; exit code 0. SIGHUP reloads: it checks .env, then stops the same way
+    and starts again in the same process (a .env with an error is logged and
+    the service keeps running as it was). On SQLite only one `digest run` may use a state store at
     a time; on PostgreSQL several run as nodes: one leads (runs the schedule),
     all send. With --serve the web server (files, unsubscribe, sign-up) runs beside
     the scheduler and stops with it.
@@ -57,19 +69,31 @@ def run(ctx: Context, once: bool, log_format: str, with_server: bool) -> None:
         check_signup_settings(settings)  # before the lock: a missing SECRET_KEY stops at once
         logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))
     stop = threading.Event()
+    reload = Reload(ctx, stop, log, "a job in progress finishes, a send stops between "
+                                          "messages")
+
+    def stopping(signum: int, again: bool) -> None:
+        reload.asked = False  # SIGTERM or Ctrl-C after SIGHUP: stop, do not start again
+        _stopping(signum, again)
+
     if not once and shared(settings):
-        _run_node(ctx, settings, stop, with_server)
+        with reload.on_hangup():
+            _run_node(ctx, settings, stop, with_server, stopping)
+        reload.restart_if_asked()
         return
     with service_lock.acquire(settings.database_url, settings.base_dir, now()) as lock, \
-            ctx.store() as store, stop_on_signals(stop, _stopping):
+            ctx.store() as store, stop_on_signals(stop, stopping), reload.on_hangup():
         if once:
             outcomes = run_once(settings, store, now, stop=stop, lock=lock)
             values = set(outcomes.values())
             sys.exit(exit_codes.FAILED if job_runs.FAILED in values
                      else exit_codes.PROBLEMS if job_runs.PROBLEMS in values else exit_codes.OK)
-        service = Service(settings, store, now, stop=stop, lock=lock)
+        resumer = Resumer(settings, store, now, stop, lambda: SMTPMailer(settings))
+        jobs = dict(DEFAULT_JOBS, **{SEND: resumer.one_at_a_time(DEFAULT_JOBS[SEND])})
+        service = Service(settings, store, now, jobs=jobs, stop=stop, lock=lock)
         web = _WebThread(settings, store, stop) if with_server else None
         service.start()
+        resumer.start()
         log.info("digest run started (pid %d); stop it with SIGTERM or Ctrl-C", os.getpid())
         try:
             service.wait()
@@ -77,19 +101,21 @@ def run(ctx: Context, once: bool, log_format: str, with_server: bool) -> None:
         finally:
             stop.set()
             service.shutdown()
+            resumer.join()
             if web is not None:
                 web.join()
         log.info("digest run stopped")
     if web is not None and web.error is not None:
         raise web.error
+    reload.restart_if_asked()
     if service.failed:
         sys.exit(exit_codes.FAILED)
 
 
 def _run_node(ctx: Context, settings: Settings, stop: threading.Event,
-              with_server: bool) -> None:
+              with_server: bool, stopping: Callable[[int, bool], None]) -> None:
     """`digest run` on PostgreSQL: one of several nodes (digest.service.leader)."""
-    with ctx.store() as store, stop_on_signals(stop, _stopping):
+    with ctx.store() as store, stop_on_signals(stop, stopping):
         node = Node(settings, store, now, stop)
         web = _WebThread(settings, store, stop) if with_server else None
         log.info("digest run started (pid %d); stop it with SIGTERM or Ctrl-C", os.getpid())

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 
 import click
 
-from digest.cli.support import Context, log_format_option, now, pass_ctx
+from digest.cli.support import Context, Reload, log_format_option, now, pass_ctx
 from digest.mail.smtp import SMTPMailer
 from digest.web.app import serve_site
 from digest.web.signup import check_signup_settings
@@ -26,6 +27,7 @@ def serve(ctx: Context, host: str | None, port: int | None, log_format: str) -> 
     /unsubscribe for the digest's List-Unsubscribe links, and, with
     SUBSCRIBE_FORM=on, /subscribe and /confirm (double opt-in). Needs
     SECRET_KEY. Runs until Ctrl-C or SIGTERM; logs one line per request.
+    SIGHUP checks .env, then restarts it in place with the new settings.
     """
     if host is not None and not host.strip():
         raise click.BadParameter("empty; give an address, e.g. --host 127.0.0.1 (this machine "
@@ -39,5 +41,9 @@ def serve(ctx: Context, host: str | None, port: int | None, log_format: str) -> 
     check_signup_settings(settings)
     level = ctx.setup_logging(log_format)
     logging.getLogger("uvicorn.error").setLevel(max(level, logging.WARNING))  # start-up chatter
-    with ctx.store() as store:
-        serve_site(settings, store, lambda: SMTPMailer(settings), now)
+    stop = threading.Event()
+    reload = Reload(ctx, stop, logging.getLogger("digest.serve"),
+                    "requests in progress are answered")
+    with ctx.store() as store, reload.on_hangup():
+        serve_site(settings, store, lambda: SMTPMailer(settings), now, stop=stop)
+    reload.restart_if_asked()

@@ -183,3 +183,63 @@ def stop_on_signals(stop: threading.Event,
 
     with handling_signals((signal.SIGTERM, signal.SIGINT), handler):
         yield
+
+
+class Reload:
+    """SIGHUP for a long-running command: check `.env` anew, then stop and restart in place.
+
+    The handler reads the settings as a new start would; if they are wrong it
+    logs why and the process keeps running with the settings it has. Otherwise
+    it sets `stop` (the work ends as on SIGTERM) and :meth:`restart_if_asked`,
+    called once everything is closed (locks, store, port), replaces the process
+    with a new start of the same command line: same pid, new settings.
+    """
+
+    def __init__(self, ctx: Context, stop: threading.Event, logger: logging.Logger,
+                 stopping: str) -> None:
+        self._ctx = ctx
+        self._stopping = stopping
+        self._stop = stop
+        self._log = logger
+        self.asked = False
+        # A terminal that hangs up also sends SIGHUP: then stop, never restart detached.
+        self._terminals = tuple(fd for fd in (0, 1, 2) if os.isatty(fd))
+
+    @contextmanager
+    def on_hangup(self) -> Iterator[None]:
+        with handling_signals((signal.SIGHUP,), self._handler):
+            yield
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop.is_set():
+            self._log.warning("SIGHUP: already stopping; not reloading")
+            return
+        if self._terminals and not any(os.isatty(fd) for fd in self._terminals):
+            self._log.info("SIGHUP: the terminal hung up; stopping as for SIGTERM (%s)",
+                           self._stopping)
+            self._stop.set()
+            return
+        try:
+            read_settings(self._ctx.env_file)
+        except ConfigError as exc:
+            hint = f" (hint: {exc.hint})" if exc.hint else ""
+            self._log.error("SIGHUP: not reloading, the settings have an error: %s%s; still "
+                            "running with the settings it started with", exc.message, hint)
+            return
+        self.asked = True
+        self._log.info("SIGHUP: reloading: stopping as for SIGTERM (%s), then starting again "
+                       "with the settings of .env", self._stopping)
+        self._stop.set()
+
+    def restart_if_asked(self) -> None:
+        """Replace this process with a new start of its command (only after SIGHUP)."""
+        if not self.asked:
+            return
+        import sys
+
+        self._log.info("SIGHUP: restarting (pid %d)", os.getpid())
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, sys.orig_argv)  # noqa: S606 (this very command line again)

@@ -134,8 +134,10 @@ class _Worker:
                 if exc.too_many_connections and run.retire(delivery):
                     self._current = None  # handed to another worker
                     return False
+                # A lost connection is the relay's trouble: name it (its message does);
+                # else the server's reply is about this delivery.
                 log.info("delivery to %s deferred (attempt %d): %s", delivery.recipient,
-                         attempt, exc.reply)
+                         attempt, exc.message if exc.connection_lost else exc.reply)
                 if attempt < run.retry.attempts and self._pause(run.retry.delay(attempt)):
                     continue
                 run.deferred_now(delivery, attempt, exc)

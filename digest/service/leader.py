@@ -30,21 +30,16 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from digest.errors import DigestError
-from digest.mail.send import send_digest
 from digest.mail.smtp import Mailer, SMTPMailer
-from digest.service.jobs import DEFAULT_JOBS, SEND, Job, JobContext, JobResult, send_result
+from digest.service.jobs import DEFAULT_JOBS, SEND, Job
+from digest.service.resume import RESUME_EVERY, Resumer
 from digest.service.scheduler import Clock, Service
 from digest.settings import Settings
 from digest.store import nodes as node_rows
 from digest.store.database import Store
-from digest.store.edition_reports import claimable
 from digest.store.nodes import FOLLOWER, LEADER, LeaderLock, new_node_id
-from digest.store.runs import STOPPED
 
 log = logging.getLogger("digest.schedule")
-
-RESUME_EVERY = 3.0  # seconds between a node's looks for deliveries it could help with
-RESUME = "resume-send"
 
 
 def shared(settings: Settings) -> bool:
@@ -69,13 +64,12 @@ class Node:
         holder = (f"pid {os.getpid()} on {socket.gethostname()} since "
                   f"{self.started.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC")
         self.lock = LeaderLock(settings.database_url, settings.base_dir, holder, self.lease)
-        self.mailer_factory = mailer_factory or (lambda: SMTPMailer(settings))
-        self.resume_every = resume_every
+        self.resumer = Resumer(settings, store, clock, stop,
+                               mailer_factory or (lambda: SMTPMailer(settings)), resume_every)
         self.service: Service | None = None
-        self._sending = threading.Lock()  # one send at a time in this process
         self.jobs = dict(jobs)
         if SEND in jobs:
-            self.jobs[SEND] = self._one_send_at_a_time(jobs[SEND])
+            self.jobs[SEND] = self.resumer.one_at_a_time(jobs[SEND])
 
     @property
     def role(self) -> str:
@@ -86,8 +80,7 @@ class Node:
         node_rows.register(self.store, self.node_id, self.started)
         log.info("node %s registered (LEADER_LEASE %g s)", node_rows.node_name(self.node_id),
                  self.lease.total_seconds())
-        sender = threading.Thread(target=self._resume_loop, name="digest-resume", daemon=True)
-        sender.start()
+        self.resumer.start()
         tick = self.lease.total_seconds() / 3
         try:
             while not self.stop.is_set():
@@ -96,7 +89,7 @@ class Node:
         finally:
             self.stop.set()
             self._step_down(None)
-            sender.join()
+            self.resumer.join()
             self.lock.release()
             try:
                 node_rows.leave(self.store, self.node_id)
@@ -149,42 +142,3 @@ class Node:
         holder = node_rows.claim_fire(self.store, job, fire_time, self.node_id, self.clock())
         return None if holder is None else node_rows.node_name(holder)
 
-    def _one_send_at_a_time(self, job: Job) -> Job:
-        def send(ctx: JobContext) -> JobResult:
-            while not self._sending.acquire(timeout=0.5):
-                if ctx.should_stop():
-                    return JobResult("not started: stopping", STOPPED)
-            try:
-                return job(ctx)
-            finally:
-                self._sending.release()
-
-        return send
-
-    # -- every node sends ------------------------------------------------------------------
-
-    def _resume_loop(self) -> None:
-        while not self.stop.wait(self.resume_every):
-            try:
-                self._resume_once()
-            except DigestError as exc:
-                hint = f" (hint: {exc.hint})" if exc.hint else ""
-                log.error("%s failed: %s%s; trying again in %g s", RESUME, exc.message, hint,
-                          self.resume_every, extra={"job": RESUME})
-            except Exception as exc:
-                log.exception("%s failed: %s: %s", RESUME, type(exc).__name__, exc,
-                              extra={"job": RESUME})
-
-    def _resume_once(self) -> None:
-        if not claimable(self.store, self.clock()):
-            return
-        if not self._sending.acquire(blocking=False):
-            return  # this node's scheduled send is at it
-        try:
-            report = send_digest(self.settings, self.store, self.mailer_factory, self.clock(),
-                                 should_stop=self.stop.is_set, resume_only=True)
-        finally:
-            self._sending.release()
-        if report.edition is not None and (report.sent or report.failed or report.deferred):
-            result = send_result(report)
-            log.info("%s: %s", RESUME, result.summary, extra={"job": RESUME})

@@ -144,9 +144,14 @@ class JobRunner:
             return job_runs.STOPPED
         if self.lock is not None and not self.lock.alive():
             self.lost_lock = True
-            log.error("%s: not started: lost the lock of the state store (%s); stopping the "
-                      "service so a restart takes it again", name, self.lock.description,
-                      extra={"job": name})
+            why = getattr(self.lock, "why_lost", None)
+            if why:
+                log.error("%s: not started: %s; stopping the service", name, why,
+                          extra={"job": name})
+            else:
+                log.error("%s: not started: lost the lock of the state store (%s); stopping the "
+                          "service so a restart takes it again", name, self.lock.description,
+                          extra={"job": name})
             self.stop.set()
             return job_runs.FAILED
         if self.guard is not None and fire_time is not None:

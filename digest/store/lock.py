@@ -39,21 +39,55 @@ class ServiceLock:
     """A held lock; :meth:`release` (or the end of the process) gives it up."""
 
     def __init__(self, description: str, fd: int | None = None,
-                 engine: Engine | None = None, conn: Connection | None = None) -> None:
+                 engine: Engine | None = None, conn: Connection | None = None,
+                 watched: tuple[Path, ...] = ()) -> None:
         self.description = description
         self._fd = fd
         self._engine = engine
         self._conn = conn
+        # SQLite: the lock file and the database. Deleted or replaced, the lock no longer
+        # keeps a second `digest run` out, and this one's state goes to a file nobody sees.
+        self._watched = watched
+        self._identities: dict[Path, tuple[int, int]] = {}
+        if fd is not None and watched:
+            st = os.fstat(fd)
+            self._identities[watched[0]] = (st.st_dev, st.st_ino)
+        self.why_lost: str | None = None
 
     def alive(self) -> bool:
-        """Whether the lock is still held (a PostgreSQL session can be lost)."""
+        """Whether the lock is still held (a PostgreSQL session can be lost; a SQLite lock
+        file or database deleted or replaced)."""
         if self._conn is None:
-            return self._fd is not None
+            return self._fd is not None and self._files_intact()
         try:
             self._conn.exec_driver_sql("SELECT 1")
             self._conn.commit()
         except SQLAlchemyError:
             return False
+        return True
+
+    def _files_intact(self) -> bool:
+        for path in self._watched:
+            try:
+                st = os.stat(path)
+                identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+            except FileNotFoundError:
+                identity = None
+            known = self._identities.get(path)
+            if known is None:
+                if identity is not None:  # the database, made after the lock was taken
+                    self._identities[path] = identity
+                continue
+            if identity != known:
+                what = "deleted" if identity is None else "replaced"
+                if path == self._watched[0]:
+                    self.why_lost = (f"the lock file {path} was {what}: a second `digest run` "
+                                     "could take the state store")
+                else:
+                    self.why_lost = (f"the state store {path} was {what}: what this service "
+                                     "records would go to a file nobody sees (restore the "
+                                     "file from a backup, else the next start begins anew)")
+                return False
         return True
 
     def release(self) -> None:
@@ -135,7 +169,8 @@ def _acquire_file(url: str, holder: str) -> ServiceLock:
         raise _Held(str(make_url(url).database), other) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, (holder + "\n").encode(), 0)
-    return ServiceLock(f"lock file {path}", fd=fd)
+    return ServiceLock(f"lock file {path}", fd=fd,
+                       watched=(path, path.with_name(path.name.removesuffix(".run-lock"))))
 
 
 def _acquire_advisory(url: str, holder: str) -> ServiceLock:

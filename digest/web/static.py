@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from digest.web.content_types import ATOM, RSS
 from digest.web.files import PAGE_POLICY, Headers, OutputFiles, Redirect, StaticFile
@@ -52,6 +53,21 @@ _ACCEPT_CACHE_SIZE = 256
 _FEEDS = (ATOM, RSS)
 
 
+def redact_query(query: str) -> str:
+    """A query string with each ``token`` value replaced by ``[redacted]``.
+
+    Unsubscribe, confirm and manage links carry a signed token that acts for its
+    address (a manage token never expires): whoever reads it in a log could use
+    it. The name is compared as the routes read it (percent-decoded, any case).
+    """
+    parts = query.split("&")
+    for index, part in enumerate(parts):
+        name, equals, value = part.partition("=")
+        if equals and value and unquote_plus(name).strip().lower() == "token":
+            parts[index] = f"{name}=[redacted]"
+    return "&".join(parts)
+
+
 def log_access(scope: Scope, status: int, size: int) -> None:
     """One line per request: client, request line as sent, status, body bytes."""
     if not logger.isEnabledFor(logging.INFO):
@@ -61,7 +77,7 @@ def log_access(scope: Scope, status: int, size: int) -> None:
     raw = scope.get("raw_path") or scope["path"].encode("utf-8", "backslashreplace")
     target = raw.decode("ascii", "backslashreplace")
     if scope.get("query_string"):
-        target += "?" + scope["query_string"].decode("ascii", "backslashreplace")
+        target += "?" + redact_query(scope["query_string"].decode("ascii", "backslashreplace"))
     logger.info(
         '%s "%s %s HTTP/%s" %d %d',
         address, scope["method"], target, scope.get("http_version", "1.1"), status, size,

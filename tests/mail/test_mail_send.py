@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -197,6 +198,24 @@ def test_unreachable_server_stops_the_run_and_keeps_the_outbox(tmp_path: Path,
         run(settings, store, retry=policy)
     [summary] = history(store)
     assert summary.pending == 5 and summary.sent == 0 and summary.status == "sending"
+
+
+def test_a_deferral_by_an_unreachable_server_names_the_server_not_the_password(
+        tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """The log said only 'delivery to x deferred (attempt 1): [Errno 111] Connection refused',
+    not which relay: an operator with several in .env files could not tell."""
+    port = free_port()
+    settings = make_settings(tmp_path, SMTP_PORT=str(port), SMTP_USERNAME="relay-user",
+                             SMTP_PASSWORD="pw-never-logged")
+    fill(store, recipients=2)
+    with caplog.at_level(logging.INFO, logger="digest.mail"), \
+            pytest.raises(MailError, match="giving up"):
+        run(settings, store, retry=RetryPolicy(attempts=2))
+    deferred = [r.getMessage() for r in caplog.records if " deferred (attempt " in r.getMessage()]
+    assert deferred
+    for line in deferred:
+        assert f"cannot connect to the SMTP server 127.0.0.1:{port}: " in line, line
+    assert "pw-never-logged" not in caplog.text
 
 
 def test_auth_failure_stops_at_once(tmp_path: Path, store: Store, smtp_servers: Start,

@@ -203,3 +203,94 @@ def test_status_shows_each_open_editions_progress_and_who_holds_claims(
                      "1 unknown, 0 failed, 0 skipped")
     assert lines[at + 1:] == ["  1 being sent by pid 111 on mail-1",
                               "  2 being sent by pid 222 on mail-2"]
+
+
+def test_sighup_reloads_the_settings_of_env_in_the_same_process(
+        site: Path, runs: Callable[..., DigestRun]) -> None:
+    """SIGHUP used to kill `digest run` at once, without a line in the log (exit 129)."""
+    env = env_for(site, "sqlite:///state.sqlite3")
+    del env["PUBLISH_INTERVAL"]  # from .env, which SIGHUP reads anew
+    dotenv = site / ".env"
+    write(dotenv, "PUBLISH_INTERVAL=1h\n")
+    run = runs(site, env)
+    run.wait_for_log("digest run started")
+    assert "publish: every 1h" in run.output()
+
+    write(dotenv, "PUBLISH_INTERVAL=soon\n")  # an error: it keeps running as it was
+    run.process.send_signal(signal.SIGHUP)
+    run.wait_for_log("SIGHUP: not reloading, the settings have an error: PUBLISH_INTERVAL")
+    assert run.process.poll() is None
+
+    write(dotenv, "PUBLISH_INTERVAL=2h\n")
+    run.process.send_signal(signal.SIGHUP)
+    run.wait_for_log("publish: every 2h")
+    run.wait_for(lambda: run.output().count("digest run started") == 2, "the second start")
+    status = digest_cli("status", cwd=site, env=env)
+    assert f"service: running (pid {run.pid} " in status.stdout  # the same process
+    assert "every 2h" in status.stdout
+    assert run.stop() == 0
+    output = run.output()
+    assert "SIGHUP: reloading" in output and "Traceback" not in output
+    assert output.count("digest run stopped") == 2
+
+
+def test_an_open_edition_is_resumed_without_waiting_for_the_next_scheduled_send(
+        site: Path, smtp_servers: Callable[..., SMTPServer],
+        runs: Callable[..., DigestRun]) -> None:
+    """A send cut short (SIGTERM here; the relay down does the same once its deferrals run
+    out) used to wait for the next DIGEST_SCHEDULE time: for a daily digest, a day late."""
+    server = smtp_servers(behaviour=Behaviour(delay=0.3))
+    recipients = [f"reader{n:02d}@example.org" for n in range(12)]
+    due = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    env = env_for(site, "sqlite:///state.sqlite3", **server.env(),
+                  DIGEST_RECIPIENTS=",".join(recipients), SMTP_CONNECTIONS="1",
+                  DIGEST_SCHEDULE=f"{due.minute} {due.hour} * * *")
+    copy_sample(site)
+    assert digest_cli("publish", cwd=site, env=env).returncode == 0
+    store = Store.open(env["DATABASE_URL"], site)
+    try:  # the service was last running before `due`: it catches up at start
+        job_runs.cover(store, SEND, due - timedelta(minutes=1))
+    finally:
+        store.close()
+    first = runs(site, env)
+    first.wait_for(lambda: len(server.received) >= 2, "two messages", 30)
+    assert first.stop() == 0
+    assert len(server.received) < len(recipients)
+    store = Store.open(env["DATABASE_URL"], site)
+    try:  # as after a scheduled send that ended with deliveries deferred (the relay down)
+        job_runs.cover(store, SEND, datetime.now(UTC))
+    finally:
+        store.close()
+
+    again = runs(site, env)  # no catch-up: the next scheduled send is tomorrow's
+    again.wait_for(lambda: len(server.received) == len(recipients), "the rest of the edition",
+                   30)
+    again.wait_for_log("resume-send: edition 1 ")
+    assert again.stop() == 0
+    assert "sending it now" not in again.output()
+    assert sorted(m.rcpt_to for m in server.received) == recipients  # each exactly once
+    store = Store.open(env["DATABASE_URL"], site)
+    try:
+        (edition,) = history(store)
+        assert (edition.status, edition.sent, edition.pending) == ("done", 12, 0)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("victim", ["state.sqlite3", "state.sqlite3.run-lock"])
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_deleted_or_replaced_sqlite_store_or_lock_file_stops_run(
+        site: Path, runs: Callable[..., DigestRun], victim: str, how: str) -> None:
+    """`digest run` went on with its state in an unlinked file (`digest status` showed an empty
+    store, the next start began anew) or with a lock a second `digest run` no longer saw."""
+    env = env_for(site, "sqlite:///state.sqlite3", PUBLISH_INTERVAL="1s")
+    run = runs(site, env)
+    run.wait_for_log("publish: ")
+    path = site / victim
+    path.unlink()
+    if how == "replaced":
+        path.write_bytes(b"")
+    assert run.process.wait(30) == 1
+    output = run.output()
+    assert f"{path} was {how}" in output and "stopping the service" in output
+    assert "Traceback" not in output

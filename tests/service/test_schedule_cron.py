@@ -78,6 +78,21 @@ def test_a_bad_schedule_names_the_setting(tmp_path: Path) -> None:
         "30 6 * * mon"
 
 
+
+@pytest.mark.parametrize("value", ["0 7 31 2 *", "0 7 30 2 *", "0 7 31 4,6,9,11 *",
+                                   "0 7 30-31 feb *"])
+def test_a_schedule_that_never_fires_is_refused(tmp_path: Path, value: str) -> None:
+    """`digest run` used to take it and log 'next at never'; `digest status` said the next
+    digest went out 'at the start of `digest run`'. No digest ever went out."""
+    with pytest.raises(ConfigError, match=r"DIGEST_SCHEDULE=.*it never fires") as caught:
+        make_settings(tmp_path, DIGEST_SCHEDULE=value)
+    assert caught.value.hint and "five fields" in caught.value.hint
+
+
+@pytest.mark.parametrize("value", ["0 7 29 2 *", "0 7 31 2 mon", "0 7 31 * *", "0 7 31 1-2 *"])
+def test_a_rare_schedule_that_fires_is_taken(tmp_path: Path, value: str) -> None:
+    assert make_settings(tmp_path, DIGEST_SCHEDULE=value).digest_schedule == value
+
 # -- daylight saving time --------------------------------------------------------------------
 
 

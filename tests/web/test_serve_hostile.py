@@ -22,10 +22,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from digest.mail.tokens import PURPOSE_UNSUBSCRIBE, make_token
+from digest.mail.tokens import PURPOSE_CONFIRM, PURPOSE_MANAGE, PURPOSE_UNSUBSCRIBE, make_token
 from digest.web.limits import MAX_BODY, MAX_HEAD_BYTES, LimitedHttpToolsProtocol
 from digest.web.server import create_app
-from tests.conftest import make_settings
+from tests.conftest import make_settings, wait_for
 from tests.fixtures_mail import NOW, start_server
 from tests.fixtures_serve import SECRET_KEY, Project, running_server, served_project
 
@@ -303,3 +303,34 @@ def test_one_click_unsubscribe_works_without_or_with_a_foreign_origin(project: P
         assert done.status_code == 200, address
     listed = project.cli("subscribers", "list").stdout
     assert "subscribed" not in listed.replace("unsubscribed", ""), listed
+
+
+def test_the_access_log_never_holds_a_token(project: Project) -> None:
+    """A token in a link acts for its address (a manage token never expires): the access
+    log used to show it in full, to whoever reads the log or the log collector."""
+    project.cli("subscribers", "add", "logged@example.org")
+    before = len(project.log())
+    tokens = {purpose: make_token(SECRET_KEY, purpose, "logged@example.org", NOW)
+              for purpose in (PURPOSE_MANAGE, PURPOSE_CONFIRM, PURPOSE_UNSUBSCRIBE)}
+    for route, purpose in (("manage", PURPOSE_MANAGE), ("confirm", PURPOSE_CONFIRM),
+                           ("unsubscribe", PURPOSE_UNSUBSCRIBE)):
+        for query in (f"token={tokens[purpose]}", f"a=1&Token={tokens[purpose]}&b=2",
+                      f"%74oken={tokens[purpose]}"):
+            httpx.get(f"{project.url}{route}?{query}", timeout=TIMEOUT)
+    httpx.post(f"{project.url}unsubscribe?token={tokens[PURPOSE_UNSUBSCRIBE]}",
+               content=b"List-Unsubscribe=One-Click", timeout=TIMEOUT,
+               headers={"Content-Type": "application/x-www-form-urlencoded"})
+    listed = project.cli("subscribers", "list").stdout
+    assert any("logged@example.org" in line and "unsubscribed" in line
+               for line in listed.splitlines()), listed
+
+    def logged() -> str:
+        return project.log()[before:]
+
+    wait_for(lambda: logged().count('"POST /unsubscribe?token=[redacted] HTTP/1.1" 200') == 1,
+             "the access log line of the one-click unsubscribe")
+    log = logged()
+    assert '"GET /manage?a=1&Token=[redacted]&b=2 HTTP/1.1"' in log
+    assert '"GET /confirm?%74oken=[redacted] HTTP/1.1"' in log
+    for token in tokens.values():
+        assert token not in log and token.split(".")[-1] not in log

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digest.web.content_types import ATOM, JSON_FEED, content_type, is_compressible
 from digest.web.paths import relative_path
-from digest.web.static import accepts_gzip
+from digest.web.static import accepts_gzip, redact_query
 
 
 @pytest.mark.parametrize(
@@ -90,3 +92,20 @@ def test_compressible_types() -> None:
 )
 def test_accepts_gzip(value: bytes, expected: bool) -> None:
     assert accepts_gzip(value) is expected
+
+
+_QUERY_TEXT = st.text(st.characters(codec="ascii", exclude_characters="&"), max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["token", "Token", "%74oken", "to", "q", "token_x"]),
+                          st.sampled_from(["=", ""]), _QUERY_TEXT), max_size=6))
+def test_redact_query_hides_every_token_value_and_keeps_the_rest(
+        parts: list[tuple[str, str, str]]) -> None:
+    query = "&".join(name + equals + value for name, equals, value in parts)
+    shown = redact_query(query).split("&") if parts else []
+    for (name, equals, value), line in zip(parts, shown, strict=True):
+        if name.lower() in ("token", "%74oken") and equals and value:
+            assert line == f"{name}=[redacted]"
+        else:
+            assert line == name + equals + value
