@@ -281,6 +281,9 @@ class Run:
 
     def deferred_now(self, delivery: Delivery, attempts: int, exc: TemporaryFailure) -> None:
         now = self.clock()
+        # Tries that never reached the server are not counted: a relay down for an hour
+        # must not fail the deliveries tried first for good (only their next try waits).
+        attempts = 0 if exc.unreached else attempts
         total = delivery.attempts + attempts
         give_up = total >= self.retry.max_total_attempts
         reply = f"gave up after {plural(total, 'attempt')}: {exc.reply}"

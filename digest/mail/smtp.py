@@ -70,9 +70,12 @@ class TemporaryFailure(DeliveryError):
                     "if it persists, check SMTP_HOST and the server's log")
 
     def __init__(self, message: str, reply: str, code: int | None = None,
-                 connection_lost: bool = False) -> None:
+                 connection_lost: bool = False, unreached: bool = False) -> None:
         super().__init__(message, reply, code)
-        self.connection_lost = connection_lost
+        self.connection_lost = connection_lost or unreached
+        # No session with the server at all (connect, greeting, TLS, login): the relay's
+        # trouble, not this message's; such attempts do not count toward giving it up.
+        self.unreached = unreached
         # The server refuses another session from us: send over fewer connections.
         self.too_many_connections = too_many_connections(reply)
 
@@ -302,7 +305,7 @@ class SMTPMailer:
             hint = "" if self.security == "ssl" else f" ({_TLS_HINT})"
             raise TemporaryFailure(f"cannot connect to the SMTP server {self.where}: {reply}"
                                    f"{hint if isinstance(exc, TimeoutError) else ''}", reply,
-                                   connection_lost=True) from exc
+                                   unreached=True) from exc
 
     def _login(self, smtp: smtplib.SMTP) -> None:
         try:

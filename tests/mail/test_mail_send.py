@@ -200,6 +200,30 @@ def test_unreachable_server_stops_the_run_and_keeps_the_outbox(tmp_path: Path,
     assert summary.pending == 5 and summary.sent == 0 and summary.status == "sending"
 
 
+def test_a_relay_down_for_many_runs_fails_no_one_for_good(tmp_path: Path, store: Store,
+                                                         smtp_servers: Start) -> None:
+    """Tries that never reached the server do not count toward giving a delivery up: with
+    the relay down through more runs than max_total_attempts allows, every delivery stays
+    to do (it failed for good the deliveries tried first), and all go out once it is up."""
+    down = make_settings(tmp_path, SMTP_PORT=str(free_port()))
+    fill(store, recipients=3)
+    policy = RetryPolicy(attempts=2, max_total_attempts=3, defer_for=timedelta(minutes=1))
+    for minutes in range(0, 12, 2):
+        with pytest.raises(MailError, match="giving up for now: cannot connect"):
+            send_digest(down, store, lambda: SMTPMailer(down), NOW + timedelta(minutes=minutes),
+                        retry=policy, sleep=FakeTime().sleep)
+    [summary] = history(store)
+    assert (summary.pending, summary.failed, summary.sent) == (3, 0, 0)
+
+    server = smtp_servers()
+    up = make_settings(tmp_path, **server.env())
+    done = send_digest(up, store, lambda: SMTPMailer(up), NOW + timedelta(minutes=20),
+                       retry=policy, sleep=FakeTime().sleep)
+    assert (done.sent, done.failed, done.finished) == (3, 0, True)
+    assert sorted(r.rcpt_to for r in server.received) == [
+        "r000@example.org", "r001@example.org", "r002@example.org"]
+
+
 def test_a_deferral_by_an_unreachable_server_names_the_server_not_the_password(
         tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture) -> None:
     """The log said only 'delivery to x deferred (attempt 1): [Errno 111] Connection refused',
