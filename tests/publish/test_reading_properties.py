@@ -192,3 +192,18 @@ def test_front_matter_loads_the_same_with_the_fast_parser(lines: list[tuple[str,
 
     careful = outcome(lambda text: yaml.load(text, Loader=markdown._Loader))  # noqa: S506
     assert outcome(markdown.load_front) == careful
+
+
+@PROPERTIES
+@given(NOISE, st.sampled_from(["a.md", "a.txt"]), st.sampled_from(["utf-16-le", "utf-16-be"]))
+def test_utf16_with_its_mark_reads_as_the_same_text_in_utf8(text: str, key: str,
+                                                            encoding: str) -> None:
+    """A file saved as UTF-16 (with its byte order mark) is the same article as the text
+    saved as UTF-8, or the same refusal; never another exception."""
+    mark = "\ufeff".encode(encoding)
+    as_utf16 = read(key, mark + text.encode(encoding), ZoneInfo("UTC"))
+    as_utf8 = read(key, text.encode("utf-8"), ZoneInfo("UTC"))
+    if isinstance(as_utf8, ArticleError):
+        assert isinstance(as_utf16, ArticleError) and as_utf16.message == as_utf8.message
+    else:
+        assert as_utf16 == as_utf8
