@@ -51,31 +51,16 @@ def _to_read(run: Run, read: Read) -> list[Task]:
     unless reading it warned (read again: the warnings are reported until fixed) or a file
     its links name is gone (read again: its page, image and warnings follow)."""
     config_same = config_of(run.meta["scan_fingerprint"]) == run.config
-    published = _Published(run)
     tasks: list[Task] = []
     for source in run.found.sorted_files():
         old = read.stored.get(source.key)
         if (config_same and old is not None and old.size == source.size
                 and old.mtime_ns == source.mtime_ns and not old.warnings
-                and (not old.references or published.all(old.references))):
+                and (not old.references or run.found.asset_keys.issuperset(old.references))):
             read.current[source.key] = old
         else:
             tasks.append((source, old))
     return tasks
-
-
-class _Published:
-    """The paths under ARTICLES_DIR of the files published beside the articles (made once,
-    when an article names one)."""
-
-    def __init__(self, run: Run) -> None:
-        self._run = run
-        self._paths: frozenset[str] | None = None
-
-    def all(self, paths: tuple[str, ...]) -> bool:
-        if self._paths is None:
-            self._paths = frozenset(a.key for a in self._run.found.assets)
-        return self._paths.issuperset(paths)
 
 
 def _take(run: Run, read: Read, gen: Generation, task: Task, outcome: Outcome) -> None:

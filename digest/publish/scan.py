@@ -20,6 +20,7 @@ held, as it does for a file that cannot be read.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from dataclasses import dataclass
@@ -41,6 +42,11 @@ class Scan:
 
     def sorted_files(self) -> list[SourceFile]:
         return sorted(self.files)  # by key: keys are unique
+
+    @functools.cached_property
+    def asset_keys(self) -> frozenset[str]:
+        """The keys of the assets, made on first use (only an article with links asks)."""
+        return frozenset(asset.key for asset in self.assets)
 
     def hides(self, key: str) -> bool:
         """Whether the article with this key may exist in a folder that could not be listed."""
