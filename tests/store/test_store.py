@@ -101,21 +101,30 @@ def _hold(store: Store, order: list[str]) -> None:
         order.append("second")
 
 
-def test_media_migration_keeps_existing_articles_and_stores_image_and_enclosure(
-        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    before = tuple(m for m in MIGRATIONS if m.name < "0005_i11_article_media")
+_OLD_ARTICLE = ("INSERT INTO articles VALUES ('a.md', 'urn:x', 'a', 1, 2, 'h', "
+                "'2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00', "
+                "'2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00', 'T', '', '[]', "
+                "'S', 'published'")
+
+
+def _article_before(migration: str, database_url: str, tmp_path: Path,
+                    monkeypatch: pytest.MonkeyPatch, more_values: str = "") -> None:
+    """A store migrated up to (not including) `migration`, holding article a.md (its row
+    as that schema has it: the columns of 0001, then `more_values`)."""
+    before = tuple(m for m in MIGRATIONS if m.name < migration)
     with monkeypatch.context() as patch:
         patch.setattr(digest.store.database, "MIGRATIONS", before)
         old = Store.open(database_url, tmp_path)
         try:
             with old.transaction() as conn:
-                conn.exec_driver_sql(
-                    "INSERT INTO articles VALUES ('a.md', 'urn:x', 'a', 1, 2, 'h', "
-                    "'2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00', "
-                    "'2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00', 'T', '', '[]', "
-                    "'S', 'published')")
+                conn.exec_driver_sql(f"{_OLD_ARTICLE}{more_values})")
         finally:
             old.close()
+
+
+def test_media_migration_keeps_existing_articles_and_stores_image_and_enclosure(
+        tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _article_before("0005_i11_article_media", database_url, tmp_path, monkeypatch)
     upgraded = Store.open(database_url, tmp_path)
     try:
         loaded = upgraded.load_articles()["a.md"]
@@ -130,19 +139,8 @@ def test_media_migration_keeps_existing_articles_and_stores_image_and_enclosure(
 
 def test_checks_migration_keeps_existing_articles_and_stores_references_and_warnings(
         tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    before = tuple(m for m in MIGRATIONS if m.name < "0009_article_checks")
-    with monkeypatch.context() as patch:
-        patch.setattr(digest.store.database, "MIGRATIONS", before)
-        old = Store.open(database_url, tmp_path)
-        try:
-            with old.transaction() as conn:
-                conn.exec_driver_sql(
-                    "INSERT INTO articles VALUES ('a.md', 'urn:x', 'a', 1, 2, 'h', "
-                    "'2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00', "
-                    "'2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00', 'T', '', '[]', "
-                    "'S', 'published', 'articles/a.png', '')")
-        finally:
-            old.close()
+    _article_before("0009_article_checks", database_url, tmp_path, monkeypatch,
+                    ", 'articles/a.png', ''")
     upgraded = Store.open(database_url, tmp_path)
     try:
         loaded = upgraded.load_articles()["a.md"]
