@@ -127,15 +127,14 @@ def test_once_with_json_logs_reports_a_failing_job_and_exits_1(site: Path) -> No
     assert "last: failed at " in lines[6] and "SECRET_KEY is not set" in lines[6]
 
 
-def test_sigterm_stops_a_send_between_messages_and_the_rest_goes_out_once(
-        site: Path, smtp_servers: Callable[..., SMTPServer],
-        runs: Callable[..., DigestRun]) -> None:
-    server = smtp_servers(behaviour=Behaviour(delay=0.3))
-    recipients = [f"reader{n:02d}@example.org" for n in range(12)]
+def _a_send_due(site: Path, server: SMTPServer, recipients: list[str],
+                **settings: str) -> dict[str, str]:
+    """A published site whose scheduled send fell due a minute ago, while `digest run` was
+    not running (so a start catches up on it); its environment."""
     due = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
     env = env_for(site, "sqlite:///state.sqlite3", **server.env(),
                   DIGEST_RECIPIENTS=",".join(recipients),
-                  DIGEST_SCHEDULE=f"{due.minute} {due.hour} * * *")
+                  DIGEST_SCHEDULE=f"{due.minute} {due.hour} * * *", **settings)
     copy_sample(site)
     assert digest_cli("publish", cwd=site, env=env).returncode == 0
     store = Store.open(env["DATABASE_URL"], site)
@@ -143,6 +142,15 @@ def test_sigterm_stops_a_send_between_messages_and_the_rest_goes_out_once(
         job_runs.cover(store, SEND, due - timedelta(minutes=1))
     finally:
         store.close()
+    return env
+
+
+def test_sigterm_stops_a_send_between_messages_and_the_rest_goes_out_once(
+        site: Path, smtp_servers: Callable[..., SMTPServer],
+        runs: Callable[..., DigestRun]) -> None:
+    server = smtp_servers(behaviour=Behaviour(delay=0.3))
+    recipients = [f"reader{n:02d}@example.org" for n in range(12)]
+    env = _a_send_due(site, server, recipients)
     run = runs(site, env)
     run.wait_for(lambda: len(server.received) >= 3, "three messages", 30)
     assert run.stop() == 0
@@ -241,17 +249,7 @@ def test_an_open_edition_is_resumed_without_waiting_for_the_next_scheduled_send(
     out) used to wait for the next DIGEST_SCHEDULE time: for a daily digest, a day late."""
     server = smtp_servers(behaviour=Behaviour(delay=0.3))
     recipients = [f"reader{n:02d}@example.org" for n in range(12)]
-    due = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
-    env = env_for(site, "sqlite:///state.sqlite3", **server.env(),
-                  DIGEST_RECIPIENTS=",".join(recipients), SMTP_CONNECTIONS="1",
-                  DIGEST_SCHEDULE=f"{due.minute} {due.hour} * * *")
-    copy_sample(site)
-    assert digest_cli("publish", cwd=site, env=env).returncode == 0
-    store = Store.open(env["DATABASE_URL"], site)
-    try:  # the service was last running before `due`: it catches up at start
-        job_runs.cover(store, SEND, due - timedelta(minutes=1))
-    finally:
-        store.close()
+    env = _a_send_due(site, server, recipients, SMTP_CONNECTIONS="1")
     first = runs(site, env)
     first.wait_for(lambda: len(server.received) >= 2, "two messages", 30)
     assert first.stop() == 0
