@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -235,8 +236,6 @@ class Reload:
         """Replace this process with a new start of its command (only after SIGHUP)."""
         if not self.asked:
             return
-        import sys
-
         self._log.info("SIGHUP: restarting (pid %d)", os.getpid())
         for handler in logging.getLogger().handlers:
             handler.flush()
