@@ -184,24 +184,42 @@ def place(root: Path, previous: Path | None, relpath: str, data: bytes, made: se
     Returns True when new bytes were written, False when the old file was reused.
     """
     target = _prepare(root, relpath, made)
+    old_second: int | None = None  # the whole second the previous version was written in
     if previous is not None:
         old = f"{previous}/{relpath}"
         try:
-            if os.stat(old).st_size == len(data):
+            info = os.stat(old)
+            if info.st_size == len(data):
                 with open(old, "rb") as handle:
                     same = handle.read() == data
                 if same:
                     _link(old, target)
                     return False
+            old_second = int(info.st_mtime)
         except OSError:
             pass
     try:
         _write_new(target, data)
+        if old_second is not None:
+            _later_than(target, old_second)
     except OSError as exc:
         raise OutputError(f"cannot write {shown_path(relpath)} in {shown_path(root)} "
                           f"({exc.strerror})",
                           "check free disk space and permissions of OUTPUT_DIR") from exc
     return True
+
+
+def _later_than(target: str, old_second: int) -> None:
+    """Give a new version a modification time in a later whole second than the old one's.
+
+    Last-Modified has whole seconds: a file changed within the second its previous
+    version was written in would show the same date, and a feed reader asking with
+    If-Modified-Since (newsboat does) would be told "not modified" and miss the
+    change, from `digest serve` and from any other server alike.
+    """
+    if int(os.stat(target).st_mtime) <= old_second:
+        moment = (old_second + 1) * 1_000_000_000
+        os.utime(target, ns=(moment, moment))
 
 
 def _prepare(root: Path, relpath: str, made: set[str]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,26 @@ def test_a_plain_output_folder_is_replaced_by_the_first_publish(tmp_path: Path) 
         gen.commit()
     assert out.is_symlink()
     assert (out / "old.html").read_text() == "old" and (out / "index.html").read_text() == "new"
+
+
+def test_a_changed_file_shows_a_later_last_modified_second_than_its_previous_version(
+        tmp_path: Path) -> None:
+    """Last-Modified has whole seconds: a feed changed within the second its previous
+    version was written in showed the same date, and a reader asking If-Modified-Since
+    (newsboat) was answered "not modified". The new version moves to the next second."""
+    out = tmp_path / "public"
+    with Generation(out) as gen:
+        gen.write("feed.atom", b"one")
+        gen.write("index.html", b"same")
+        gen.commit()
+    ahead = int(time.time()) + 5  # the previous version written late in a second to come
+    for name in ("feed.atom", "index.html"):
+        os.utime(out / name, (ahead + 0.9, ahead + 0.9))
+    unchanged = (out / "index.html").stat().st_mtime_ns
+    with Generation(out) as gen:
+        gen.write("feed.atom", b"two")
+        gen.write("index.html", b"same")
+        gen.commit()
+    assert (out / "feed.atom").read_bytes() == b"two"
+    assert int((out / "feed.atom").stat().st_mtime) == ahead + 1
+    assert (out / "index.html").stat().st_mtime_ns == unchanged  # kept as it was
